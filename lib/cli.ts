@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+/** The weightpress command line: quantize, decode, inspect, backends. */
+import { parseArgs } from 'node:util';
+
+import { decode, inspect } from './decode.js';
+import { ArgumentError, WeightpressError } from './errors.js';
+import { loadNative } from './load.js';
+import { METHODS, type MethodName } from './methods/registry.js';
+import { quantize } from './quantize.js';
+import { formatTable, toJson } from './report.js';
+import type { Progress, QuantizeOptions } from './validate.js';
+
+const HELP: Record<string, string> = {
+  main: `weightpress: quantize and compress safetensors checkpoints
+
+usage: weightpress <command> [options]
+
+commands:
+  quantize <input> -o <output>   quantize a checkpoint (file, shard index or directory)
+  decode <input> -o <output>     turn a weightpress file back into dense safetensors
+  inspect <file>                 print the scheme and metrics stored in a weightpress file
+  backends                       show the CPU/CUDA backends of this build
+
+Run 'weightpress <command> --help' for its options. --version prints the version.`,
+  quantize: `usage: weightpress quantize <input> -o <output> [options]
+
+  -o, --output FILE        output file (written to a temporary file, renamed into place at the end)
+  --method NAME            ${METHODS.map((m) => m.name).join(' | ')} (default kmeans-optimal)
+${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).join('\n')}
+  --bits N                 bits per code, 1-8 (default 4)
+  --granularity G          tensor | row | group (default row): one codebook per tensor, per output row, or per group
+  --group-size N           weights per group with --granularity group (default 128)
+  --include PATTERN        quantize tensors whose name matches (glob * ? or /regex/); repeatable.
+                           Without it: float tensors with >= 2 dims and >= 4096 elements
+  --exclude PATTERN        keep tensors whose name matches; repeatable
+  --min-elements N         size rule: quantize tensors with at least N elements (default 4096)
+  --seed N                 seed of kmeans' k-means++ (default 0)
+  --max-iter N             Lloyd iterations at most (default 1000)
+  --symmetric              uniform: levels symmetric about zero
+  --step mse|minmax        uniform: MSE-optimal step or min-max range (default mse)
+  --codebook-dtype D       f32 | f16 (default f32)
+  --threads N              CPU threads (default: all cores)
+  --device D               auto | cpu | cuda (default auto)
+  --json                   print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)
+  --quiet                  no progress bar and no table`,
+  decode: `usage: weightpress decode <input> -o <output> [options]
+
+  -o, --output FILE        dense safetensors output
+  --dtype D                f32 | f16 | bf16 | f64: dtype of float tensors (default: each tensor's original dtype)
+  --threads N              CPU threads (default: all cores)
+  --json                   print a JSON summary on stdout
+  --quiet                  no progress bar`,
+  inspect: `usage: weightpress inspect <file> [--json]
+
+  Prints every tensor's method, bits, granularity and stored metrics (MSE, SQNR, max error, bits per weight
+  including codebooks, bytes, seconds) and the totals. --json prints the same fields as 'quantize --json'.`,
+  backends: `usage: weightpress backends [--json]`,
+};
+
+class UsageError extends Error {}
+
+function int(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim())) throw new ArgumentError(`option --${name}: expected an integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function progressBar(enabled: boolean): ((p: Progress) => void) | undefined {
+  if (!enabled) return undefined;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 100 && p.index < p.count) return;
+    last = now;
+    const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.index / p.count;
+    const width = 30;
+    const fill = Math.round(frac * width);
+    const name = p.tensor.length > 40 ? '…' + p.tensor.slice(-39) : p.tensor;
+    process.stderr.write(`\r[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.index}/${p.count} ${name}`.padEnd(100));
+    if (p.index === p.count) process.stderr.write('\n');
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const cmd = argv[0];
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP.main + '\n');
+    return cmd ? 0 : 2;
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    process.stdout.write(loadNative().versions().weightpress + '\n');
+    return 0;
+  }
+  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, backends)`);
+  const rest = argv.slice(1);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(HELP[cmd] + '\n');
+    return 0;
+  }
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    if (cmd === 'quantize') {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: {
+          output: { type: 'string', short: 'o' }, method: { type: 'string' }, bits: { type: 'string' },
+          granularity: { type: 'string' }, 'group-size': { type: 'string' }, include: { type: 'string', multiple: true },
+          exclude: { type: 'string', multiple: true }, 'min-elements': { type: 'string' }, seed: { type: 'string' },
+          'max-iter': { type: 'string' }, symmetric: { type: 'boolean' }, step: { type: 'string' },
+          'codebook-dtype': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' },
+          json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
+      if (!values.output) throw new UsageError('quantize needs -o <output>');
+      const opts: QuantizeOptions = {
+        method: values.method as MethodName | undefined,
+        bits: int('bits', values.bits),
+        granularity: values.granularity as QuantizeOptions['granularity'],
+        groupSize: int('group-size', values['group-size']),
+        include: values.include,
+        exclude: values.exclude,
+        minElements: int('min-elements', values['min-elements']),
+        seed: int('seed', values.seed),
+        maxIter: int('max-iter', values['max-iter']),
+        symmetric: values.symmetric,
+        step: values.step as QuantizeOptions['step'],
+        codebookDtype: values['codebook-dtype']?.toUpperCase() as QuantizeOptions['codebookDtype'],
+        threads: int('threads', values.threads),
+        device: values.device as QuantizeOptions['device'],
+        signal: ac.signal,
+        onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
+      };
+      for (const k of Object.keys(opts) as (keyof QuantizeOptions)[]) if (opts[k] === undefined) delete opts[k];
+      const report = await quantize(positionals[0], values.output, opts);
+      if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');
+      else if (!values.quiet) process.stdout.write(formatTable(report) + `\nwrote ${report.output}\n`);
+      return 0;
+    }
+    if (cmd === 'decode') {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: {
+          output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
+          device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError('decode takes one input path (see --help)');
+      if (!values.output) throw new UsageError('decode needs -o <output>');
+      const r = await decode(positionals[0], values.output, {
+        ...(values.dtype ? { dtype: values.dtype.toUpperCase() as 'F32' } : {}),
+        ...(values.threads ? { threads: int('threads', values.threads) } : {}),
+        ...(values.device ? { device: values.device as 'auto' } : {}),
+        signal: ac.signal,
+        onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
+      });
+      if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+      else if (!values.quiet) process.stdout.write(`decoded ${r.tensors} tensors (${(r.bytesOut / 2 ** 20).toFixed(2)} MiB) in ${r.seconds.toFixed(2)} s to ${r.output}\n`);
+      return 0;
+    }
+    if (cmd === 'inspect') {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } });
+      if (positionals.length !== 1) throw new UsageError('inspect takes one file (see --help)');
+      const report = await inspect(positionals[0]);
+      process.stdout.write((values.json ? JSON.stringify(toJson(report)) : formatTable(report, 1000)) + '\n');
+      return 0;
+    }
+    // backends
+    const { values } = parseArgs({ args: rest, strict: true, options: { json: { type: 'boolean' } } });
+    const b = loadNative().backends();
+    if (values.json) process.stdout.write(JSON.stringify(b) + '\n');
+    else for (const x of b) process.stdout.write(`${x.name}: ${x.available ? 'available' : 'unavailable'}${x.device ? ` (${x.device})` : ''}${x.reason ? ` — ${x.reason}` : ''}\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof WeightpressError) {
+      process.stderr.write(`\nweightpress: ${e.describe()}\n`.replace(/^\n/, process.stderr.isTTY ? '\n' : ''));
+      process.exitCode = e.code === 'E_CANCELLED' ? 130 : e.code === 'E_ARGUMENT' ? 2 : 1;
+    } else if (e instanceof UsageError || (e as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+      process.stderr.write(`weightpress: ${(e as Error).message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`weightpress: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

@@ -1,0 +1,97 @@
+/**
+ * The weightpress file format (docs/FORMAT.md): a safetensors file whose `__metadata__["weightpress"]` holds
+ * the scheme of every tensor as JSON. Quantized tensors are stored as a codebook tensor and a packed-codes
+ * tensor; kept tensors are stored as they were.
+ */
+import { FormatError } from './errors.js';
+import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
+
+export const FORMAT_KEY = 'weightpress';
+export const FORMAT_VERSION = 1;
+
+export interface StoredMetrics {
+  mse: number;
+  sqnrDb: number | null;
+  maxAbsErr: number;
+  bitsPerWeight: number;
+  bytesIn: number;
+  bytesOut: number;
+  seconds: number;
+}
+
+export interface QuantizedScheme {
+  method: string;
+  bits: number;
+  granularity: 'tensor' | 'row' | 'group';
+  groupSize?: number;
+  /** Consecutive elements (row-major) that share one codebook row. */
+  sliceSize: number;
+  /** Number of codebook rows: ceil(numel / sliceSize). */
+  slices: number;
+  /** Original dtype and shape. */
+  dtype: string;
+  shape: number[];
+  /** Names of the stored tensors. */
+  codes: string;
+  codebook: string;
+  codebookDtype: 'F32' | 'F16';
+  /** Method parameters that shaped the result (seed, symmetric, step ...). */
+  params?: Record<string, unknown>;
+  metrics: StoredMetrics;
+}
+
+export interface KeptScheme {
+  method: 'keep';
+  dtype: string;
+  shape: number[];
+  metrics: StoredMetrics;
+}
+
+export type TensorScheme = QuantizedScheme | KeptScheme;
+
+export interface FileScheme {
+  format: 'weightpress';
+  version: number;
+  tensors: Record<string, TensorScheme>;
+}
+
+export function codesName(tensor: string): string {
+  return `${tensor}.__wp_codes`;
+}
+export function codebookName(tensor: string): string {
+  return `${tensor}.__wp_codebook`;
+}
+
+export function isQuantized(s: TensorScheme): s is QuantizedScheme {
+  return s.method !== 'keep';
+}
+
+/** Reads and checks the scheme of a weightpress file; a FormatError names the file and the tensor. */
+export function parseScheme(metadata: Record<string, string>, file: string): FileScheme {
+  const raw = metadata[FORMAT_KEY];
+  if (raw === undefined) throw new FormatError(`not a weightpress file: __metadata__ has no "${FORMAT_KEY}" entry`, { file });
+  let s: FileScheme;
+  try {
+    s = JSON.parse(raw);
+  } catch (e) {
+    throw new FormatError(`weightpress scheme is not valid JSON: ${(e as Error).message}`, { file });
+  }
+  if (!s || s.format !== 'weightpress' || typeof s.tensors !== 'object' || s.tensors === null)
+    throw new FormatError('weightpress scheme lacks format/tensors', { file });
+  if (s.version !== FORMAT_VERSION) throw new FormatError(`weightpress format version ${s.version} is not supported (this reader knows ${FORMAT_VERSION})`, { file });
+  for (const [name, t] of Object.entries(s.tensors)) {
+    const bad = (p: string) => new FormatError(`scheme: ${p}`, { file, tensor: name });
+    if (!t || typeof t !== 'object') throw bad('entry is not an object');
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad('shape must be an array of non-negative integers');
+    if (typeof t.dtype !== 'string' || DTYPE_SIZE[t.dtype] === undefined) throw bad(`unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!isQuantized(t)) continue;
+    if (!isFloatDtype(t.dtype)) throw bad(`quantized tensor has non-float dtype ${t.dtype}`);
+    if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 8) throw bad(`bits must be 1-8, got ${t.bits}`);
+    if (!Number.isInteger(t.sliceSize) || t.sliceSize < 1) throw bad('sliceSize must be a positive integer');
+    const n = numel(t.shape);
+    if (t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
+    if (t.codebookDtype !== 'F32' && t.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
+    if (typeof t.codes !== 'string' || typeof t.codebook !== 'string') throw bad('codes and codebook must name tensors');
+  }
+  return s;
+}

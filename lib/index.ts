@@ -1,0 +1,68 @@
+/**
+ * weightpress: quantize and compress neural-network checkpoints (safetensors) with exact solvers.
+ *
+ *   import { quantize, decode, inspect } from 'weightpress';
+ *   const report = await quantize('model.safetensors', 'model.wp.safetensors', { method: 'kmeans-optimal', bits: 4 });
+ */
+import { fromNative } from './errors.js';
+import { loadNative } from './load.js';
+import type { NativeBackend, NativeSolverParams } from './native.js';
+import { findMethod } from './methods/registry.js';
+import { ArgumentError } from './errors.js';
+
+export { quantize } from './quantize.js';
+export { decode, inspect, type DecodeResult } from './decode.js';
+export { Checkpoint, type TensorRef } from './checkpoint.js';
+export {
+  WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, type ErrorCode,
+} from './errors.js';
+export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
+export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device } from './validate.js';
+export type { Report, TensorReport, TotalReport } from './report.js';
+export { toJson as reportToJson, formatTable } from './report.js';
+export type { FileScheme, TensorScheme, QuantizedScheme, KeptScheme, StoredMetrics } from './format.js';
+
+export interface SolveOptions extends NativeSolverParams {
+  /** Importance weight of each value (default 1). */
+  weights?: Float64Array;
+}
+
+function solverOf(method: string): string {
+  const m = findMethod(method);
+  if (!m) throw new ArgumentError(`option method: unknown method ${JSON.stringify(method)}`);
+  return m.solver;
+}
+
+/**
+ * Solves one weighted 1-D quantization problem: the levels (ascending) a method picks for `values`. Runs off
+ * the event loop.
+ */
+export async function solve(method: string, values: Float64Array, options: SolveOptions = {}): Promise<Float64Array> {
+  const { weights, ...params } = options;
+  const at = new Error();
+  try {
+    return await loadNative().solve(solverOf(method), values, weights ?? null, params);
+  } catch (e) {
+    throw fromNative(e, {}, at);
+  }
+}
+
+/** solve() on the calling thread, for small inputs. */
+export function solveSync(method: string, values: Float64Array, options: SolveOptions = {}): Float64Array {
+  const { weights, ...params } = options;
+  try {
+    return loadNative().solveSync(solverOf(method), values, weights ?? null, params);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** Which backends this binary has and which answer here. Never throws for a missing GPU. */
+export function backends(): NativeBackend[] {
+  return loadNative().backends();
+}
+
+export function versions(): { weightpress: string; napi: number; cudaCompiled: boolean; node: string } {
+  const v = loadNative().versions();
+  return { weightpress: v.weightpress, napi: v.napi, cudaCompiled: v.cudaCompiled, node: process.version };
+}

@@ -1,0 +1,96 @@
+/** The shape of what the native addon exports (native/addon/*.cpp). Loaded by load.ts. */
+
+export interface NativeTensorEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface NativeFile {
+  handle: unknown;
+  path: string;
+  size: number;
+  dataOffset: number;
+  writableViews: boolean;
+  tensors: NativeTensorEntry[];
+  metadata: Record<string, string>;
+}
+
+export interface NativeQuantizeStats {
+  n: number;
+  slices: number;
+  sse: number;
+  signal: number;
+  maxAbsErr: number;
+  levelsUsed: number;
+}
+
+export interface NativeSolverParams {
+  k?: number;
+  seed?: number;
+  maxIter?: number;
+  symmetric?: boolean;
+  step?: 'mse' | 'minmax';
+}
+
+export interface NativeQuantizeParams extends NativeSolverParams {
+  method: string;
+  bits: number;
+  granularity: 'tensor' | 'row' | 'group';
+  sliceSize: number;
+  codebookDtype: 'F32' | 'F16';
+  threads?: number;
+}
+
+export interface NativeBackend {
+  name: 'cpu' | 'cuda';
+  available: boolean;
+  compiled?: boolean;
+  threads?: number;
+  devices?: number;
+  device?: string;
+  computeCapability?: string;
+  memory?: number;
+  runtimeVersion?: number;
+  driverVersion?: number;
+  reason?: string;
+}
+
+export interface NativeAddon {
+  versions(): { weightpress: string; napi: number; cudaCompiled: boolean; compiler: string };
+  backends(): NativeBackend[];
+  methods(): string;
+
+  open(path: string): Promise<NativeFile>;
+  openSync(path: string): NativeFile;
+  view(handle: unknown, index: number): ArrayBuffer;
+  close(handle: unknown): void;
+  advise(handle: unknown, index: number, what: 'willneed' | 'dontneed'): void;
+
+  writerOpen(path: string, reserveHeaderBytes: number): unknown;
+  writerAdd(writer: unknown, name: string, dtype: string, shape: number[], data: ArrayBufferView): Promise<void>;
+  writerFinish(writer: unknown, metadata: Record<string, string>): Promise<void>;
+  writerAbort(writer: unknown): void;
+
+  quantize(
+    tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null },
+    params: NativeQuantizeParams,
+    codes: Uint8Array,
+    codebook: Uint8Array,
+    cancel?: Int32Array | null,
+  ): Promise<NativeQuantizeStats>;
+  dequantize(
+    source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; name?: string },
+    outDtype: string,
+    out: Uint8Array,
+    threads?: number,
+    cancel?: Int32Array | null,
+  ): Promise<void>;
+  convert(src: Uint8Array, from: string, to: string, dst: Uint8Array, name?: string): Promise<void>;
+  solve(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Promise<Float64Array>;
+  solveSync(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Float64Array;
+
+  cudaHistogram16?(raw: Uint16Array): BigUint64Array;
+}

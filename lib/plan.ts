@@ -1,0 +1,55 @@
+/** The plan: which tensors are quantized (and how they are sliced), which are kept as they are. */
+import type { TensorRef } from './checkpoint.js';
+import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
+import { codebookName, codesName } from './format.js';
+import { FormatError } from './errors.js';
+import { compilePattern, type ResolvedQuantizeOptions } from './validate.js';
+
+export interface QuantizeStep {
+  kind: 'quantize';
+  tensor: TensorRef;
+  sliceSize: number;
+  slices: number;
+  levels: number;
+  codebookBytes: number;
+  codesBytes: number;
+}
+export interface KeepStep {
+  kind: 'keep';
+  tensor: TensorRef;
+}
+export type Step = QuantizeStep | KeepStep;
+
+/** Bytes of the packed codes of n codes of `bits` bits. */
+export function codeBytes(n: number, bits: number): number {
+  return Math.ceil((n * bits) / 8);
+}
+
+export function sliceSizeOf(t: TensorRef, o: Pick<ResolvedQuantizeOptions, 'granularity' | 'groupSize'>): number {
+  if (o.granularity === 'tensor') return Math.max(1, t.numel);
+  if (o.granularity === 'group') return o.groupSize;
+  const rows = t.shape.length ? t.shape[0] : 1;
+  return Math.max(1, rows ? t.numel / rows : 1);
+}
+
+export function makePlan(tensors: TensorRef[], o: ResolvedQuantizeOptions, file: string): Step[] {
+  const inc = o.include.map((p) => compilePattern('include', p));
+  const exc = o.exclude.map((p) => compilePattern('exclude', p));
+  const names = new Set(tensors.map((t) => t.name));
+  return tensors.map((t): Step => {
+    const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
+    const excluded = exc.some((r) => r.test(t.name));
+    if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { kind: 'keep', tensor: t };
+    for (const n of [codesName(t.name), codebookName(t.name)])
+      if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
+    const sliceSize = sliceSizeOf(t, o);
+    const slices = Math.ceil(t.numel / sliceSize);
+    const levels = 2 ** o.bits;
+    const codebookBytes = slices * levels * DTYPE_SIZE[o.codebookDtype];
+    // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
+    // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
+    const used = codeBytes(t.numel, o.bits);
+    const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
+    return { kind: 'quantize', tensor: t, sliceSize, slices, levels, codebookBytes, codesBytes };
+  });
+}

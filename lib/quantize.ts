@@ -1,0 +1,155 @@
+/** quantize(): checkpoint in, weightpress safetensors out, streamed tensor by tensor. */
+import { resolve } from 'node:path';
+
+import { Checkpoint } from './checkpoint.js';
+import { DTYPE_SIZE } from './dtype.js';
+import { fromNative } from './errors.js';
+import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
+import { Cancel, OutputFile, reportProgress } from './job.js';
+import { loadNative } from './load.js';
+import { findMethod } from './methods/registry.js';
+import { makePlan, type QuantizeStep, type Step } from './plan.js';
+import { sqnrDb, totals, type Report, type TensorReport } from './report.js';
+import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
+
+/**
+ * Quantizes every selected tensor of `input` (a .safetensors file, a shard index, or a directory) and writes
+ * `output`, a valid safetensors file with codes, codebooks, kept tensors and the scheme in its metadata.
+ * Nothing is written at `output` unless the whole job succeeds.
+ */
+export async function quantize(input: string, output: string, options: QuantizeOptions = {}): Promise<Report> {
+  const o = resolveQuantizeOptions(options);
+  const cancel = new Cancel(o.signal);
+  const started = performance.now();
+  const ckpt = await Checkpoint.open(input);
+  let out: OutputFile | undefined;
+  try {
+    cancel.check(ckpt.path);
+    const plan = makePlan(ckpt.tensors(), o, ckpt.path);
+    out = new OutputFile(resolve(output), reserveFor(plan, ckpt.metadata));
+    const scheme: FileScheme = { format: 'weightpress', version: FORMAT_VERSION, tensors: {} };
+    const reports: TensorReport[] = [];
+    const bytesTotal = plan.reduce((a, s) => a + s.tensor.byteLength, 0);
+    let bytesDone = 0;
+    let index = 0;
+    // Quantized tensors first (each codebook + codes pair ends 8-byte aligned), then kept tensors by
+    // descending element size, so that every tensor's data is aligned for its dtype.
+    const ordered = [
+      ...plan.filter((s) => s.kind === 'quantize'),
+      ...plan.filter((s) => s.kind === 'keep').sort((a, b) => DTYPE_SIZE[b.tensor.dtype] - DTYPE_SIZE[a.tensor.dtype]),
+    ];
+    for (const step of ordered) {
+      cancel.check(ckpt.path);
+      const t0 = performance.now();
+      const r = step.kind === 'quantize' ? await quantizeOne(ckpt, out, step, o, cancel) : await keepOne(ckpt, out, step);
+      r.metrics.seconds = (performance.now() - t0) / 1000;
+      scheme.tensors[step.tensor.name] = r.scheme;
+      reports.push(r.report(r.metrics));
+      bytesDone += step.tensor.byteLength;
+      reportProgress(o.onProgress, {
+        phase: step.kind === 'quantize' ? 'quantize' : 'copy', tensor: step.tensor.name, index: ++index, count: plan.length, bytesDone, bytesTotal,
+      });
+    }
+    cancel.check(ckpt.path);
+    const metadata: Record<string, string> = { ...ckpt.metadata };
+    // Keep the original order of tensors in the report and scheme.
+    const order = new Map(plan.map((s, i) => [s.tensor.name, i]));
+    reports.sort((a, b) => order.get(a.name)! - order.get(b.name)!);
+    const sorted: Record<string, TensorScheme> = {};
+    for (const s of plan) sorted[s.tensor.name] = scheme.tensors[s.tensor.name];
+    scheme.tensors = sorted;
+    metadata[FORMAT_KEY] = JSON.stringify(scheme);
+    await out.finish(metadata);
+    return { input: ckpt.path, output: out.path, tensors: reports, total: totals(reports, (performance.now() - started) / 1000) };
+  } catch (e) {
+    out?.abort();
+    throw e;
+  } finally {
+    cancel.dispose();
+    ckpt.close();
+  }
+}
+
+interface StepResult {
+  scheme: TensorScheme;
+  metrics: StoredMetrics;
+  report: (m: StoredMetrics) => TensorReport;
+}
+
+async function quantizeOne(ckpt: Checkpoint, out: OutputFile, step: QuantizeStep, o: ResolvedQuantizeOptions, cancel: Cancel): Promise<StepResult> {
+  const native = loadNative();
+  const t = step.tensor;
+  ckpt.advise(t.name, 'willneed');
+  const data = ckpt.bytes(t.name);
+  const codes = new Uint8Array(step.codesBytes);
+  const codebook = new Uint8Array(step.codebookBytes);
+  const method = findMethod(o.method)!;
+  const at = new Error();
+  let stats;
+  try {
+    stats = await native.quantize(
+      { data, dtype: t.dtype, numel: t.numel, name: t.name },
+      {
+        method: method.solver, bits: o.bits, granularity: o.granularity, sliceSize: step.sliceSize, codebookDtype: o.codebookDtype,
+        seed: o.seed, maxIter: o.maxIter, symmetric: o.symmetric, step: o.step, threads: o.threads,
+      },
+      codes,
+      codebook,
+      cancel.flag,
+    );
+  } catch (e) {
+    throw fromNative(e, { file: t.file, tensor: t.name }, at);
+  }
+  const cbName = codebookName(t.name);
+  const cName = codesName(t.name);
+  await out.add(cbName, o.codebookDtype, [step.slices, step.levels], codebook);
+  await out.add(cName, 'U8', [step.codesBytes], codes);
+  ckpt.advise(t.name, 'dontneed');
+  const bytesOut = step.codesBytes + step.codebookBytes;
+  const metrics: StoredMetrics = {
+    mse: stats.n ? stats.sse / stats.n : 0,
+    sqnrDb: sqnrDb(stats.signal, stats.sse),
+    maxAbsErr: stats.maxAbsErr,
+    bitsPerWeight: (bytesOut * 8) / t.numel,
+    bytesIn: t.byteLength,
+    bytesOut,
+    seconds: 0,
+  };
+  const params: Record<string, unknown> = {};
+  if (method.seeded) Object.assign(params, { seed: o.seed, maxIter: o.maxIter });
+  if (o.method === 'uniform') Object.assign(params, { symmetric: o.symmetric, step: o.step });
+  const scheme: TensorScheme = {
+    method: o.method, bits: o.bits, granularity: o.granularity,
+    ...(o.granularity === 'group' ? { groupSize: o.groupSize } : {}),
+    sliceSize: step.sliceSize, slices: step.slices, dtype: t.dtype, shape: t.shape,
+    codes: cName, codebook: cbName, codebookDtype: o.codebookDtype, params, metrics,
+  };
+  return {
+    scheme, metrics,
+    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: o.granularity, numel: t.numel, ...m }),
+  };
+}
+
+async function keepOne(ckpt: Checkpoint, out: OutputFile, step: Step): Promise<StepResult> {
+  const t = step.tensor;
+  await out.add(t.name, t.dtype, t.shape, ckpt.bytes(t.name));
+  ckpt.advise(t.name, 'dontneed');
+  const metrics: StoredMetrics = {
+    mse: 0, sqnrDb: null, maxAbsErr: 0, bitsPerWeight: DTYPE_SIZE[t.dtype] * 8, bytesIn: t.byteLength, bytesOut: t.byteLength, seconds: 0,
+  };
+  return {
+    scheme: { method: 'keep', dtype: t.dtype, shape: t.shape, metrics },
+    metrics,
+    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: 'keep', bits: DTYPE_SIZE[t.dtype] * 8, granularity: null, numel: t.numel, ...m }),
+  };
+}
+
+/** Room for the header: tensor entries, the scheme and metrics per tensor, and the input's metadata. */
+function reserveFor(plan: Step[], metadata: Record<string, string>): number {
+  let bytes = 4096 + JSON.stringify(metadata).length * 1.2;
+  for (const s of plan) {
+    const entry = 160 + s.tensor.name.length * 2 + s.tensor.shape.length * 21;
+    bytes += s.kind === 'quantize' ? 3 * entry + 900 : 2 * entry + 400;
+  }
+  return Math.ceil(bytes / 8) * 8;
+}

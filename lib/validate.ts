@@ -1,0 +1,195 @@
+/**
+ * Option checks shared by the API and the CLI: one message shape, unknown keys rejected, defaults in one
+ * place. Every failure is an ArgumentError naming the option.
+ */
+import { ArgumentError } from './errors.js';
+import { METHODS, findMethod, type MethodName } from './methods/registry.js';
+
+export type Granularity = 'tensor' | 'row' | 'group';
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface Progress {
+  phase: 'quantize' | 'decode' | 'copy';
+  /** The tensor being worked on. */
+  tensor: string;
+  /** Tensors done so far, and in all. */
+  index: number;
+  count: number;
+  /** Input bytes done so far, and in all. */
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface CommonOptions {
+  /** CPU threads for native work (0 = all cores). */
+  threads?: number;
+  /** Abort the job; the output file is then not written. */
+  signal?: AbortSignal;
+  /** Called after each tensor. */
+  onProgress?: (p: Progress) => void;
+  /** Where numeric work runs. 'auto' uses CUDA when a driver and device answer (CPU otherwise). */
+  device?: Device;
+}
+
+export interface QuantizeOptions extends CommonOptions {
+  method?: MethodName;
+  /** Bits per code, 1-8: 2^bits levels per slice. */
+  bits?: number;
+  /** One codebook per tensor, per row (output channel, the first dimension) or per group of groupSize weights. */
+  granularity?: Granularity;
+  groupSize?: number;
+  /** Name patterns (glob with * and ?, or /regex/) of tensors to quantize; overrides the default size rule. */
+  include?: string[];
+  /** Name patterns of tensors to keep as they are. */
+  exclude?: string[];
+  /** Default rule: quantize float tensors with at least this many dimensions and elements. */
+  minDims?: number;
+  minElements?: number;
+  /** Seed of the seeded methods (kmeans). */
+  seed?: number;
+  /** Lloyd iterations at most (kmeans). */
+  maxIter?: number;
+  /** uniform: levels symmetric about zero. */
+  symmetric?: boolean;
+  /** uniform: 'minmax' spans the range, 'mse' searches the step with the least squared error. */
+  step?: 'mse' | 'minmax';
+  /** Dtype of the stored codebooks. */
+  codebookDtype?: 'F32' | 'F16';
+}
+
+export type ResolvedQuantizeOptions = Required<Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude'>> & {
+  include: string[];
+  exclude: string[];
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+};
+
+export interface DecodeOptions extends CommonOptions {
+  /** Dtype of the dense output's float tensors; default: each tensor's original dtype. */
+  dtype?: 'F32' | 'F16' | 'BF16' | 'F64' | 'f32' | 'f16' | 'bf16' | 'f64';
+}
+
+export const QUANTIZE_DEFAULTS = {
+  method: 'kmeans-optimal' as MethodName,
+  bits: 4,
+  granularity: 'row' as Granularity,
+  groupSize: 128,
+  minDims: 2,
+  minElements: 4096,
+  seed: 0,
+  maxIter: 1000,
+  symmetric: false,
+  step: 'mse' as const,
+  codebookDtype: 'F32' as const,
+  threads: 0,
+  device: 'auto' as Device,
+};
+
+function fail(option: string, problem: string): never {
+  throw new ArgumentError(`option ${option}: ${problem}`);
+}
+
+function checkKeys(o: object, allowed: readonly string[], what: string): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) fail(k, `unknown ${what} option (known: ${allowed.join(', ')})`);
+  }
+}
+
+export function intIn(option: string, v: unknown, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) fail(option, `must be an integer from ${lo} to ${hi}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function oneOf<T extends string>(option: string, v: unknown, values: readonly T[]): T {
+  if (typeof v !== 'string' || !values.includes(v as T)) fail(option, `must be one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+function patterns(option: string, v: unknown): string[] {
+  if (v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.some((p) => typeof p !== 'string')) fail(option, 'must be a string or an array of strings');
+  for (const p of list as string[]) compilePattern(option, p);
+  return list as string[];
+}
+
+/** A glob (* any run, ? one character) or a /regex/ as a RegExp matching the whole name. */
+export function compilePattern(option: string, p: string): RegExp {
+  if (p.length > 1 && p.startsWith('/') && p.lastIndexOf('/') > 0) {
+    const end = p.lastIndexOf('/');
+    try {
+      return new RegExp(p.slice(1, end), p.slice(end + 1));
+    } catch (e) {
+      fail(option, `bad regular expression ${p}: ${(e as Error).message}`);
+    }
+  }
+  const re = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`);
+}
+
+function signalOf(v: unknown): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || typeof (v as AbortSignal).aborted !== 'boolean') fail('signal', 'must be an AbortSignal');
+  return v as AbortSignal;
+}
+
+function progressOf(v: unknown): ((p: Progress) => void) | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') fail('onProgress', 'must be a function');
+  return v as (p: Progress) => void;
+}
+
+const QUANTIZE_KEYS = [...Object.keys(QUANTIZE_DEFAULTS), 'include', 'exclude', 'signal', 'onProgress'] as const;
+
+export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantizeOptions {
+  if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
+  checkKeys(o, QUANTIZE_KEYS, 'quantize');
+  const d = QUANTIZE_DEFAULTS;
+  const method = o.method ?? d.method;
+  if (!findMethod(method)) fail('method', `unknown method ${JSON.stringify(method)} (known: ${METHODS.map((m) => m.name).join(', ')})`);
+  return {
+    method,
+    bits: intIn('bits', o.bits ?? d.bits, 1, 8),
+    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group'] as const),
+    groupSize: intIn('groupSize', o.groupSize ?? d.groupSize, 1, 2 ** 40),
+    include: patterns('include', o.include),
+    exclude: patterns('exclude', o.exclude),
+    minDims: intIn('minDims', o.minDims ?? d.minDims, 0, 64),
+    minElements: intIn('minElements', o.minElements ?? d.minElements, 0, Number.MAX_SAFE_INTEGER),
+    seed: intIn('seed', o.seed ?? d.seed, 0, Number.MAX_SAFE_INTEGER),
+    maxIter: intIn('maxIter', o.maxIter ?? d.maxIter, 1, 1e7),
+    symmetric: boolOf('symmetric', o.symmetric ?? d.symmetric),
+    step: oneOf('step', o.step ?? d.step, ['mse', 'minmax'] as const),
+    codebookDtype: oneOf('codebookDtype', o.codebookDtype ?? d.codebookDtype, ['F32', 'F16'] as const),
+    threads: intIn('threads', o.threads ?? d.threads, 0, 1024),
+    device: oneOf('device', o.device ?? d.device, ['auto', 'cpu', 'cuda'] as const),
+    signal: signalOf(o.signal),
+    onProgress: progressOf(o.onProgress),
+  };
+}
+
+function boolOf(option: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(option, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export interface ResolvedDecodeOptions {
+  dtype?: 'F32' | 'F16' | 'BF16' | 'F64';
+  threads: number;
+  device: Device;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
+  if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
+  checkKeys(o, ['dtype', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
+  return {
+    dtype,
+    threads: intIn('threads', o.threads ?? 0, 0, 1024),
+    device: oneOf('device', o.device ?? 'auto', ['auto', 'cpu', 'cuda'] as const),
+    signal: signalOf(o.signal),
+    onProgress: progressOf(o.onProgress),
+  };
+}

@@ -1,0 +1,77 @@
+#include "common.h"
+
+namespace wpa {
+
+Napi::Error to_js_error(Napi::Env env, const wp::Error& e) {
+  Napi::Error err = Napi::Error::New(env, e.what());
+  Napi::Object o = err.Value();
+  o.Set("code", Napi::String::New(env, wp::code_name(e.code())));
+  if (!e.tensor().empty()) o.Set("tensor", Napi::String::New(env, e.tensor()));
+  if (!e.file().empty()) o.Set("file", Napi::String::New(env, e.file()));
+  o.Set("weightpress", Napi::Boolean::New(env, true));
+  return err;
+}
+
+void throw_arg(Napi::Env env, const std::string& msg) {
+  throw to_js_error(env, wp::Error(wp::Code::Argument, msg));
+}
+
+Bytes bytes_of(const Napi::Value& v, const char* what) {
+  Napi::Env env = v.Env();
+  if (!v.IsTypedArray()) throw_arg(env, std::string(what) + " must be a TypedArray");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  Bytes b;
+  b.data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+  b.size = ta.ByteLength();
+  return b;
+}
+
+std::string str_of(const Napi::Object& o, const char* key, const std::string& def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsString()) throw_arg(o.Env(), std::string(key) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double num_of(const Napi::Object& o, const char* key, double def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsNumber()) throw_arg(o.Env(), std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool bool_of(const Napi::Object& o, const char* key, bool def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsBoolean()) throw_arg(o.Env(), std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+wp::Dtype dtype_of(Napi::Env env, const std::string& s) {
+  wp::Dtype d = wp::dtype_from_name(s);
+  if (d == wp::Dtype::Unknown) throw to_js_error(env, wp::Error(wp::Code::Dtype, "unknown dtype \"" + s + "\""));
+  return d;
+}
+
+const int32_t* cancel_of(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_arg(v.Env(), "cancel flag must be an Int32Array");
+  Bytes b = bytes_of(v, "cancel flag");
+  if (b.size < 4) throw_arg(v.Env(), "cancel flag must have at least one element");
+  return reinterpret_cast<const int32_t*>(b.data);
+}
+
+}  // namespace wpa
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  wpa::init_io(env, exports);
+  wpa::init_quant(env, exports);
+  wpa::init_backends(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(weightpress, Init)

@@ -1,0 +1,88 @@
+// Shared pieces of the thin N-API layer: argument readers with one message shape, error conversion, and a
+// Promise-resolving AsyncWorker base whose Execute() never touches N-API.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/context.h"
+#include "../core/dtype.h"
+#include "../core/error.h"
+
+namespace wpa {
+
+// Throws a JS Error carrying {code, tensor, file, weightpress: true}; lib/errors.ts turns it into a
+// WeightpressError subclass.
+Napi::Error to_js_error(Napi::Env env, const wp::Error& e);
+[[noreturn]] void throw_arg(Napi::Env env, const std::string& msg);
+
+struct Bytes {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+};
+// A Uint8Array (or any TypedArray / Buffer) as raw bytes, without copying.
+Bytes bytes_of(const Napi::Value& v, const char* what);
+std::string str_of(const Napi::Object& o, const char* key, const std::string& def = "");
+double num_of(const Napi::Object& o, const char* key, double def);
+bool bool_of(const Napi::Object& o, const char* key, bool def);
+wp::Dtype dtype_of(Napi::Env env, const std::string& s);
+// The cancel flag: an Int32Array of length >= 1 (its element 0), or null/undefined.
+const int32_t* cancel_of(const Napi::Value& v);
+
+// An AsyncWorker that resolves a Promise. Subclasses implement Run() (worker thread, no N-API) and
+// Result() (main thread). Values passed in are kept alive until the work is done.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Queue() {
+    Napi::AsyncWorker::Queue();
+    return deferred_.Promise();
+  }
+  void Keep(const Napi::Value& v) {
+    if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+
+ private:
+  void Execute() override {
+    try {
+      Run();
+    } catch (const wp::Error& e) {
+      err_ = std::make_unique<wp::Error>(e);
+    } catch (const std::bad_alloc&) {
+      err_ = std::make_unique<wp::Error>(wp::Code::Internal, "out of memory");
+    } catch (const std::exception& e) {
+      err_ = std::make_unique<wp::Error>(wp::Code::Internal, e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (err_) {
+      deferred_.Reject(to_js_error(env, *err_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(Result(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> keep_;
+  std::unique_ptr<wp::Error> err_;
+};
+
+void init_io(Napi::Env env, Napi::Object exports);
+void init_quant(Napi::Env env, Napi::Object exports);
+void init_backends(Napi::Env env, Napi::Object exports);
+
+}  // namespace wpa

@@ -1,0 +1,313 @@
+// N-API face of the scalar pipeline: quantize / dequantize a tensor, and solve a 1-D problem directly.
+#include <cmath>
+
+#include "../core/pack.h"
+#include "../core/quantize.h"
+#include "../core/summarize.h"
+#include "common.h"
+
+namespace wpa {
+
+namespace {
+
+wp::Granularity granularity_of(Napi::Env env, const std::string& g) {
+  if (g == "tensor") return wp::Granularity::Tensor;
+  if (g == "row") return wp::Granularity::Row;
+  if (g == "group") return wp::Granularity::Group;
+  throw_arg(env, "granularity must be tensor, row or group, got '" + g + "'");
+}
+
+wp::SolverParams solver_params_of(const Napi::Object& o) {
+  wp::SolverParams sp;
+  sp.seed = (uint64_t)num_of(o, "seed", 0);
+  sp.max_iter = (int)num_of(o, "maxIter", 1000);
+  sp.symmetric = bool_of(o, "symmetric", false);
+  std::string step = str_of(o, "step", "mse");
+  if (step == "mse") sp.step = wp::UniformStep::Mse;
+  else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
+  else throw_arg(o.Env(), "step must be mse or minmax, got '" + step + "'");
+  return sp;
+}
+
+Napi::Object stats_to_js(Napi::Env env, const wp::QuantizeStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("n", Napi::Number::New(env, (double)s.n));
+  o.Set("slices", Napi::Number::New(env, (double)s.slices));
+  o.Set("sse", Napi::Number::New(env, s.sse));
+  o.Set("signal", Napi::Number::New(env, s.signal));
+  o.Set("maxAbsErr", Napi::Number::New(env, s.max_abs_err));
+  o.Set("levelsUsed", Napi::Number::New(env, s.levels_used));
+  return o;
+}
+
+class QuantizeWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  wp::TensorIn in;
+  wp::QuantizeParams params;
+  wp::QuantizeOut out;
+  wp::Context ctx;
+  std::string tensor;
+  wp::QuantizeStats stats;
+  void Run() override {
+    try {
+      wp::quantize_tensor(in, params, out, ctx, &stats);
+    } catch (wp::Error& e) {
+      e.with_tensor(tensor);
+      throw;
+    }
+  }
+  Napi::Value Result(Napi::Env env) override { return stats_to_js(env, stats); }
+};
+
+// quantize({data, dtype, numel, importance?, name?}, {method, bits, granularity, sliceSize, codebookDtype,
+//           seed, maxIter, symmetric, step, threads}, codes: Uint8Array, codebook: TypedArray, cancel?)
+//   -> Promise<stats>
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsObject()) throw_arg(env, "quantize(tensor, params, codes, codebook, cancel?)");
+  Napi::Object t = info[0].As<Napi::Object>(), p = info[1].As<Napi::Object>();
+  auto* w = new QuantizeWorker(env);
+  std::unique_ptr<QuantizeWorker> guard(w);
+  Bytes data = bytes_of(t.Get("data"), "tensor data");
+  w->in.data = data.data;
+  w->in.dtype = dtype_of(env, str_of(t, "dtype"));
+  w->in.numel = (uint64_t)num_of(t, "numel", 0);
+  w->tensor = str_of(t, "name", "");
+  size_t esz = wp::dtype_size(w->in.dtype);
+  if (esz == 0 || data.size != w->in.numel * esz) throw_arg(env, "tensor data size does not match numel x dtype size");
+  Napi::Value imp = t.Get("importance");
+  if (!imp.IsUndefined() && !imp.IsNull()) {
+    if (!imp.IsTypedArray() || imp.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw_arg(env, "importance must be a Float32Array");
+    Bytes ib = bytes_of(imp, "importance");
+    if (ib.size != w->in.numel * 4) throw_arg(env, "importance must have one value per element");
+    w->in.importance = reinterpret_cast<const float*>(ib.data);
+    w->Keep(imp);
+  }
+  w->params.method = str_of(p, "method", "kmeans-optimal");
+  double bits = num_of(p, "bits", 4);
+  if (!(bits >= 1 && bits <= 8) || bits != std::floor(bits)) throw_arg(env, "bits must be an integer from 1 to 8");
+  w->params.bits = (int)bits;
+  w->params.granularity = granularity_of(env, str_of(p, "granularity", "tensor"));
+  w->params.slice_size = (uint64_t)num_of(p, "sliceSize", (double)w->in.numel);
+  if (w->params.slice_size == 0) w->params.slice_size = 1;
+  w->params.codebook_dtype = dtype_of(env, str_of(p, "codebookDtype", "F32"));
+  w->params.solver = solver_params_of(p);
+  w->ctx.threads = (int)num_of(p, "threads", 0);
+  w->ctx.cancel = cancel_of(info[4]);
+  Bytes codes = bytes_of(info[2], "codes");
+  Bytes cb = bytes_of(info[3], "codebook");
+  const uint64_t ns = wp::slice_count(w->in.numel, w->params.slice_size);
+  if (codes.size < (w->in.numel * w->params.bits + 7) / 8) throw_arg(env, "codes buffer is too small");
+  if (cb.size != ns * ((size_t)1 << w->params.bits) * wp::dtype_size(w->params.codebook_dtype))
+    throw_arg(env, "codebook buffer has the wrong size");
+  w->out.codes = codes.data;
+  w->out.codes_bytes = codes.size;
+  w->out.codebook = cb.data;
+  w->Keep(t.Get("data"));
+  w->Keep(info[2]);
+  w->Keep(info[3]);
+  w->Keep(info[4]);
+  guard.release();
+  return w->Queue();
+}
+
+class DequantizeWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  wp::DequantizeIn in;
+  wp::Dtype out_dtype = wp::Dtype::F32;
+  void* out = nullptr;
+  wp::Context ctx;
+  std::string tensor;
+  void Run() override {
+    try {
+      wp::dequantize_tensor(in, out_dtype, out, ctx);
+    } catch (wp::Error& e) {
+      e.with_tensor(tensor);
+      throw;
+    }
+  }
+};
+
+// dequantize({codes, codebook, codebookDtype, numel, bits, sliceSize, name?}, outDtype, out: TypedArray,
+//            threads?, cancel?) -> Promise<void>
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw_arg(env, "dequantize(source, outDtype, out, threads?, cancel?)");
+  Napi::Object s = info[0].As<Napi::Object>();
+  auto* w = new DequantizeWorker(env);
+  std::unique_ptr<DequantizeWorker> guard(w);
+  Bytes codes = bytes_of(s.Get("codes"), "codes");
+  Bytes cb = bytes_of(s.Get("codebook"), "codebook");
+  w->in.codes = codes.data;
+  w->in.codebook = cb.data;
+  w->in.codebook_dtype = dtype_of(env, str_of(s, "codebookDtype", "F32"));
+  w->in.numel = (uint64_t)num_of(s, "numel", 0);
+  w->in.bits = (int)num_of(s, "bits", 4);
+  w->in.slice_size = (uint64_t)num_of(s, "sliceSize", (double)w->in.numel);
+  w->tensor = str_of(s, "name", "");
+  if (w->in.bits < 1 || w->in.bits > 8) throw to_js_error(env, wp::Error(wp::Code::Format, "bits must be from 1 to 8", w->tensor));
+  if (w->in.slice_size == 0) w->in.slice_size = 1;
+  uint64_t ns = wp::slice_count(w->in.numel, w->in.slice_size);
+  if (codes.size < (w->in.numel * w->in.bits + 7) / 8)
+    throw to_js_error(env, wp::Error(wp::Code::Format, "codes hold " + std::to_string(codes.size) + " bytes, too few for " +
+                                                           std::to_string(w->in.numel) + " codes", w->tensor));
+  if (cb.size != ns * ((size_t)1 << w->in.bits) * wp::dtype_size(w->in.codebook_dtype))
+    throw to_js_error(env, wp::Error(wp::Code::Format, "codebook has " + std::to_string(cb.size) + " bytes, expected " +
+                                                           std::to_string(ns * ((size_t)1 << w->in.bits) * wp::dtype_size(w->in.codebook_dtype)), w->tensor));
+  w->out_dtype = dtype_of(env, info[1].As<Napi::String>().Utf8Value());
+  Bytes out = bytes_of(info[2], "out");
+  if (out.size != w->in.numel * wp::dtype_size(w->out_dtype)) throw_arg(env, "out buffer has the wrong size");
+  w->out = out.data;
+  w->ctx.threads = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  w->ctx.cancel = cancel_of(info[4]);
+  w->Keep(s.Get("codes"));
+  w->Keep(s.Get("codebook"));
+  w->Keep(info[2]);
+  w->Keep(info[4]);
+  guard.release();
+  return w->Queue();
+}
+
+// Reads (x: Float64Array, w: Float64Array | null) as WeightedPoints: sorted, merged, zero weights dropped.
+wp::WeightedPoints points_of(Napi::Env env, const Napi::Value& xv, const Napi::Value& wv) {
+  if (!xv.IsTypedArray() || xv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_arg(env, "values must be a Float64Array");
+  Bytes xb = bytes_of(xv, "values");
+  size_t n = xb.size / 8;
+  const double* x = reinterpret_cast<const double*>(xb.data);
+  const double* w = nullptr;
+  if (!wv.IsUndefined() && !wv.IsNull()) {
+    if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw_arg(env, "weights must be a Float64Array");
+    Bytes wb = bytes_of(wv, "weights");
+    if (wb.size != xb.size) throw_arg(env, "weights must have one entry per value");
+    w = reinterpret_cast<const double*>(wb.data);
+  }
+  std::vector<std::pair<double, double>> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    double wi = w ? w[i] : 1.0;
+    if (!std::isfinite(x[i])) throw to_js_error(env, wp::Error(wp::Code::NonFinite, "value " + std::to_string(i) + " is not finite"));
+    if (!(wi >= 0) || !std::isfinite(wi)) throw to_js_error(env, wp::Error(wp::Code::NonFinite, "weight " + std::to_string(i) + " must be finite and non-negative"));
+    v[i] = {x[i] == 0 ? 0.0 : x[i], wi};
+  }
+  std::sort(v.begin(), v.end());
+  wp::WeightedPoints p;
+  for (auto& e : v) {
+    if (e.second <= 0) continue;
+    if (!p.x.empty() && p.x.back() == e.first) p.w.back() += e.second;
+    else { p.x.push_back(e.first); p.w.push_back(e.second); }
+  }
+  return p;
+}
+
+Napi::Value levels_to_js(Napi::Env env, const std::vector<double>& lv) {
+  Napi::Float64Array a = Napi::Float64Array::New(env, lv.size());
+  for (size_t i = 0; i < lv.size(); ++i) a[i] = lv[i];
+  return a;
+}
+
+// solveSync(method, x, w, {k, seed, maxIter, symmetric, step}) -> Float64Array levels (small inputs).
+Napi::Value SolveSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string method = info[0].As<Napi::String>().Utf8Value();
+  const wp::SolverRow* row = wp::find_solver(method);
+  if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "' (known: " + wp::solver_names() + ")"));
+  Napi::Object p = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  wp::SolverParams sp = solver_params_of(p);
+  sp.k = (int)num_of(p, "k", 16);
+  if (sp.k < 1) throw_arg(env, "k must be at least 1");
+  wp::WeightedPoints pts = points_of(env, info[1], info[2]);
+  try {
+    return levels_to_js(env, pts.size() ? row->solve(pts, sp) : std::vector<double>{});
+  } catch (const wp::Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+class SolveWorker : public PromiseWorker {
+ public:
+  SolveWorker(Napi::Env env, const wp::SolverRow* row, wp::WeightedPoints p, wp::SolverParams sp)
+      : PromiseWorker(env), row_(row), p_(std::move(p)), sp_(sp) {}
+  void Run() override { lv_ = p_.size() ? row_->solve(p_, sp_) : std::vector<double>{}; }
+  Napi::Value Result(Napi::Env env) override { return levels_to_js(env, lv_); }
+
+ private:
+  const wp::SolverRow* row_;
+  wp::WeightedPoints p_;
+  wp::SolverParams sp_;
+  std::vector<double> lv_;
+};
+
+// solve(method, x, w, params) -> Promise<Float64Array levels>
+Napi::Value Solve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string method = info[0].As<Napi::String>().Utf8Value();
+  const wp::SolverRow* row = wp::find_solver(method);
+  if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "' (known: " + wp::solver_names() + ")"));
+  Napi::Object p = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  wp::SolverParams sp = solver_params_of(p);
+  sp.k = (int)num_of(p, "k", 16);
+  if (sp.k < 1) throw_arg(env, "k must be at least 1");
+  auto* w = new SolveWorker(env, row, points_of(env, info[1], info[2]), sp);
+  return w->Queue();
+}
+
+class ConvertWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  const void* src = nullptr;
+  wp::Dtype from = wp::Dtype::F32, to = wp::Dtype::F32;
+  uint64_t n = 0;
+  void* dst = nullptr;
+  std::string tensor;
+  void Run() override {
+    try {
+      wp::convert_float(src, from, n, to, dst);
+    } catch (wp::Error& e) {
+      e.with_tensor(tensor);
+      throw;
+    }
+  }
+};
+
+// convert(src: TypedArray, fromDtype, toDtype, dst: TypedArray, name?) -> Promise<void>: float dtype conversion
+// (round to nearest even), for decode's kept tensors.
+Napi::Value Convert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* w = new ConvertWorker(env);
+  std::unique_ptr<ConvertWorker> guard(w);
+  Bytes s = bytes_of(info[0], "src");
+  w->from = dtype_of(env, info[1].As<Napi::String>().Utf8Value());
+  w->to = dtype_of(env, info[2].As<Napi::String>().Utf8Value());
+  Bytes d = bytes_of(info[3], "dst");
+  if (info[4].IsString()) w->tensor = info[4].As<Napi::String>().Utf8Value();
+  if (!wp::dtype_is_quantizable(w->from) || !wp::dtype_is_quantizable(w->to)) throw_arg(env, "convert handles F64, F32, F16 and BF16 only");
+  w->n = s.size / wp::dtype_size(w->from);
+  if (s.size % wp::dtype_size(w->from) || d.size != w->n * wp::dtype_size(w->to)) throw_arg(env, "convert: buffer sizes do not match");
+  w->src = s.data;
+  w->dst = d.data;
+  w->Keep(info[0]);
+  w->Keep(info[3]);
+  guard.release();
+  return w->Queue();
+}
+
+Napi::Value Methods(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), wp::solver_names());
+}
+
+}  // namespace
+
+void init_quant(Napi::Env env, Napi::Object exports) {
+  exports.Set("quantize", Napi::Function::New(env, Quantize));
+  exports.Set("dequantize", Napi::Function::New(env, Dequantize));
+  exports.Set("solve", Napi::Function::New(env, Solve));
+  exports.Set("solveSync", Napi::Function::New(env, SolveSync));
+  exports.Set("methods", Napi::Function::New(env, Methods));
+  exports.Set("convert", Napi::Function::New(env, Convert));
+}
+
+}  // namespace wpa

@@ -1,0 +1,33 @@
+// A small, strict JSON reader and writer helpers, enough for safetensors headers. It keeps object members
+// in file order and reports duplicate keys, which the reference reader rejects.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wp::json {
+
+struct Value {
+  enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
+  bool boolean = false;
+  double number = 0;
+  bool is_integer = false;     // the literal had no fraction or exponent
+  uint64_t uint = 0;           // exact value when is_integer and non-negative
+  bool negative = false;
+  std::string str;
+  std::vector<Value> items;                          // Array
+  std::vector<std::pair<std::string, Value>> members;  // Object, in file order
+
+  const Value* find(const std::string& key) const;
+};
+
+// Parses text; throws wp::Error(Format) with the byte offset of the problem. Duplicate object keys are
+// an error when reject_duplicates is set.
+Value parse(const char* text, size_t len, bool reject_duplicates = true);
+
+// Appends s as a JSON string literal (quotes and escapes) to out.
+void append_quoted(std::string& out, const std::string& s);
+
+}  // namespace wp::json

@@ -1,0 +1,179 @@
+#include "quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "pack.h"
+#include "summarize.h"
+
+namespace wp {
+
+namespace {
+
+constexpr size_t kChunk = 1 << 16;  // elements per assign/pack chunk; a multiple of 8 keeps chunks byte-aligned
+
+double codebook_at(const void* cb, Dtype d, size_t i) {
+  return d == Dtype::F16 ? (double)f16_to_f32(((const uint16_t*)cb)[i]) : (double)((const float*)cb)[i];
+}
+
+void codebook_put(void* cb, Dtype d, size_t i, double v) {
+  if (d == Dtype::F16) ((uint16_t*)cb)[i] = f32_to_f16((float)v);
+  else ((float*)cb)[i] = (float)v;
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t slice) {
+  uint64_t z = seed ^ (slice * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
+  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull;
+  return z ^ (z >> 33);
+}
+
+}  // namespace
+
+uint64_t slice_count(uint64_t numel, uint64_t slice_size) {
+  if (numel == 0) return 0;
+  return (numel + slice_size - 1) / slice_size;
+}
+
+void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const QuantizeOut& out, const Context& ctx,
+                     QuantizeStats* stats) {
+  WP_THROW_IF_NOT(params.bits >= 1 && params.bits <= 8, Argument,
+                  "bits must be an integer from 1 to 8, got " + std::to_string(params.bits));
+  WP_THROW_IF_NOT(dtype_is_quantizable(in.dtype), Dtype,
+                  std::string("cannot quantize dtype ") + dtype_name(in.dtype) + " (F64, F32, F16 or BF16 only)");
+  WP_THROW_IF_NOT(params.codebook_dtype == Dtype::F32 || params.codebook_dtype == Dtype::F16, Argument,
+                  "codebook dtype must be F32 or F16");
+  WP_THROW_IF_NOT(params.slice_size >= 1, Argument, "slice size must be at least 1");
+  const SolverRow* solver = find_solver(params.method);
+  WP_THROW_IF_NOT(solver, Argument, "unknown method '" + params.method + "' (known: " + solver_names() + ")");
+  const uint64_t n = in.numel, S = params.slice_size;
+  const uint64_t ns = slice_count(n, S);
+  const int k = 1 << params.bits;
+  const Dtype cbd = params.codebook_dtype;
+  WP_THROW_IF_NOT(out.codes_bytes >= (n * (uint64_t)params.bits + 7) / 8, Argument, "codes buffer is too small");
+
+  // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level).
+  std::vector<uint32_t> used(ns, 0);
+  parallel_for(ctx, ns, [&](size_t s) {
+    thread_local WeightedPoints pts;
+    uint64_t b = s * S, e = std::min(n, b + S);
+    summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
+    SolverParams sp = params.solver;
+    sp.k = k;
+    sp.seed = mix_seed(params.solver.seed, s);
+    std::vector<double> lv = pts.size() ? solver->solve(pts, sp) : std::vector<double>{0.0};
+    std::sort(lv.begin(), lv.end());
+    if (lv.empty()) lv.push_back(0.0);
+    WP_THROW_IF_NOT((int)lv.size() <= k, Internal, "solver returned more levels than asked");
+    for (double v : lv) WP_THROW_IF_NOT(std::isfinite(v), Internal, "solver returned a non-finite level");
+    used[s] = (uint32_t)lv.size();
+    for (int t = 0; t < k; ++t) codebook_put(out.codebook, cbd, s * (size_t)k + t, lv[std::min<size_t>(t, lv.size() - 1)]);
+  });
+
+  // Stage 3: assign to the nearest stored level (thresholds are midpoints of the stored, rounded levels),
+  // pack, and measure, chunk by chunk.
+  std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
+  for (size_t s = 0; s < ns; ++s) {
+    for (int t = 0; t < k; ++t) lvl[s * k + t] = codebook_at(out.codebook, cbd, s * k + t);
+    for (int t = 0; t + 1 < k; ++t) thr[s * (k - 1) + t] = 0.5 * (lvl[s * k + t] + lvl[s * k + t + 1]);
+  }
+  // 16-bit slices large enough get a 65,536-entry lookup table: raw code -> level index.
+  const bool lut = (in.dtype == Dtype::F16 || in.dtype == Dtype::BF16) && S >= (1u << 18);
+  std::vector<uint8_t> luts(lut ? ns * 65536 : 0);
+  if (lut) {
+    parallel_for(ctx, ns, [&](size_t s) {
+      const double* th = thr.data() + s * (k - 1);
+      for (uint32_t h = 0; h < 65536; ++h) {
+        double x = in.dtype == Dtype::F16 ? f16_to_f32((uint16_t)h) : bf16_to_f32((uint16_t)h);
+        luts[s * 65536 + h] = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+      }
+    });
+  }
+  const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
+  std::vector<double> c_sse(nchunks), c_sig(nchunks), c_max(nchunks);
+  parallel_for(ctx, nchunks, [&](size_t c) {
+    thread_local std::vector<uint8_t> codes;
+    uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
+    codes.resize(e - b);
+    double sse = 0, sig = 0, mx = 0;
+    for (uint64_t i = b; i < e;) {
+      uint64_t s = i / S;
+      uint64_t se = std::min(e, (s + 1) * S);
+      const double* th = thr.data() + s * (k - 1);
+      const double* lv = lvl.data() + s * k;
+      if (lut) {
+        const uint8_t* L = luts.data() + s * 65536;
+        const uint16_t* raw = (const uint16_t*)in.data;
+        for (; i < se; ++i) {
+          uint8_t q = L[raw[i]];
+          codes[i - b] = q;
+          double x = in.dtype == Dtype::F16 ? f16_to_f32(raw[i]) : bf16_to_f32(raw[i]);
+          double err = x - lv[q];
+          sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+        }
+      } else {
+        for (; i < se; ++i) {
+          double x = load_as_double(in.data, in.dtype, i);
+          uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+          codes[i - b] = q;
+          double err = x - lv[q];
+          sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+        }
+      }
+    }
+    pack_bits(codes.data(), e - b, params.bits, out.codes + (b / 8) * params.bits);
+    c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
+  });
+  // Zero the padding after the last code byte so the output is deterministic.
+  size_t used_bytes = (size_t)((n * params.bits + 7) / 8);
+  if (out.codes_bytes > used_bytes) std::fill(out.codes + used_bytes, out.codes + out.codes_bytes, 0);
+  if (stats) {
+    *stats = QuantizeStats{};
+    stats->n = n;
+    stats->slices = ns;
+    for (size_t c = 0; c < nchunks; ++c) {
+      stats->sse += c_sse[c];
+      stats->signal += c_sig[c];
+      stats->max_abs_err = std::max(stats->max_abs_err, c_max[c]);
+    }
+    double u = 0;
+    for (auto v : used) u += v;
+    stats->levels_used = ns ? u / ns : 0;
+  }
+}
+
+void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx) {
+  WP_THROW_IF_NOT(in.bits >= 1 && in.bits <= 8, Format, "bits must be from 1 to 8");
+  WP_THROW_IF_NOT(in.slice_size >= 1, Format, "slice size must be at least 1");
+  WP_THROW_IF_NOT(out_dtype == Dtype::F32 || out_dtype == Dtype::F16 || out_dtype == Dtype::BF16 ||
+                      out_dtype == Dtype::F64, Argument, "decode dtype must be F32, F16, BF16 or F64");
+  const uint64_t n = in.numel, S = in.slice_size;
+  const int k = 1 << in.bits;
+  const size_t osz = dtype_size(out_dtype);
+  const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
+  parallel_for(ctx, nchunks, [&](size_t c) {
+    thread_local std::vector<uint8_t> codes;
+    thread_local std::vector<float> vals;
+    uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
+    codes.resize(e - b);
+    vals.resize(e - b);
+    unpack_bits(in.codes + (b / 8) * in.bits, e - b, in.bits, codes.data());
+    for (uint64_t i = b; i < e;) {
+      uint64_t s = i / S, se = std::min(e, (s + 1) * S);
+      float lv[256];
+      for (int t = 0; t < k; ++t) lv[t] = (float)codebook_at(in.codebook, in.codebook_dtype, s * (size_t)k + t);
+      for (; i < se; ++i) vals[i - b] = lv[codes[i - b]];
+    }
+    if (out_dtype == Dtype::F64) {
+      // F64 output keeps the F32 value exactly.
+      double* o = (double*)out + b;
+      for (uint64_t i = 0; i < e - b; ++i) o[i] = vals[i];
+    } else {
+      store_from_float(vals.data(), e - b, out_dtype, (char*)out + b * osz);
+    }
+  });
+}
+
+}  // namespace wp

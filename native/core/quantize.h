@@ -1,0 +1,62 @@
+// quantize_tensor: the scalar pipeline for one tensor. Slice -> summarize -> solve (a registry solver) ->
+// codebook rows; then assign + pack + metrics in chunk-parallel passes. dequantize_tensor is its inverse.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "context.h"
+#include "dtype.h"
+#include "solvers/registry.h"
+
+namespace wp {
+
+enum class Granularity { Tensor, Row, Group };
+
+struct QuantizeParams {
+  std::string method = "kmeans-optimal";
+  int bits = 4;                         // 1..8; k = 2^bits levels per slice
+  Granularity granularity = Granularity::Tensor;
+  uint64_t slice_size = 0;              // elements per slice: numel (tensor), row length (row), G (group)
+  Dtype codebook_dtype = Dtype::F32;    // F32 or F16
+  SolverParams solver;                  // k is set from bits; seed is mixed with the slice index
+};
+
+struct TensorIn {
+  const void* data = nullptr;
+  Dtype dtype = Dtype::F32;
+  uint64_t numel = 0;
+  const float* importance = nullptr;    // optional, numel entries
+};
+
+struct QuantizeOut {
+  uint8_t* codes = nullptr;             // at least ceil(numel*bits/8) bytes; written in full (padding zeroed)
+  size_t codes_bytes = 0;
+  void* codebook = nullptr;             // slices * k entries of codebook_dtype
+};
+
+struct QuantizeStats {
+  uint64_t n = 0;
+  uint64_t slices = 0;
+  double sse = 0;          // sum of squared errors
+  double signal = 0;       // sum of squares of the input
+  double max_abs_err = 0;
+  double levels_used = 0;  // mean number of distinct levels per slice
+};
+
+uint64_t slice_count(uint64_t numel, uint64_t slice_size);
+void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const QuantizeOut& out, const Context& ctx,
+                     QuantizeStats* stats);
+
+struct DequantizeIn {
+  const uint8_t* codes = nullptr;
+  const void* codebook = nullptr;
+  Dtype codebook_dtype = Dtype::F32;
+  uint64_t numel = 0;
+  int bits = 4;
+  uint64_t slice_size = 0;
+};
+
+// Writes numel values of out_dtype (F32, F16, BF16 or F64) to out.
+void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx);
+
+}  // namespace wp
