@@ -52,14 +52,14 @@ export class Checkpoint {
     try {
       st = await stat(p);
     } catch (e) {
-      throw new IoError(`cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
+      throw new IoError(`cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: p });
     }
     if (st.isDirectory()) {
       const idx = join(p, 'model.safetensors.index.json');
       const single = join(p, 'model.safetensors');
       if (await exists(idx)) p = idx;
       else if (await exists(single)) p = single;
-      else throw new IoError('directory holds neither model.safetensors nor model.safetensors.index.json', { file: path });
+      else throw new IoError('directory holds neither model.safetensors nor model.safetensors.index.json', { file: p });
     }
     if (p.endsWith('.json')) return Checkpoint.openIndex(p);
     const at = new Error();
@@ -108,6 +108,16 @@ export class Checkpoint {
       for (const f of opened) native.close(f.handle);
       throw e;
     }
+    try {
+      return Checkpoint.fromShards(indexPath, dir, idx.weight_map, shards);
+    } catch (e) {
+      for (const f of shards) native.close(f.handle);
+      throw e;
+    }
+  }
+
+  private static fromShards(indexPath: string, dir: string, weightMap: Record<string, string>, shards: NativeFile[]): Checkpoint {
+    const idx = { weight_map: weightMap };
     const entries = new Map<string, Entry>();
     for (const f of shards) {
       f.tensors.forEach((t, i) => {

@@ -26,7 +26,7 @@ function checkStored(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
     if (!ckpt.has(n)) throw new FormatError(`scheme names "${n}", which the file does not hold`, { file, tensor: name });
   const cb = ckpt.info(s.codebook);
   const levels = 2 ** s.bits;
-  if (cb.dtype !== s.codebookDtype || cb.numel !== s.slices * levels)
+  if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
     throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
   const codes = ckpt.info(s.codes);
   const need = codeBytes(numel(s.shape), s.bits);

@@ -16,6 +16,7 @@ export interface StoredMetrics {
   bitsPerWeight: number;
   bytesIn: number;
   bytesOut: number;
+  /** Always 0 in files: timings are not stored, so that the same job gives a byte-identical file. */
   seconds: number;
 }
 

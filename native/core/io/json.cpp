@@ -60,7 +60,11 @@ class Parser {
         skip_ws();
         if (i_ >= n_ || s_[i_] != '"') fail("expected a string key");
         std::string key = parse_string();
-        if (dup_ && !seen.insert(key).second) fail("duplicate key \"" + key + "\"");
+        if (dup_ && !seen.insert(key).second) {
+          // At the top level of a safetensors header a key is a tensor name: report it as the tensor.
+          throw Error(Code::Format, "invalid JSON header at byte " + std::to_string(i_) + ": duplicate key \"" + key + "\"",
+                      depth == 0 ? key : std::string());
+        }
         expect(':');
         Value member = parse_value(depth + 1);
         v.members.emplace_back(std::move(key), std::move(member));

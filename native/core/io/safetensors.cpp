@@ -44,7 +44,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   try {
     root = json::parse((const char*)base + 8, n, true);
   } catch (Error& e) {
-    fail(Code::Format, path, "", e.what());
+    fail(Code::Format, path, e.tensor(), e.what());
   }
   if (root.kind != json::Value::Kind::Object) fail(Code::Format, path, "", "header is not a JSON object");
   f->data_offset_ = 8 + n;

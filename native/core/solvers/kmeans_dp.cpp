@@ -1,5 +1,6 @@
 #include "kmeans_dp.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "../error.h"
@@ -11,70 +12,82 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Row minima of the matrix f(j, i) = prev[i] + cost(i, j) for i < j (+inf otherwise), by SMAWK.
+// Segment costs in the form the inner loop wants: prefix sums interleaved (one cache line per lookup) and,
+// when every weight is 1 (distinct F32 values without importance), a reciprocal table instead of a division.
+// (An AVX2 version of the scan was tried: on this machine the division-free scalar loop was as fast.)
+struct Costs {
+  struct P { double w, s, q; };
+  std::vector<P> p;
+  std::vector<double> inv;  // inv[d] = 1/d when unit weights; empty otherwise
+
+  explicit Costs(const PrefixSums& ps) {
+    const size_t m = ps.m();
+    p.resize(m + 1);
+    bool unit = true;
+    for (size_t i = 0; i <= m; ++i) {
+      p[i] = {ps.W[i], ps.S[i], ps.Q[i]};
+      if (ps.W[i] != (double)i) unit = false;
+    }
+    if (unit) {
+      inv.resize(m + 1);
+      inv[0] = 0;
+      for (size_t d = 1; d <= m; ++d) inv[d] = 1.0 / (double)d;
+    }
+  }
+};
+
+// Row minima of the matrix f(j, i) = prev[i] + cost(i, j), i < j, whose argmin is monotone in j (the cost is
+// Monge): divide and conquer on the rows. O(m log m) evaluations per layer; measured 2.4x faster here than
+// SMAWK's O(m), whose data-dependent branches cost more than the log factor.
 class LayerSolver {
  public:
-  LayerSolver(const PrefixSums& ps, const double* prev, double* cur, int* arg, size_t m)
-      : ps_(ps), prev_(prev), cur_(cur), arg_(arg) {
-    pool_.reserve(8 * (m + 2));
-  }
+  explicit LayerSolver(const Costs& c) : c_(c) {}
 
-  void run(const std::vector<int>& rows, const std::vector<int>& cols) {
-    pool_.clear();
-    pool_.insert(pool_.end(), rows.begin(), rows.end());
-    pool_.insert(pool_.end(), cols.begin(), cols.end());
-    solve(0, rows.size(), rows.size(), cols.size());
+  // Rows j in [jlo, jhi]; split points i in [ilo, ihi].
+  void run(const double* prev, double* cur, int* arg, int jlo, int jhi, int ilo, int ihi) {
+    prev_ = prev;
+    cur_ = cur;
+    arg_ = arg;
+    if (c_.inv.empty()) solve<false>(jlo, jhi, ilo, ihi);
+    else solve<true>(jlo, jhi, ilo, ihi);
   }
 
  private:
-  const PrefixSums& ps_;
-  const double* prev_;
-  double* cur_;
-  int* arg_;
-  std::vector<int> pool_;  // stack-allocated scratch: row and column index lists of every recursion level
+  const Costs& c_;
+  const double* prev_ = nullptr;
+  double* cur_ = nullptr;
+  int* arg_ = nullptr;
 
-  double f(int j, int i) const { return i < j ? prev_[i] + ps_.cost((size_t)i, (size_t)j) : kInf; }
-
-  // rows at pool_[ro, ro+nr), cols at pool_[co, co+nc)
-  void solve(size_t ro, size_t nr, size_t co, size_t nc) {
-    if (nr == 0) return;
-    const size_t mark = pool_.size();
-    if (pool_.capacity() < mark + nr + nr / 2 + 1) throw Error(Code::Internal, "SMAWK scratch overflow");
-    // REDUCE: keep at most nr candidate columns.
-    const size_t so = pool_.size();
-    pool_.resize(so + nr);
-    size_t top = 0;
-    for (size_t ci = 0; ci < nc; ++ci) {
-      int c = pool_[co + ci];
-      while (top > 0) {
-        int r = pool_[ro + top - 1];
-        if (f(r, pool_[so + top - 1]) <= f(r, c)) break;
-        --top;
+  template <bool kUnit>
+  void solve(int jlo, int jhi, int ilo, int ihi) {
+    const Costs::P* p = c_.p.data();
+    const double* inv = c_.inv.data();
+    while (jlo <= jhi) {
+      const int jm = jlo + ((jhi - jlo) >> 1);
+      const int hi = std::min(ihi, jm - 1);
+      const Costs::P pj = p[jm];
+      double best = kInf;
+      int bi = ilo;
+      for (int i = ilo; i <= hi; ++i) {
+        const Costs::P& pi = p[i];
+        double ds = pj.s - pi.s;
+        double c = kUnit ? (pj.q - pi.q) - ds * ds * inv[jm - i] : (pj.q - pi.q) - ds * ds / (pj.w - pi.w);
+        double v = prev_[i] + (c > 0 ? c : 0);
+        if (v < best) { best = v; bi = i; }
       }
-      if (top < nr) pool_[so + top++] = c;
-    }
-    // Recurse on the odd rows.
-    const size_t oo = pool_.size();
-    const size_t nodd = nr / 2;
-    pool_.resize(oo + nodd);
-    for (size_t t = 0; t < nodd; ++t) pool_[oo + t] = pool_[ro + 2 * t + 1];
-    solve(oo, nodd, so, top);
-    // Fill the even rows between their odd neighbours' minima.
-    size_t ci = 0;
-    for (size_t r = 0; r < nr; r += 2) {
-      int row = pool_[ro + r];
-      int last = (r + 1 < nr) ? arg_[pool_[ro + r + 1]] : pool_[so + top - 1];
-      int best_i = pool_[so + ci];
-      double best = f(row, best_i);
-      while (pool_[so + ci] != last) {
-        ++ci;
-        double v = f(row, pool_[so + ci]);
-        if (v < best) { best = v; best_i = pool_[so + ci]; }
+      cur_[jm] = best;
+      arg_[jm] = bi;
+      // Recurse into the smaller half, loop on the larger: the stack stays O(log m) deep.
+      if (jm - jlo < jhi - jm) {
+        solve<kUnit>(jlo, jm - 1, ilo, bi);
+        jlo = jm + 1;
+        ilo = bi;
+      } else {
+        solve<kUnit>(jm + 1, jhi, bi, ihi);
+        jhi = jm - 1;
+        ihi = bi;
       }
-      arg_[row] = best_i;
-      cur_[row] = best;
     }
-    pool_.resize(mark);
   }
 };
 
@@ -98,16 +111,13 @@ std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* sta
   std::vector<double> prev(m + 1, kInf), cur(m + 1, kInf);
   std::vector<int> arg((size_t)k * (m + 1), 0);
   for (size_t j = 1; j <= m; ++j) prev[j] = ps.cost(0, j);
-  std::vector<int> rows, cols;
+  Costs costs(ps);
+  LayerSolver ls(costs);
   for (int c = 1; c < k - 1; ++c) {
     // c+1 clusters over j points: j in [c+1, m-(k-1-c)], split i in [c, j-1].
-    size_t jlo = (size_t)c + 1, jhi = m - (size_t)(k - 1 - c);
-    rows.clear(); cols.clear();
-    for (size_t j = jlo; j <= jhi; ++j) rows.push_back((int)j);
-    for (size_t i = (size_t)c; i < jhi; ++i) cols.push_back((int)i);
+    int jlo = c + 1, jhi = (int)m - (k - 1 - c);
     std::fill(cur.begin(), cur.end(), kInf);
-    LayerSolver ls(ps, prev.data(), cur.data(), arg.data() + (size_t)c * (m + 1), m);
-    ls.run(rows, cols);
+    ls.run(prev.data(), cur.data(), arg.data() + (size_t)c * (m + 1), jlo, jhi, c, jhi - 1);
     prev.swap(cur);
   }
   // Last layer: only j = m is needed.

@@ -1,0 +1,278 @@
+/** Shared helpers of the bench suites: seeded random numbers, timing through tinybench, markdown tables. */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+
+import { Bench } from 'tinybench';
+
+/** BENCH_QUICK=1: reduced sizes, for checking that a suite runs (numbers are then only preliminary). */
+export const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
+
+/** An integer from the environment, or the default (the quick default when BENCH_QUICK is set). */
+export function envInt(name: string, full: number, quick = full): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return QUICK ? quick : full;
+  const n = Number(v.replace(/_/g, ''));
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
+  return Math.floor(n);
+}
+
+/** True when the module with this import.meta.url is the script node/tsx was started with. */
+export function isMain(metaUrl: string): boolean {
+  return !!process.argv[1] && resolve(process.argv[1]) === fileURLToPath(metaUrl);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Random numbers: xoshiro128** on 32-bit integers (fast in V8, no allocation), seeded through splitmix32.
+
+export class Rng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+  private spare = 0;
+  private hasSpare = false;
+
+  constructor(seed: number, stream = 0) {
+    let s = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0;
+    const next = () => {
+      s = (s + 0x9e3779b9) | 0;
+      let z = s;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.a = next();
+    this.b = next();
+    this.c = next();
+    this.d = next() | 1;
+  }
+
+  u32(): number {
+    const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9);
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return r >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  uniform(): number {
+    return this.u32() * 2.3283064365386963e-10;
+  }
+
+  /** Uniform in (-1, 1). */
+  sym(): number {
+    return ((this.u32() | 0) + 0.5) * 4.656612873077393e-10;
+  }
+
+  /** Standard normal (Marsaglia's polar method). */
+  normal(): number {
+    if (this.hasSpare) {
+      this.hasSpare = false;
+      return this.spare;
+    }
+    for (;;) {
+      const u = this.sym(), v = this.sym();
+      const s = u * u + v * v;
+      if (s >= 1 || s === 0) continue;
+      const f = Math.sqrt((-2 * Math.log(s)) / s);
+      this.spare = v * f;
+      this.hasSpare = true;
+      return u * f;
+    }
+  }
+
+  /** Student-t with `nu` degrees of freedom (Bailey's polar method: one pow and one sqrt per draw). */
+  studentT(nu: number): number {
+    const e = -2 / nu;
+    for (;;) {
+      const u = this.sym(), v = this.sym();
+      const w = u * u + v * v;
+      if (w >= 1 || w === 0) continue;
+      return u * Math.sqrt((nu * (Math.pow(w, e) - 1)) / w);
+    }
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** F32 -> BF16 with round-to-nearest-even (finite inputs). `bits` views the same memory as the floats. */
+export function f32ToBf16(bits: Uint32Array, n: number, out: Uint16Array, outOffset = 0): void {
+  for (let i = 0; i < n; ++i) {
+    const u = bits[i];
+    out[outOffset + i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** BF16 -> F64, for measuring. */
+export function bf16ToF64(raw: Uint16Array): Float64Array {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const out = new Float64Array(raw.length);
+  for (let i = 0; i < raw.length; ++i) {
+    u[0] = raw[i] << 16;
+    out[i] = f[0];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Measures.
+
+/** Sum of squared distances of each value to its nearest level (levels sorted ascending, at least one). */
+export function sseToNearest(x: ArrayLike<number>, levelsIn: ArrayLike<number>): number {
+  const levels = Float64Array.from(levelsIn).sort();
+  const k = levels.length;
+  const mids = new Float64Array(Math.max(0, k - 1));
+  for (let t = 0; t + 1 < k; ++t) mids[t] = 0.5 * (levels[t] + levels[t + 1]);
+  let sse = 0;
+  for (let i = 0; i < x.length; ++i) {
+    const v = x[i];
+    let lo = 0, hi = k - 1; // first threshold >= v, by bisection: the level index
+    while (lo < hi) {
+      const m = (lo + hi) >>> 1;
+      if (mids[m] < v) lo = m + 1;
+      else hi = m;
+    }
+    const e = v - levels[lo];
+    sse += e * e;
+  }
+  return sse;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Timing.
+
+export interface Timing {
+  name: string;
+  /** Milliseconds per run: mean, min and median of the samples, and the sample count. */
+  mean: number;
+  min: number;
+  p50: number;
+  rme: number;
+  samples: number;
+}
+
+export interface TaskSpec {
+  name: string;
+  fn: () => unknown | Promise<unknown>;
+  /**
+   * Timed runs (default: the bench's). 'auto': one untimed run first, then as many timed runs as fit in
+   * `budgetMs` (at least 1, at most `maxIterations`), so that slow tasks run once and fast ones several times.
+   */
+  iterations?: number | 'auto';
+  /** Untimed runs first (default: the bench's; with 'auto' the probe run is the warmup). */
+  warmup?: number;
+  budgetMs?: number;
+  maxIterations?: number;
+}
+
+/**
+ * Times tasks one after another (same process, same moment, same data), each through tinybench with a
+ * fixed number of runs and no time budget (the slow ones would otherwise run for minutes).
+ */
+export async function timeTasks(name: string, tasks: TaskSpec[], defaults: { iterations: number; warmup: number }): Promise<Map<string, Timing>> {
+  const out = new Map<string, Timing>();
+  for (const t of tasks) {
+    let iterations: number;
+    let warmup = t.warmup ?? defaults.warmup;
+    if (t.iterations === 'auto') {
+      const t0 = performance.now();
+      await t.fn();
+      const probe = performance.now() - t0;
+      iterations = Math.max(1, Math.min(t.maxIterations ?? 10, Math.floor((t.budgetMs ?? 5000) / Math.max(probe, 1e-3))));
+      warmup = 0;
+    } else {
+      iterations = Math.max(1, t.iterations ?? defaults.iterations);
+    }
+    const bench = new Bench({
+      name,
+      iterations,
+      time: 0,
+      warmup: warmup > 0,
+      warmupIterations: Math.max(1, warmup),
+      warmupTime: 0,
+      throws: true,
+    });
+    bench.add(t.name, t.fn);
+    await bench.run();
+    const r = bench.tasks[0].result;
+    if (r.state !== 'completed') throw new Error(`${t.name}: tinybench state ${r.state}${'error' in r ? `: ${r.error}` : ''}`);
+    out.set(t.name, { name: t.name, mean: r.latency.mean, min: r.latency.min, p50: r.latency.p50, rme: r.latency.rme, samples: r.latency.samplesCount });
+    process.stderr.write(`  ${t.name}: ${fmtMs(r.latency.mean)} (min ${fmtMs(r.latency.min)}, ${iterations} runs)\n`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Formatting.
+
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return String(ms);
+  if (ms >= 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 100) return `${ms.toFixed(0)} ms`;
+  if (ms >= 10) return `${ms.toFixed(1)} ms`;
+  return `${ms.toFixed(2)} ms`;
+}
+
+export function fmtBytes(b: number): string {
+  if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`;
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`;
+  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`;
+  return `${b} B`;
+}
+
+export function fmtCount(n: number): string {
+  if (n >= 1e6 && n % 1e5 === 0) return `${n / 1e6}M`;
+  if (n >= 1e3 && n % 100 === 0) return `${n / 1e3}k`;
+  return n.toLocaleString('en-US');
+}
+
+export function fmtX(r: number): string {
+  if (!Number.isFinite(r)) return '-';
+  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
+}
+
+/** A GitHub markdown table. */
+export function mdTable(headers: string[], rows: (string | number)[][], align?: ('l' | 'r')[]): string {
+  const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
+  const line = (cells: (string | number)[]) => `| ${cells.map((c) => String(c).replace(/\|/g, '\\|')).join(' | ')} |`;
+  return [line(headers), `|${a.map((x) => (x === 'r' ? ' ---: ' : ' :--- ')).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+/** The machine, as one markdown bullet list. */
+export function machineInfo(): string {
+  let model = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.+)$/m);
+    if (m) model = m[1].trim();
+  } catch {
+    // not Linux
+  }
+  const la = loadavg().map((v) => v.toFixed(2)).join(' ');
+  return [
+    `- CPU: ${model}, nproc = ${availableParallelism()}`,
+    `- Memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    `- Node ${process.version} (${process.platform}-${process.arch})`,
+    `- Load average at start: ${la}`,
+    `- Mode: ${QUICK ? '**BENCH_QUICK=1 (reduced sizes: preliminary numbers)**' : 'full sizes'}`,
+  ].join('\n');
+}
+
+/** Prints a suite's markdown to stdout (progress goes to stderr, so stdout can be pasted as it is). */
+export function emit(md: string): void {
+  process.stdout.write(md.endsWith('\n') ? md : md + '\n');
+}
+
+export function note(msg: string): void {
+  process.stderr.write(msg + '\n');
+}
