@@ -1,0 +1,145 @@
+/**
+ * Round trips through files: quantize -> the test's own reader; decode(quantize(x)) == codebook[code]
+ * exactly; kept tensors byte-identical; every dtype, method and granularity; determinism.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { decode, inspect, quantize } from '../lib/index.js';
+import { decodeBytes, encode, gaussian, mulberry32, readSafetensors, tempDir, unpackCodes, writeSafetensors, type RawTensor } from './helpers.js';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/** A small checkpoint with one tensor per float dtype, odd shapes, and tensors that must be kept. */
+function makeCheckpoint(path: string, seed: number): RawTensor[] {
+  const r = mulberry32(seed);
+  const t: RawTensor[] = [];
+  const mat = (rows: number, cols: number, scale: number) => Float64Array.from(gaussian(rows * cols, seed + rows), (v, i) => v * scale * (1 + (i % cols) / cols));
+  t.push({ name: 'layer.0.w', dtype: 'F32', shape: [64, 96], data: encode(mat(64, 96, 0.05), 'F32') });
+  t.push({ name: 'layer.1.w', dtype: 'BF16', shape: [48, 100], data: encode(mat(48, 100, 0.02), 'BF16') });
+  t.push({ name: 'layer.2.w', dtype: 'F16', shape: [65, 8, 3, 3], data: encode(mat(65, 72, 0.1), 'F16') });
+  t.push({ name: 'layer.3.w', dtype: 'F64', shape: [70, 70], data: encode(mat(70, 70, 1), 'F64') });
+  t.push({ name: 'layer.0.b', dtype: 'F32', shape: [64], data: encode(Array.from({ length: 64 }, () => r()), 'F32') });
+  t.push({ name: 'steps', dtype: 'I64', shape: [3], data: new Uint8Array(new BigInt64Array([1n, -2n, 3n]).buffer) });
+  t.push({ name: 'mask', dtype: 'BOOL', shape: [5], data: new Uint8Array([1, 0, 1, 1, 0]) });
+  t.push({ name: 'small.w', dtype: 'F16', shape: [3, 5], data: encode([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], 'F16') });
+  writeSafetensors(path, t, { source: 'test' });
+  return t;
+}
+
+const input = join(tmp.dir, 'model.safetensors');
+const original = makeCheckpoint(input, 3);
+
+const CASES = [
+  { method: 'kmeans-optimal', granularity: 'row', bits: 4 },
+  { method: 'kmeans-optimal', granularity: 'tensor', bits: 3 },
+  { method: 'kmeans', granularity: 'group', groupSize: 40, bits: 2 },
+  { method: 'uniform', granularity: 'row', bits: 5, symmetric: true },
+  { method: 'uniform', granularity: 'tensor', bits: 1, step: 'minmax' },
+  { method: 'kmeans-optimal', granularity: 'group', groupSize: 7, bits: 8, codebookDtype: 'F16' },
+] as const;
+
+describe.each(CASES)('quantize %o', (opts) => {
+  const out = join(tmp.dir, `q-${opts.method}-${opts.granularity}-${opts.bits}.safetensors`);
+  const dense = out.replace('.safetensors', '.dense.safetensors');
+  let report: Awaited<ReturnType<typeof quantize>>;
+
+  it('writes a valid safetensors file; kept tensors are byte-identical', async () => {
+    report = await quantize(input, out, { ...opts } as Parameters<typeof quantize>[2]);
+    const f = readSafetensors(out);
+    expect(f.metadata.source).toBe('test');
+    // Every tensor starts aligned for its dtype.
+    for (const [name, e] of Object.entries(f.header)) {
+      const size = { F64: 8, I64: 8, F32: 4, F16: 2, BF16: 2 }[e.dtype as 'F64'] ?? 1;
+      expect((8 + f.headerLength + e.data_offsets[0]) % size, name).toBe(0);
+    }
+    for (const t of original) {
+      const quantized = ['layer.0.w', 'layer.1.w', 'layer.2.w', 'layer.3.w'].includes(t.name);
+      expect(t.name in f.header).toBe(!quantized);
+      if (!quantized) expect(Buffer.from(f.tensor(t.name)).equals(Buffer.from(t.data))).toBe(true);
+    }
+  });
+
+  it('decode(quantize(x)) equals codebook[code], and the metrics match an independent computation', async () => {
+    await decode(out, dense, { dtype: 'F32' });
+    const q = readSafetensors(out);
+    const d = readSafetensors(dense);
+    const scheme = JSON.parse(q.metadata.weightpress);
+    const levels = 2 ** opts.bits;
+    for (const t of original.filter((x) => x.name.startsWith('layer.') && x.name.endsWith('.w'))) {
+      const s = scheme.tensors[t.name];
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const codes = unpackCodes(q.tensor(s.codes), n, opts.bits);
+      const cb = decodeBytes(q.tensor(s.codebook), s.codebookDtype);
+      const got = decodeBytes(d.tensor(t.name), 'F32');
+      const x = decodeBytes(t.data, t.dtype);
+      const sliceSize = opts.granularity === 'tensor' ? n : opts.granularity === 'row' ? n / t.shape[0] : opts.groupSize!;
+      expect(s.sliceSize).toBe(sliceSize);
+      let sse = 0, sig = 0, maxErr = 0;
+      const distinct = new Map<number, Set<number>>();
+      for (let i = 0; i < n; i++) {
+        const slice = Math.floor(i / sliceSize);
+        const want = Math.fround(cb[slice * levels + codes[i]]);
+        expect(got[i]).toBe(want);
+        // Nearest-level assignment: no stored level of the slice is closer.
+        let best = Infinity;
+        for (let c = 0; c < levels; c++) best = Math.min(best, Math.abs(x[i] - cb[slice * levels + c]));
+        expect(Math.abs(x[i] - want)).toBeLessThanOrEqual(best + 1e-12 * Math.abs(x[i]));
+        sse += (x[i] - want) ** 2;
+        sig += x[i] ** 2;
+        maxErr = Math.max(maxErr, Math.abs(x[i] - want));
+        if (!distinct.has(slice)) distinct.set(slice, new Set());
+        distinct.get(slice)!.add(want);
+      }
+      for (const set of distinct.values()) expect(set.size).toBeLessThanOrEqual(levels);
+      const rep = report.tensors.find((r) => r.name === t.name)!;
+      expect(rep.mse).toBeCloseTo(sse / n, 12);
+      if (sse === 0) expect(rep.sqnrDb).toBeNull(); // exact: 7 values per group fit in 256 levels
+      else expect(rep.sqnrDb!).toBeCloseTo(10 * Math.log10(sig / sse), 6);
+      expect(rep.maxAbsErr).toBeCloseTo(maxErr, 12);
+      const bytesOut = q.tensor(s.codes).byteLength + q.tensor(s.codebook).byteLength;
+      expect(rep.bytesOut).toBe(bytesOut);
+      expect(rep.bitsPerWeight).toBeCloseTo((bytesOut * 8) / n, 12);
+    }
+    // Dense output keeps every original name and shape, and the metadata minus the scheme.
+    for (const t of original) expect(d.header[t.name].shape).toEqual(t.shape);
+    expect(d.metadata.weightpress).toBeUndefined();
+    expect(d.metadata.source).toBe('test');
+  });
+
+  it('inspect reports what quantize reported', async () => {
+    const r = await inspect(out);
+    expect(r.tensors.map(({ seconds: _s, ...t }) => t)).toEqual(report.tensors.map(({ seconds: _s, ...t }) => t));
+  });
+});
+
+describe('determinism', () => {
+  it('same options give byte-identical files for 1 and 2 threads, for every method', async () => {
+    for (const method of ['kmeans', 'kmeans-optimal', 'uniform'] as const) {
+      const a = join(tmp.dir, `det-${method}-1.safetensors`);
+      const b = join(tmp.dir, `det-${method}-2.safetensors`);
+      await quantize(input, a, { method, bits: 3, granularity: 'row', threads: 1, seed: 5 });
+      await quantize(input, b, { method, bits: 3, granularity: 'row', threads: 2, seed: 5 });
+      expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    }
+  });
+});
+
+describe('the event loop stays free', () => {
+  it('timers keep firing while a large tensor is quantized', async () => {
+    const big = join(tmp.dir, 'big.safetensors');
+    writeSafetensors(big, [{ name: 'w', dtype: 'F32', shape: [2048, 2048], data: encode(gaussian(2048 * 2048, 1), 'F32') }]);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const started = performance.now();
+    const progress: number[] = [];
+    await quantize(big, join(tmp.dir, 'big.q.safetensors'), { method: 'kmeans-optimal', granularity: 'row', onProgress: (p) => progress.push(p.index) });
+    const elapsed = performance.now() - started;
+    clearInterval(timer);
+    // A blocked loop would run no timer at all until the job ends.
+    expect(ticks).toBeGreaterThan(Math.min(20, elapsed / 5 / 4));
+    expect(progress).toEqual([1]);
+  });
+});
