@@ -61,6 +61,26 @@ export class Rng {
     return r >>> 0;
   }
 
+  /** Fills out[0, n) with u32() draws (the same sequence), with the state in locals: several times faster. */
+  fillU32(out: Uint32Array, n = out.length): void {
+    let a = this.a, b = this.b, c = this.c, d = this.d;
+    for (let i = 0; i < n; ++i) {
+      const x = Math.imul(b, 5);
+      out[i] = Math.imul((x << 7) | (x >>> 25), 9);
+      const t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = (d << 11) | (d >>> 21);
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+  }
+
   /** Uniform in [0, 1). */
   uniform(): number {
     return this.u32() * 2.3283064365386963e-10;
@@ -153,6 +173,26 @@ export class StudentTTable {
       else hi = mid;
     }
     return 0.5 * (lo + hi);
+  }
+
+  /**
+   * out[offset + i] = mult * draw(bits[i]) for i in [0, n): the draws of sample(), in bulk (locals only, the
+   * random words read as int32 so that V8 stays on small integers). `bits` views Rng.fillU32() output.
+   */
+  fill(out: Float32Array, offset: number, n: number, bits: Int32Array, mult: number): void {
+    const q = this.q, scale = this.scale;
+    for (let i = 0; i < n; ++i) {
+      const u = bits[i];
+      const m31 = u & 0x7fffffff;
+      let e = Math.clz32(m31);
+      let pos = 0;
+      if (e < 32) pos = (m31 - (1 << (31 - e))) * scale[e];
+      else e = 31;
+      const j = pos | 0;
+      const b = e * 65 + j;
+      const v = q[b] + (pos - j) * (q[b + 1] - q[b]);
+      out[offset + i] = u < 0 ? -mult * v : mult * v;
+    }
   }
 
   /** A draw from one uniform 32-bit integer (as returned by Rng.u32()). */
