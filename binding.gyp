@@ -16,10 +16,15 @@
         "native/core/solvers/kmeans_lloyd.cpp",
         "native/core/solvers/uniform.cpp",
         "native/core/solvers/registry.cpp",
+        "native/core/solvers/ecsq.cpp",
+        "native/core/solvers/sparse.cpp",
+        "native/core/entropy/huffman.cpp",
+        "native/core/entropy/rans.cpp",
         "native/addon/common.cpp",
         "native/addon/io.cpp",
         "native/addon/quant.cpp",
-        "native/addon/backends.cpp"
+        "native/addon/backends.cpp",
+        "native/addon/entropy.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "WP_VERSION=\"<!(node -p \"require('./package.json').version\")\""],

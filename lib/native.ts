@@ -33,6 +33,14 @@ export interface NativeSolverParams {
   maxIter?: number;
   symmetric?: boolean;
   step?: 'mse' | 'minmax';
+  /** sparse-*: penalty weight; ecsq: Lagrange multiplier. */
+  lambda?: number;
+  /** sparse-l1l2: l2 weight. */
+  lambda2?: number;
+  /** sparse-*: search the penalty until this many distinct values. */
+  targetValues?: number;
+  /** ecsq*: target entropy of the codes, bits per weight. */
+  rate?: number;
 }
 
 export interface NativeQuantizeParams extends NativeSolverParams {
@@ -91,6 +99,8 @@ export interface NativeAddon {
   convert(src: Uint8Array, from: string, to: string, dst: Uint8Array, name?: string): Promise<void>;
   solve(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Promise<Float64Array>;
   solveSync(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Float64Array;
+  /** Like solveSync, with the decision thresholds (empty: midpoints between adjacent levels). */
+  quantizer(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): { levels: Float64Array; thresholds: Float64Array };
 
   cudaHistogram16?(raw: Uint16Array): BigUint64Array;
 }

@@ -70,6 +70,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wpa::init_io(env, exports);
   wpa::init_quant(env, exports);
   wpa::init_backends(env, exports);
+  wpa::init_entropy(env, exports);
   return exports;
 }
 }  // namespace

@@ -84,5 +84,6 @@ class PromiseWorker : public Napi::AsyncWorker {
 void init_io(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
 void init_backends(Napi::Env env, Napi::Object exports);
+void init_entropy(Napi::Env env, Napi::Object exports);
 
 }  // namespace wpa

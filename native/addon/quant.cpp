@@ -22,6 +22,10 @@ wp::SolverParams solver_params_of(const Napi::Object& o) {
   sp.seed = (uint64_t)num_of(o, "seed", 0);
   sp.max_iter = (int)num_of(o, "maxIter", 1000);
   sp.symmetric = bool_of(o, "symmetric", false);
+  sp.lambda = num_of(o, "lambda", 0);
+  sp.lambda2 = num_of(o, "lambda2", 0);
+  sp.target_values = (int)num_of(o, "targetValues", 0);
+  sp.rate = num_of(o, "rate", 0);
   std::string step = str_of(o, "step", "mse");
   if (step == "mse") sp.step = wp::UniformStep::Mse;
   else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
@@ -221,7 +225,14 @@ Napi::Value SolveSync(const Napi::CallbackInfo& info) {
   if (sp.k < 1) throw_arg(env, "k must be at least 1");
   wp::WeightedPoints pts = points_of(env, info[1], info[2]);
   try {
-    return levels_to_js(env, pts.size() ? row->solve(pts, sp) : std::vector<double>{});
+    wp::Quantizer q = pts.size() ? row->solve(pts, sp) : wp::Quantizer{};
+    if (info.Data() != nullptr) {  // quantizer(): levels and thresholds
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("levels", levels_to_js(env, q.levels));
+      o.Set("thresholds", levels_to_js(env, q.thresholds));
+      return o;
+    }
+    return levels_to_js(env, q.levels);
   } catch (const wp::Error& e) {
     throw to_js_error(env, e);
   }
@@ -231,7 +242,7 @@ class SolveWorker : public PromiseWorker {
  public:
   SolveWorker(Napi::Env env, const wp::SolverRow* row, wp::WeightedPoints p, wp::SolverParams sp)
       : PromiseWorker(env), row_(row), p_(std::move(p)), sp_(sp) {}
-  void Run() override { lv_ = p_.size() ? row_->solve(p_, sp_) : std::vector<double>{}; }
+  void Run() override { lv_ = p_.size() ? row_->solve(p_, sp_).levels : std::vector<double>{}; }
   Napi::Value Result(Napi::Env env) override { return levels_to_js(env, lv_); }
 
  private:
@@ -306,6 +317,9 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantize", Napi::Function::New(env, Dequantize));
   exports.Set("solve", Napi::Function::New(env, Solve));
   exports.Set("solveSync", Napi::Function::New(env, SolveSync));
+  // quantizer(method, x, w, params) -> {levels, thresholds}: solveSync with the decision thresholds.
+  static int tag = 1;
+  exports.Set("quantizer", Napi::Function::New(env, SolveSync, "quantizer", &tag));
   exports.Set("methods", Napi::Function::New(env, Methods));
   exports.Set("convert", Napi::Function::New(env, Convert));
 }

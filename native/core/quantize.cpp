@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,10 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   const Dtype cbd = params.codebook_dtype;
   WP_THROW_IF_NOT(out.codes_bytes >= (n * (uint64_t)params.bits + 7) / 8, Argument, "codes buffer is too small");
 
-  // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level).
+  // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level) and its
+  // decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
   std::vector<uint32_t> used(ns, 0);
+  std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
   parallel_for(ctx, ns, [&](size_t s) {
     thread_local WeightedPoints pts;
     uint64_t b = s * S, e = std::min(n, b + S);
@@ -63,22 +66,30 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
     SolverParams sp = params.solver;
     sp.k = k;
     sp.seed = mix_seed(params.solver.seed, s);
-    std::vector<double> lv = pts.size() ? solver->solve(pts, sp) : std::vector<double>{0.0};
-    std::sort(lv.begin(), lv.end());
+    Quantizer q = pts.size() ? solver->solve(pts, sp) : Quantizer{{0.0}, {}};
+    std::vector<double>& lv = q.levels;
     if (lv.empty()) lv.push_back(0.0);
-    WP_THROW_IF_NOT((int)lv.size() <= k, Internal, "solver returned more levels than asked");
+    WP_THROW_IF_NOT((int)lv.size() <= k, Argument,
+                    "the method produced " + std::to_string(lv.size()) + " levels, more than 2^bits = " + std::to_string(k) +
+                        " (raise bits or the penalty)");
     for (double v : lv) WP_THROW_IF_NOT(std::isfinite(v), Internal, "solver returned a non-finite level");
+    WP_THROW_IF_NOT(std::is_sorted(lv.begin(), lv.end()), Internal, "solver returned unsorted levels");
+    WP_THROW_IF_NOT(q.thresholds.empty() || q.thresholds.size() + 1 == lv.size(), Internal, "solver returned a wrong threshold count");
     used[s] = (uint32_t)lv.size();
-    for (int t = 0; t < k; ++t) codebook_put(out.codebook, cbd, s * (size_t)k + t, lv[std::min<size_t>(t, lv.size() - 1)]);
+    double* L = lvl.data() + s * (size_t)k;
+    double* T = thr.data() + s * (size_t)(k - 1);
+    for (int t = 0; t < k; ++t) {
+      size_t src = std::min<size_t>((size_t)t, lv.size() - 1);
+      codebook_put(out.codebook, cbd, s * (size_t)k + t, lv[src]);
+      L[t] = codebook_at(out.codebook, cbd, s * (size_t)k + t);
+    }
+    for (int t = 0; t + 1 < k; ++t) {
+      if ((size_t)t + 1 < lv.size()) T[t] = q.thresholds.empty() ? 0.5 * (L[t] + L[t + 1]) : q.thresholds[(size_t)t];
+      else T[t] = std::numeric_limits<double>::infinity();  // padding entries are never chosen
+    }
   });
 
-  // Stage 3: assign to the nearest stored level (thresholds are midpoints of the stored, rounded levels),
-  // pack, and measure, chunk by chunk.
-  std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
-  for (size_t s = 0; s < ns; ++s) {
-    for (int t = 0; t < k; ++t) lvl[s * k + t] = codebook_at(out.codebook, cbd, s * k + t);
-    for (int t = 0; t + 1 < k; ++t) thr[s * (k - 1) + t] = 0.5 * (lvl[s * k + t] + lvl[s * k + t + 1]);
-  }
+  // Stage 3: assign by the thresholds, pack, and measure, chunk by chunk.
   // 16-bit slices large enough get a 65,536-entry lookup table: raw code -> level index.
   const bool lut = (in.dtype == Dtype::F16 || in.dtype == Dtype::BF16) && S >= (1u << 18);
   std::vector<uint8_t> luts(lut ? ns * 65536 : 0);

@@ -2,36 +2,44 @@
 
 #include "kmeans_dp.h"
 #include "kmeans_lloyd.h"
+#include "ecsq.h"
+#include "sparse.h"
 #include "uniform.h"
 
 namespace wp {
 
 namespace {
 
-std::vector<double> solve_uniform(const WeightedPoints& p, const SolverParams& sp) {
+Quantizer solve_uniform(const WeightedPoints& p, const SolverParams& sp) {
   UniformParams up;
   up.k = sp.k;
   up.symmetric = sp.symmetric;
   up.step = sp.step;
-  return uniform_levels(p, up);
+  return {uniform_levels(p, up), {}};
 }
 
-std::vector<double> solve_kmeans(const WeightedPoints& p, const SolverParams& sp) {
+Quantizer solve_kmeans(const WeightedPoints& p, const SolverParams& sp) {
   LloydParams lp;
   lp.k = sp.k;
   lp.seed = sp.seed;
   lp.max_iter = sp.max_iter;
-  return kmeans_lloyd(p, lp);
+  return {kmeans_lloyd(p, lp), {}};
 }
 
-std::vector<double> solve_kmeans_optimal(const WeightedPoints& p, const SolverParams& sp) {
-  return kmeans_dp(p, sp.k);
+Quantizer solve_kmeans_optimal(const WeightedPoints& p, const SolverParams& sp) {
+  return {kmeans_dp(p, sp.k), {}};
 }
 
 constexpr SolverRow kSolvers[] = {
     {"uniform", solve_uniform},
     {"kmeans", solve_kmeans},
     {"kmeans-optimal", solve_kmeans_optimal},
+    {"ecsq-uniform", solve_ecsq_uniform},
+    {"ecsq", solve_ecsq},
+    {"sparse-l1", solve_sparse_l1},
+    {"sparse-l1l2", solve_sparse_l1l2},
+    {"sparse-l0", solve_sparse_l0},
+    {"sparse-cluster", solve_sparse_cluster},
 };
 
 }  // namespace

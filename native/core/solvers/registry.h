@@ -11,14 +11,26 @@
 namespace wp {
 
 struct SolverParams {
-  int k = 16;                      // number of levels (2^bits)
+  int k = 16;                      // number of levels at most (2^bits)
   uint64_t seed = 0;               // per-slice seed (the caller mixes in the slice index)
   int max_iter = 1000;             // iterative solvers
   bool symmetric = false;          // uniform
   UniformStep step = UniformStep::Mse;  // uniform
+  double lambda = 0;               // sparse-*: the penalty weight; ecsq: the Lagrange multiplier (0 = search)
+  double lambda2 = 0;              // sparse-l1l2: the l2 weight
+  int target_values = 0;           // sparse-*: search the penalty until this many distinct values (0 = off)
+  double rate = 0;                 // ecsq*: target entropy of the codes in bits per weight (0 = off)
 };
 
-using SolveFn = std::vector<double> (*)(const WeightedPoints&, const SolverParams&);
+// What a solver returns: the levels, ascending, and optionally the k-1 decision thresholds between them
+// (value x gets level t when thresholds[t-1] < x <= thresholds[t]). Without thresholds, the midpoints between
+// adjacent levels are used: nearest-level assignment.
+struct Quantizer {
+  std::vector<double> levels;
+  std::vector<double> thresholds;
+};
+
+using SolveFn = Quantizer (*)(const WeightedPoints&, const SolverParams&);
 
 struct SolverRow {
   const char* name;

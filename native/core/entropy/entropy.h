@@ -1,0 +1,2 @@
+// Entropy coding of quantization codes (canonical Huffman and rANS) in a chunked layout. To be written.
+#pragma once

@@ -1,0 +1,1 @@
+#include "entropy.h"
