@@ -274,8 +274,9 @@ export interface TaskSpec {
   name: string;
   fn: () => unknown | Promise<unknown>;
   /**
-   * Timed runs (default: the bench's). 'auto': one untimed run first, then as many timed runs as fit in
-   * `budgetMs` (at least 1, at most `maxIterations`), so that slow tasks run once and fast ones several times.
+   * Timed runs (default: the bench's). 'auto': one probe run first, timed with performance.now(); when it took
+   * more than half of `budgetMs` it is the only (timed) run, otherwise it is the warmup and tinybench times as
+   * many runs as fit in the rest of the budget (at most `maxIterations`): slow tasks run once, fast ones often.
    */
   iterations?: number | 'auto';
   /** Untimed runs first (default: the bench's; with 'auto' the probe run is the warmup). */
@@ -297,7 +298,14 @@ export async function timeTasks(name: string, tasks: TaskSpec[], defaults: { ite
       const t0 = performance.now();
       await t.fn();
       const probe = performance.now() - t0;
-      iterations = Math.max(1, Math.min(t.maxIterations ?? 10, Math.floor((t.budgetMs ?? 5000) / Math.max(probe, 1e-3))));
+      const budget = t.budgetMs ?? 5000;
+      if (2 * probe > budget) {
+        // Too slow to run again within the budget: the probe run is the one timed run.
+        out.set(t.name, { name: t.name, mean: probe, min: probe, p50: probe, rme: 0, samples: 1 });
+        process.stderr.write(`  ${t.name}: ${fmtMs(probe)} (1 run)\n`);
+        continue;
+      }
+      iterations = Math.max(1, Math.min(t.maxIterations ?? 10, Math.floor(budget / Math.max(probe, 1e-3)) - 1));
       warmup = 0;
     } else {
       iterations = Math.max(1, t.iterations ?? defaults.iterations);
@@ -375,6 +383,16 @@ export function machineInfo(): string {
     `- Load average at start: ${la}`,
     `- Mode: ${QUICK ? '**BENCH_QUICK=1 (reduced sizes: preliminary numbers)**' : 'full sizes'}`,
   ].join('\n');
+}
+
+/** The markdown heading every entry prints first: the machine and the addon. */
+export async function benchHeader(): Promise<string> {
+  const { versions } = await import('../lib/index.js');
+  const v = versions();
+  return (
+    `# weightpress benchmarks\n\n${machineInfo()}\n` +
+    `- weightpress ${v.weightpress} (N-API ${v.napi}, CUDA compiled: ${v.cudaCompiled})\n- Date: ${new Date().toISOString()}\n`
+  );
 }
 
 /** Prints a suite's markdown to stdout (progress goes to stderr, so stdout can be pasted as it is). */

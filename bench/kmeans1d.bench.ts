@@ -18,7 +18,7 @@ import { kmeans } from 'ml-kmeans';
 import { ckmeans } from 'simple-statistics';
 
 import { solve } from '../lib/index.js';
-import { QUICK, Rng, emit, envInt, fmtCount, fmtMs, fmtX, isMain, machineInfo, mdTable, note, sseToNearest, timeTasks, type TaskSpec } from './common.js';
+import { QUICK, Rng, emit, envInt, fmtCount, fmtMs, fmtX, isMain, benchHeader, mdTable, note, sseToNearest, timeTasks, type TaskSpec } from './common.js';
 
 const K = 16;
 const SEED = 20240601;
@@ -163,6 +163,6 @@ export async function run(): Promise<string> {
 }
 
 if (isMain(import.meta.url)) {
-  emit(`# weightpress benchmarks\n\n${machineInfo()}\n`);
+  emit(await benchHeader());
   emit(await run());
 }

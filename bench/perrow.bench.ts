@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 
 import { loadNative } from '../lib/load.js';
 import type { NativeQuantizeStats } from '../lib/native.js';
-import { QUICK, Rng, emit, envInt, f32ToBf16, fmtMs, isMain, machineInfo, mdTable, note, timeTasks, type TaskSpec } from './common.js';
+import { QUICK, Rng, emit, envInt, f32ToBf16, isMain, benchHeader, mdTable, note, timeTasks, type TaskSpec } from './common.js';
 
 export const name = 'perrow';
 
@@ -135,6 +135,6 @@ export async function run(): Promise<string> {
 }
 
 if (isMain(import.meta.url)) {
-  emit(`# weightpress benchmarks\n\n${machineInfo()}\n`);
+  emit(await benchHeader());
   emit(await run());
 }

@@ -36,6 +36,7 @@ constexpr SolverRow kSolvers[] = {
     {"kmeans-optimal", solve_kmeans_optimal},
     {"ecsq-uniform", solve_ecsq_uniform},
     {"ecsq", solve_ecsq},
+    {"ecsq-dp", solve_ecsq_dp},
     {"sparse-l1", solve_sparse_l1},
     {"sparse-l1l2", solve_sparse_l1l2},
     {"sparse-l0", solve_sparse_l0},
