@@ -397,7 +397,7 @@ export async function benchHeader(): Promise<string> {
 
 /** Prints a suite's markdown to stdout (progress goes to stderr, so stdout can be pasted as it is). */
 export function emit(md: string): void {
-  process.stdout.write(md.endsWith('\n') ? md : md + '\n');
+  process.stdout.write(md.replace(/\n*$/, '\n\n'));
 }
 
 export function note(msg: string): void {

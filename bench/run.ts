@@ -4,7 +4,7 @@
  *   npm run bench                       every suite: kmeans1d, perrow, e2e
  *   npm run bench -- kmeans1d perrow    only these
  *   BENCH_QUICK=1 npm run bench         reduced sizes (numbers are then preliminary)
- *   npm run bench > bench/out.md        stdout is the markdown only
+ *   npm run -s bench > out.md           stdout is the markdown only (-s keeps npm's own banner out of it)
  */
 import './env.js';
 

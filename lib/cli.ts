@@ -28,7 +28,8 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --method NAME            ${METHODS.map((m) => m.name).join(' | ')} (default kmeans-optimal)
 ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).join('\n')}
   --bits N                 bits per code, 1-8 (default 4)
-  --granularity G          tensor | row | group (default row): one codebook per tensor, per output row, or per group
+  --granularity G          tensor | row | group | network (default row): one codebook per tensor, per output
+                           row, per group, or one for all quantized tensors together (Choi et al.'s all-layers mode)
   --group-size N           weights per group with --granularity group (default 128)
   --include PATTERN        quantize tensors whose name matches (glob * ? or /regex/); repeatable.
                            Without it: float tensors with >= 2 dims and >= 4096 elements
@@ -39,6 +40,16 @@ ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).joi
   --symmetric              uniform: levels symmetric about zero
   --step mse|minmax        uniform: MSE-optimal step or min-max range (default mse)
   --codebook-dtype D       f32 | f16 (default f32)
+  --importance FILE        safetensors of importance weights (same tensor names and shapes); see docs/IMPORTANCE
+  --importance-kind K      hessian | fisher | adam-v (default hessian; adam-v uses sqrt(v))
+  --importance-map RULE    FROM=>TO regex rule mapping a tensor name to its importance name; repeatable
+  --lloyd                  hessian-kmeans: Lloyd's instead of the exact DP
+  --rate BITS              ecsq methods: target average bits per weight after entropy coding
+  --lambda X               sparse methods: penalty weight; ecsq: Lagrange multiplier
+  --lambda2 X              sparse-l1l2: l2 weight
+  --target-values K        sparse methods: search the penalty until K distinct values per slice
+  --entropy C              none | huffman | ans: entropy-code the codes (default: huffman for ecsq methods)
+  --huffman                short for --entropy huffman
   --threads N              CPU threads (default: all cores)
   --device D               auto | cpu | cuda (default auto)
   --json                   print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)
@@ -63,6 +74,13 @@ function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw new ArgumentError(`option --${name}: expected an integer, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x)) throw new ArgumentError(`option --${name}: expected a number, got ${JSON.stringify(v)}`);
+  return x;
 }
 
 function progressBar(enabled: boolean): ((p: Progress) => void) | undefined {
@@ -112,6 +130,9 @@ async function main(argv: string[]): Promise<number> {
           'max-iter': { type: 'string' }, symmetric: { type: 'boolean' }, step: { type: 'string' },
           'codebook-dtype': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' },
           json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+          importance: { type: 'string' }, 'importance-kind': { type: 'string' }, 'importance-map': { type: 'string', multiple: true },
+          lloyd: { type: 'boolean' }, rate: { type: 'string' }, lambda: { type: 'string' }, lambda2: { type: 'string' },
+          'target-values': { type: 'string' }, entropy: { type: 'string' }, huffman: { type: 'boolean' },
         },
       });
       if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
@@ -131,11 +152,21 @@ async function main(argv: string[]): Promise<number> {
         codebookDtype: values['codebook-dtype']?.toUpperCase() as QuantizeOptions['codebookDtype'],
         threads: int('threads', values.threads),
         device: values.device as QuantizeOptions['device'],
+        importance: values.importance,
+        importanceKind: values['importance-kind'] as QuantizeOptions['importanceKind'],
+        importanceMap: values['importance-map'],
+        exact: values.lloyd ? false : undefined,
+        rate: num('rate', values.rate),
+        lambda: num('lambda', values.lambda),
+        lambda2: num('lambda2', values.lambda2),
+        targetValues: int('target-values', values['target-values']),
+        entropy: (values.entropy ?? (values.huffman ? 'huffman' : undefined)) as QuantizeOptions['entropy'],
         signal: ac.signal,
         onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
       };
       for (const k of Object.keys(opts) as (keyof QuantizeOptions)[]) if (opts[k] === undefined) delete opts[k];
       const report = await quantize(positionals[0], values.output, opts);
+      for (const w of report.warnings ?? []) process.stderr.write(`weightpress: warning: ${w}\n`);
       if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');
       else if (!values.quiet) process.stdout.write(formatTable(report) + `\nwrote ${report.output}\n`);
       return 0;

@@ -23,7 +23,7 @@ export interface StoredMetrics {
 export interface QuantizedScheme {
   method: string;
   bits: number;
-  granularity: 'tensor' | 'row' | 'group';
+  granularity: 'tensor' | 'row' | 'group' | 'network';
   groupSize?: number;
   /** Consecutive elements (row-major) that share one codebook row. */
   sliceSize: number;
@@ -91,6 +91,7 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (!Number.isInteger(t.sliceSize) || t.sliceSize < 1) throw bad('sliceSize must be a positive integer');
     const n = numel(t.shape);
     if (t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
+    if (!['tensor', 'row', 'group', 'network'].includes(t.granularity)) throw bad(`unknown granularity ${JSON.stringify(t.granularity)}`);
     if (t.codebookDtype !== 'F32' && t.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
     if (typeof t.codes !== 'string' || typeof t.codebook !== 'string') throw bad('codes and codebook must name tensors');
   }

@@ -17,7 +17,7 @@ export {
   WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, type ErrorCode,
 } from './errors.js';
 export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
-export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device } from './validate.js';
+export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device, ImportanceKind, EntropyCoder } from './validate.js';
 export type { Report, TensorReport, TotalReport } from './report.js';
 export { toJson as reportToJson, formatTable } from './report.js';
 export type { FileScheme, TensorScheme, QuantizedScheme, KeptScheme, StoredMetrics } from './format.js';
@@ -25,12 +25,16 @@ export type { FileScheme, TensorScheme, QuantizedScheme, KeptScheme, StoredMetri
 export interface SolveOptions extends NativeSolverParams {
   /** Importance weight of each value (default 1). */
   weights?: Float64Array;
+  /** hessian-kmeans: exact DP (default) or Lloyd's. */
+  exact?: boolean;
 }
 
-function solverOf(method: string): string {
+/** A method's solver, or a native solver named directly (e.g. 'ecsq-dp'). */
+function solverOf(method: string, o: SolveOptions): string {
   const m = findMethod(method);
-  if (!m) throw new ArgumentError(`option method: unknown method ${JSON.stringify(method)}`);
-  return m.solver;
+  if (m) return m.solver({ exact: o.exact });
+  if (loadNative().methods().split(', ').includes(method)) return method;
+  throw new ArgumentError(`option method: unknown method ${JSON.stringify(method)}`);
 }
 
 /**
@@ -38,10 +42,10 @@ function solverOf(method: string): string {
  * the event loop.
  */
 export async function solve(method: string, values: Float64Array, options: SolveOptions = {}): Promise<Float64Array> {
-  const { weights, ...params } = options;
+  const { weights, exact: _e, ...params } = options;
   const at = new Error();
   try {
-    return await loadNative().solve(solverOf(method), values, weights ?? null, params);
+    return await loadNative().solve(solverOf(method, options), values, weights ?? null, params);
   } catch (e) {
     throw fromNative(e, {}, at);
   }
@@ -49,9 +53,9 @@ export async function solve(method: string, values: Float64Array, options: Solve
 
 /** solve() on the calling thread, for small inputs. */
 export function solveSync(method: string, values: Float64Array, options: SolveOptions = {}): Float64Array {
-  const { weights, ...params } = options;
+  const { weights, exact: _e, ...params } = options;
   try {
-    return loadNative().solveSync(solverOf(method), values, weights ?? null, params);
+    return loadNative().solveSync(solverOf(method, options), values, weights ?? null, params);
   } catch (e) {
     throw fromNative(e);
   }

@@ -44,6 +44,9 @@ export interface NativeSolverParams {
 }
 
 export interface NativeQuantizeParams extends NativeSolverParams {
+  /** Use this quantizer for every slice instead of solving (e.g. one codebook for the whole network). */
+  fixedLevels?: Float64Array;
+  fixedThresholds?: Float64Array;
   method: string;
   bits: number;
   granularity: 'tensor' | 'row' | 'group';
@@ -101,6 +104,10 @@ export interface NativeAddon {
   solveSync(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Float64Array;
   /** Like solveSync, with the decision thresholds (empty: midpoints between adjacent levels). */
   quantizer(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): { levels: Float64Array; thresholds: Float64Array };
+
+  summaryNew(): unknown;
+  summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;
+  summarySolve(summary: unknown, method: string, params: NativeSolverParams): Promise<{ levels: Float64Array; thresholds: Float64Array; points: number }>;
 
   cudaHistogram16?(raw: Uint16Array): BigUint64Array;
 }

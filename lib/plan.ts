@@ -26,7 +26,7 @@ export function codeBytes(n: number, bits: number): number {
 }
 
 export function sliceSizeOf(t: TensorRef, o: Pick<ResolvedQuantizeOptions, 'granularity' | 'groupSize'>): number {
-  if (o.granularity === 'tensor') return Math.max(1, t.numel);
+  if (o.granularity === 'tensor' || o.granularity === 'network') return Math.max(1, t.numel);
   if (o.granularity === 'group') return o.groupSize;
   const rows = t.shape.length ? t.shape[0] : 1;
   return Math.max(1, rows ? t.numel / rows : 1);

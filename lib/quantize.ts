@@ -5,10 +5,13 @@ import { Checkpoint } from './checkpoint.js';
 import { DTYPE_SIZE } from './dtype.js';
 import { fromNative } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
+import { Importance } from './importance.js';
 import { Cancel, OutputFile, reportProgress } from './job.js';
 import { loadNative } from './load.js';
-import { findMethod } from './methods/registry.js';
+import { findMethod, type MethodEntry } from './methods/registry.js';
+import type { NativeQuantizeParams } from './native.js';
 import { makePlan, type QuantizeStep, type Step } from './plan.js';
+import type { TensorRef } from './checkpoint.js';
 import { sqnrDb, totals, type Report, type TensorReport } from './report.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
@@ -23,9 +26,15 @@ export async function quantize(input: string, output: string, options: QuantizeO
   const started = performance.now();
   const ckpt = await Checkpoint.open(input);
   let out: OutputFile | undefined;
+  let importance: Importance | undefined;
   try {
     cancel.check(ckpt.path);
     const plan = makePlan(ckpt.tensors(), o, ckpt.path);
+    const warnings: string[] = [];
+    if (o.importance !== undefined) importance = await Importance.open(o.importance, o.importanceKind, o.importanceMap);
+    const job: Job = { ckpt, o, cancel, importance, warnings, method: findMethod(o.method)! };
+    // One codebook for the whole network: summarize every quantized tensor, solve once.
+    if (o.granularity === 'network') job.fixed = await solveNetwork(job, plan.filter((s): s is QuantizeStep => s.kind === 'quantize'));
     out = new OutputFile(resolve(output), reserveFor(plan, ckpt.metadata));
     const scheme: FileScheme = { format: 'weightpress', version: FORMAT_VERSION, tensors: {} };
     const reports: TensorReport[] = [];
@@ -41,7 +50,7 @@ export async function quantize(input: string, output: string, options: QuantizeO
     for (const step of ordered) {
       cancel.check(ckpt.path);
       const t0 = performance.now();
-      const r = step.kind === 'quantize' ? await quantizeOne(ckpt, out, step, o, cancel) : await keepOne(ckpt, out, step);
+      const r = step.kind === 'quantize' ? await quantizeOne(job, out, step) : await keepOne(ckpt, out, step);
       // The file stores no timings (the same input and options give a byte-identical file); the report does.
       scheme.tensors[step.tensor.name] = r.scheme;
       reports.push(r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 }));
@@ -60,13 +69,65 @@ export async function quantize(input: string, output: string, options: QuantizeO
     scheme.tensors = sorted;
     metadata[FORMAT_KEY] = JSON.stringify(scheme);
     await out.finish(metadata);
-    return { input: ckpt.path, output: out.path, tensors: reports, total: totals(reports, (performance.now() - started) / 1000) };
+    return {
+      input: ckpt.path, output: out.path, tensors: reports, total: totals(reports, (performance.now() - started) / 1000),
+      ...(warnings.length ? { warnings } : {}),
+    };
   } catch (e) {
     out?.abort();
     throw e;
   } finally {
     cancel.dispose();
+    importance?.close();
     ckpt.close();
+  }
+}
+
+interface Job {
+  ckpt: Checkpoint;
+  o: ResolvedQuantizeOptions;
+  cancel: Cancel;
+  method: MethodEntry;
+  importance?: Importance;
+  warnings: string[];
+  fixed?: { levels: Float64Array; thresholds: Float64Array };
+}
+
+function solverParams(o: ResolvedQuantizeOptions) {
+  return {
+    seed: o.seed, maxIter: o.maxIter, symmetric: o.symmetric, step: o.step,
+    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    ...(o.lambda2 !== undefined ? { lambda2: o.lambda2 } : {}),
+    ...(o.targetValues !== undefined ? { targetValues: o.targetValues } : {}),
+    ...(o.rate !== undefined ? { rate: o.rate } : {}),
+  };
+}
+
+async function importanceFor(job: Job, t: TensorRef): Promise<Float32Array | undefined> {
+  if (!job.importance) return undefined;
+  const w = await job.importance.weightsFor(t);
+  if (!w) job.warnings.push(`no importance for tensor "${t.name}" in ${job.importance.file}: uniform weights used`);
+  return w;
+}
+
+async function solveNetwork(job: Job, steps: QuantizeStep[]): Promise<{ levels: Float64Array; thresholds: Float64Array }> {
+  const native = loadNative();
+  const acc = native.summaryNew();
+  for (const step of steps) {
+    job.cancel.check(job.ckpt.path);
+    const t = step.tensor;
+    const at = new Error();
+    try {
+      await native.summaryAdd(acc, { data: job.ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, name: t.name, importance: await importanceFor(job, t) });
+    } catch (e) {
+      throw fromNative(e, { file: t.file, tensor: t.name }, at);
+    }
+  }
+  const at = new Error();
+  try {
+    return await native.summarySolve(acc, job.method.solver(job.o), { ...solverParams(job.o), k: 2 ** job.o.bits });
+  } catch (e) {
+    throw fromNative(e, { file: job.ckpt.path }, at);
   }
 }
 
@@ -76,27 +137,24 @@ interface StepResult {
   report: (m: StoredMetrics) => TensorReport;
 }
 
-async function quantizeOne(ckpt: Checkpoint, out: OutputFile, step: QuantizeStep, o: ResolvedQuantizeOptions, cancel: Cancel): Promise<StepResult> {
+async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promise<StepResult> {
+  const { ckpt, o, method } = job;
   const native = loadNative();
   const t = step.tensor;
   ckpt.advise(t.name, 'willneed');
   const data = ckpt.bytes(t.name);
   const codes = new Uint8Array(step.codesBytes);
   const codebook = new Uint8Array(step.codebookBytes);
-  const method = findMethod(o.method)!;
+  const params: NativeQuantizeParams = {
+    method: method.solver(o), bits: o.bits, granularity: o.granularity === 'network' ? 'tensor' : o.granularity,
+    sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, ...solverParams(o),
+    ...(job.fixed ? { fixedLevels: job.fixed.levels, fixedThresholds: job.fixed.thresholds } : {}),
+  };
   const at = new Error();
   let stats;
   try {
-    stats = await native.quantize(
-      { data, dtype: t.dtype, numel: t.numel, name: t.name },
-      {
-        method: method.solver, bits: o.bits, granularity: o.granularity, sliceSize: step.sliceSize, codebookDtype: o.codebookDtype,
-        seed: o.seed, maxIter: o.maxIter, symmetric: o.symmetric, step: o.step, threads: o.threads,
-      },
-      codes,
-      codebook,
-      cancel.flag,
-    );
+    const importance = job.fixed ? undefined : await importanceFor(job, t);
+    stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance }, params, codes, codebook, job.cancel.flag);
   } catch (e) {
     throw fromNative(e, { file: t.file, tensor: t.name }, at);
   }
@@ -115,14 +173,16 @@ async function quantizeOne(ckpt: Checkpoint, out: OutputFile, step: QuantizeStep
     bytesOut,
     seconds: 0,
   };
-  const params: Record<string, unknown> = {};
-  if (method.seeded) Object.assign(params, { seed: o.seed, maxIter: o.maxIter });
-  if (o.method === 'uniform') Object.assign(params, { symmetric: o.symmetric, step: o.step });
+  const used: Record<string, unknown> = { solver: params.method };
+  if (method.seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
+  if (o.method === 'uniform') Object.assign(used, { symmetric: o.symmetric, step: o.step });
+  for (const k of ['rate', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
+  if (o.importance !== undefined) Object.assign(used, { importance: o.importanceKind });
   const scheme: TensorScheme = {
     method: o.method, bits: o.bits, granularity: o.granularity,
     ...(o.granularity === 'group' ? { groupSize: o.groupSize } : {}),
     sliceSize: step.sliceSize, slices: step.slices, dtype: t.dtype, shape: t.shape,
-    codes: cName, codebook: cbName, codebookDtype: o.codebookDtype, params, metrics,
+    codes: cName, codebook: cbName, codebookDtype: o.codebookDtype, params: used, metrics,
   };
   return {
     scheme, metrics,

@@ -9,7 +9,7 @@ export interface TensorReport extends StoredMetrics {
   method: string;
   /** Bits per code; for kept tensors the dtype's bits. */
   bits: number;
-  granularity: 'tensor' | 'row' | 'group' | null;
+  granularity: 'tensor' | 'row' | 'group' | 'network' | null;
   /** Elements. */
   numel: number;
 }
@@ -28,6 +28,8 @@ export interface Report {
   output?: string;
   tensors: TensorReport[];
   total: TotalReport;
+  /** Things the caller should know (e.g. tensors without importance weights). */
+  warnings?: string[];
 }
 
 export function sqnrDb(signal: number, sse: number): number | null {
@@ -119,5 +121,6 @@ export function toJson(r: Report): object {
       bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel,
     })),
     total: r.total,
+    ...(r.warnings ? { warnings: r.warnings } : {}),
   };
 }

@@ -5,7 +5,9 @@
 import { ArgumentError } from './errors.js';
 import { METHODS, findMethod, type MethodName } from './methods/registry.js';
 
-export type Granularity = 'tensor' | 'row' | 'group';
+export type Granularity = 'tensor' | 'row' | 'group' | 'network';
+export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
+export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface Progress {
@@ -35,7 +37,10 @@ export interface QuantizeOptions extends CommonOptions {
   method?: MethodName;
   /** Bits per code, 1-8: 2^bits levels per slice. */
   bits?: number;
-  /** One codebook per tensor, per row (output channel, the first dimension) or per group of groupSize weights. */
+  /**
+   * One codebook per tensor, per row (output channel, the first dimension), per group of groupSize weights,
+   * or one for all quantized tensors together ('network', the all-layers mode of Choi et al.).
+   */
   granularity?: Granularity;
   groupSize?: number;
   /** Name patterns (glob with * and ?, or /regex/) of tensors to quantize; overrides the default size rule. */
@@ -55,11 +60,37 @@ export interface QuantizeOptions extends CommonOptions {
   step?: 'mse' | 'minmax';
   /** Dtype of the stored codebooks. */
   codebookDtype?: 'F32' | 'F16';
+  /** A safetensors file of importance weights with the checkpoint's tensor names and shapes. */
+  importance?: string;
+  /** How to read it: a diagonal Hessian or Fisher (used as is), or Adam's second moment (sqrt(v) is used). */
+  importanceKind?: ImportanceKind;
+  /** Name rules "FROM=>TO" (FROM a regex) mapping a checkpoint tensor name to its importance tensor name. */
+  importanceMap?: string[];
+  /** hessian-kmeans: the exact DP (true, default) or Lloyd's (false). */
+  exact?: boolean;
+  /** ecsq methods: the target entropy of the codes, bits per weight. */
+  rate?: number;
+  /** sparse methods: the penalty weight; ecsq: the Lagrange multiplier (instead of rate). */
+  lambda?: number;
+  /** sparse-l1l2: the l2 weight. */
+  lambda2?: number;
+  /** sparse methods: search the penalty until this many distinct values per slice. */
+  targetValues?: number;
+  /** Entropy-code the codes: 'huffman', 'ans', or 'none'. Default: the method's (huffman for ecsq). */
+  entropy?: EntropyCoder;
 }
 
-export type ResolvedQuantizeOptions = Required<Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude'>> & {
+export type ResolvedQuantizeOptions = Required<
+  Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'lambda' | 'lambda2' | 'targetValues'>
+> & {
   include: string[];
   exclude: string[];
+  importance?: string;
+  importanceMap: string[];
+  rate?: number;
+  lambda?: number;
+  lambda2?: number;
+  targetValues?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 };
@@ -71,7 +102,7 @@ export interface DecodeOptions extends CommonOptions {
 
 export const QUANTIZE_DEFAULTS = {
   method: 'kmeans-optimal' as MethodName,
-  bits: 4,
+  bits: 4, // or the method's default (methods/registry.ts)
   granularity: 'row' as Granularity,
   groupSize: 128,
   minDims: 2,
@@ -83,7 +114,12 @@ export const QUANTIZE_DEFAULTS = {
   codebookDtype: 'F32' as const,
   threads: 0,
   device: 'auto' as Device,
+  importanceKind: 'hessian' as ImportanceKind,
+  exact: true,
+  entropy: 'none' as EntropyCoder, // or the method's default
 };
+
+const EXTRA_KEYS = ['importance', 'importanceMap', 'rate', 'lambda', 'lambda2', 'targetValues'] as const;
 
 function fail(option: string, problem: string): never {
   throw new ArgumentError(`option ${option}: ${problem}`);
@@ -139,18 +175,40 @@ function progressOf(v: unknown): ((p: Progress) => void) | undefined {
   return v as (p: Progress) => void;
 }
 
-const QUANTIZE_KEYS = [...Object.keys(QUANTIZE_DEFAULTS), 'include', 'exclude', 'signal', 'onProgress'] as const;
+const QUANTIZE_KEYS = [...Object.keys(QUANTIZE_DEFAULTS), ...EXTRA_KEYS, 'include', 'exclude', 'signal', 'onProgress'] as const;
+
+function positive(option: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(option, `must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
 
 export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantizeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
   checkKeys(o, QUANTIZE_KEYS, 'quantize');
   const d = QUANTIZE_DEFAULTS;
   const method = o.method ?? d.method;
-  if (!findMethod(method)) fail('method', `unknown method ${JSON.stringify(method)} (known: ${METHODS.map((m) => m.name).join(', ')})`);
+  const entry = findMethod(method);
+  if (!entry) fail('method', `unknown method ${JSON.stringify(method)} (known: ${METHODS.map((m) => m.name).join(', ')})`);
+  const rate = positive('rate', o.rate);
+  if (rate !== undefined && rate > 8) fail('rate', `must be at most 8 bits per weight, got ${rate}`);
+  const lambda = positive('lambda', o.lambda);
+  const lambda2 = o.lambda2 === undefined ? undefined : positive('lambda2', o.lambda2);
+  const targetValues = o.targetValues === undefined ? undefined : intIn('targetValues', o.targetValues, 1, 256);
+  const importance = o.importance;
+  if (importance !== undefined && (typeof importance !== 'string' || !importance)) fail('importance', 'must be a file path');
+  const mopts = { bits: o.bits, rate, lambda, targetValues, exact: o.exact, importance };
+  const problem = entry.check?.(mopts);
+  if (problem) fail('method', problem);
+  if (entry.importance === 'required' && importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
+  const bits = intIn('bits', o.bits ?? entry.defaultBits(mopts), 1, 8);
+  if (targetValues !== undefined && targetValues > 2 ** bits) fail('targetValues', `${targetValues} values do not fit in ${bits} bits`);
+  const importanceMap = patterns('importanceMap', o.importanceMap);
+  for (const rule of importanceMap) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
   return {
     method,
-    bits: intIn('bits', o.bits ?? d.bits, 1, 8),
-    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group'] as const),
+    bits,
+    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network'] as const),
     groupSize: intIn('groupSize', o.groupSize ?? d.groupSize, 1, 2 ** 40),
     include: patterns('include', o.include),
     exclude: patterns('exclude', o.exclude),
@@ -163,6 +221,15 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     codebookDtype: oneOf('codebookDtype', o.codebookDtype ?? d.codebookDtype, ['F32', 'F16'] as const),
     threads: intIn('threads', o.threads ?? d.threads, 0, 1024),
     device: oneOf('device', o.device ?? d.device, ['auto', 'cpu', 'cuda'] as const),
+    importance,
+    importanceKind: oneOf('importanceKind', o.importanceKind ?? d.importanceKind, ['hessian', 'fisher', 'adam-v'] as const),
+    importanceMap,
+    exact: boolOf('exact', o.exact ?? d.exact),
+    rate,
+    lambda,
+    lambda2,
+    targetValues,
+    entropy: oneOf('entropy', o.entropy ?? entry.entropy, ['none', 'huffman', 'ans'] as const),
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };

@@ -53,6 +53,7 @@ class QuantizeWorker : public PromiseWorker {
   wp::Context ctx;
   std::string tensor;
   wp::QuantizeStats stats;
+  wp::Quantizer fixed;
   void Run() override {
     try {
       wp::quantize_tensor(in, params, out, ctx, &stats);
@@ -98,6 +99,22 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   if (w->params.slice_size == 0) w->params.slice_size = 1;
   w->params.codebook_dtype = dtype_of(env, str_of(p, "codebookDtype", "F32"));
   w->params.solver = solver_params_of(p);
+  Napi::Value fl = p.Get("fixedLevels");
+  if (!fl.IsUndefined() && !fl.IsNull()) {
+    auto read = [&](const Napi::Value& v, const char* what) {
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+        throw_arg(env, std::string(what) + " must be a Float64Array");
+      Bytes b = bytes_of(v, what);
+      const double* d = reinterpret_cast<const double*>(b.data);
+      return std::vector<double>(d, d + b.size / 8);
+    };
+    w->fixed.levels = read(fl, "fixedLevels");
+    Napi::Value ft = p.Get("fixedThresholds");
+    if (!ft.IsUndefined() && !ft.IsNull()) w->fixed.thresholds = read(ft, "fixedThresholds");
+    if (w->fixed.levels.empty() || (!w->fixed.thresholds.empty() && w->fixed.thresholds.size() + 1 != w->fixed.levels.size()))
+      throw_arg(env, "fixedLevels must be non-empty, with one threshold fewer");
+    w->params.fixed = &w->fixed;
+  }
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[4]);
   Bytes codes = bytes_of(info[2], "codes");
@@ -306,6 +323,94 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   return w->Queue();
 }
 
+using SummaryRef = std::shared_ptr<wp::WeightedPoints>;
+
+class SummarizeWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  SummaryRef acc;
+  const void* data = nullptr;
+  wp::Dtype dtype = wp::Dtype::F32;
+  uint64_t numel = 0;
+  const float* importance = nullptr;
+  std::string tensor;
+  void Run() override {
+    try {
+      wp::WeightedPoints pts;
+      wp::summarize_slice(data, dtype, 0, numel, importance, pts);
+      wp::merge_points(*acc, pts);
+    } catch (wp::Error& e) {
+      e.with_tensor(tensor);
+      throw;
+    }
+  }
+};
+
+// summaryNew() -> handle: an accumulator of weighted distinct values over many tensors.
+Napi::Value SummaryNew(const Napi::CallbackInfo& info) {
+  return Napi::External<SummaryRef>::New(info.Env(), new SummaryRef(std::make_shared<wp::WeightedPoints>()),
+                                         [](Napi::Env, SummaryRef* p) { delete p; });
+}
+
+// summaryAdd(handle, {data, dtype, numel, importance?, name?}) -> Promise<void>
+Napi::Value SummaryAdd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal() || !info[1].IsObject()) throw_arg(env, "summaryAdd(handle, tensor)");
+  Napi::Object t = info[1].As<Napi::Object>();
+  auto* w = new SummarizeWorker(env);
+  std::unique_ptr<SummarizeWorker> guard(w);
+  w->acc = *info[0].As<Napi::External<SummaryRef>>().Data();
+  Bytes data = bytes_of(t.Get("data"), "tensor data");
+  w->data = data.data;
+  w->dtype = dtype_of(env, str_of(t, "dtype"));
+  w->numel = (uint64_t)num_of(t, "numel", 0);
+  w->tensor = str_of(t, "name", "");
+  if (data.size != w->numel * wp::dtype_size(w->dtype)) throw_arg(env, "tensor data size does not match numel x dtype size");
+  Napi::Value imp = t.Get("importance");
+  if (!imp.IsUndefined() && !imp.IsNull()) {
+    Bytes ib = bytes_of(imp, "importance");
+    if (ib.size != w->numel * 4) throw_arg(env, "importance must have one F32 value per element");
+    w->importance = reinterpret_cast<const float*>(ib.data);
+    w->Keep(imp);
+  }
+  w->Keep(t.Get("data"));
+  guard.release();
+  return w->Queue();
+}
+
+class SummarySolveWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  SummaryRef acc;
+  const wp::SolverRow* row = nullptr;
+  wp::SolverParams sp;
+  wp::Quantizer q;
+  void Run() override { q = acc->size() ? row->solve(*acc, sp) : wp::Quantizer{{0.0}, {}}; }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("levels", levels_to_js(env, q.levels));
+    o.Set("thresholds", levels_to_js(env, q.thresholds));
+    o.Set("points", Napi::Number::New(env, (double)acc->size()));
+    return o;
+  }
+};
+
+// summarySolve(handle, method, params) -> Promise<{levels, thresholds, points}>
+Napi::Value SummarySolve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal()) throw_arg(env, "summarySolve(handle, method, params)");
+  std::string method = info[1].As<Napi::String>().Utf8Value();
+  const wp::SolverRow* row = wp::find_solver(method);
+  if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "'"));
+  Napi::Object p = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  auto* w = new SummarySolveWorker(env);
+  w->acc = *info[0].As<Napi::External<SummaryRef>>().Data();
+  w->row = row;
+  w->sp = solver_params_of(p);
+  w->sp.k = (int)num_of(p, "k", 16);
+  return w->Queue();
+}
+
 Napi::Value Methods(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), wp::solver_names());
 }
@@ -322,6 +427,9 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizer", Napi::Function::New(env, SolveSync, "quantizer", &tag));
   exports.Set("methods", Napi::Function::New(env, Methods));
   exports.Set("convert", Napi::Function::New(env, Convert));
+  exports.Set("summaryNew", Napi::Function::New(env, SummaryNew));
+  exports.Set("summaryAdd", Napi::Function::New(env, SummaryAdd));
+  exports.Set("summarySolve", Napi::Function::New(env, SummarySolve));
 }
 
 }  // namespace wpa

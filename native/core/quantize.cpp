@@ -62,11 +62,21 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   parallel_for(ctx, ns, [&](size_t s) {
     thread_local WeightedPoints pts;
     uint64_t b = s * S, e = std::min(n, b + S);
-    summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
-    SolverParams sp = params.solver;
-    sp.k = k;
-    sp.seed = mix_seed(params.solver.seed, s);
-    Quantizer q = pts.size() ? solver->solve(pts, sp) : Quantizer{{0.0}, {}};
+    Quantizer q;
+    if (params.fixed) {
+      // No solve, but the slice is still checked for NaN/Inf.
+      size_t bad = first_non_finite(in.data, in.dtype, b, e);
+      if (bad < e) throw Error(Code::NonFinite, "NaN or Inf at element " + std::to_string(bad));
+      q = *params.fixed;
+    } else {
+      summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
+      // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
+      if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
+      SolverParams sp = params.solver;
+      sp.k = k;
+      sp.seed = mix_seed(params.solver.seed, s);
+      q = pts.size() ? solver->solve(pts, sp) : Quantizer{{0.0}, {}};
+    }
     std::vector<double>& lv = q.levels;
     if (lv.empty()) lv.push_back(0.0);
     WP_THROW_IF_NOT((int)lv.size() <= k, Argument,

@@ -19,6 +19,8 @@ struct QuantizeParams {
   uint64_t slice_size = 0;              // elements per slice: numel (tensor), row length (row), G (group)
   Dtype codebook_dtype = Dtype::F32;    // F32 or F16
   SolverParams solver;                  // k is set from bits; seed is mixed with the slice index
+  const Quantizer* fixed = nullptr;     // when set: every slice uses this quantizer (no solve), e.g. one
+                                        // codebook for the whole network
 };
 
 struct TensorIn {

@@ -46,6 +46,19 @@ template void radix_sort<uint16_t>(std::vector<uint16_t>&, std::vector<float>*);
 template void radix_sort<uint32_t>(std::vector<uint32_t>&, std::vector<float>*);
 template void radix_sort<uint64_t>(std::vector<uint64_t>&, std::vector<float>*);
 
+void merge_points(WeightedPoints& acc, const WeightedPoints& add) {
+  WeightedPoints out;
+  out.x.reserve(acc.size() + add.size());
+  out.w.reserve(acc.size() + add.size());
+  size_t i = 0, j = 0;
+  while (i < acc.size() || j < add.size()) {
+    if (j >= add.size() || (i < acc.size() && acc.x[i] < add.x[j])) { out.x.push_back(acc.x[i]); out.w.push_back(acc.w[i]); ++i; }
+    else if (i >= acc.size() || add.x[j] < acc.x[i]) { out.x.push_back(add.x[j]); out.w.push_back(add.w[j]); ++j; }
+    else { out.x.push_back(acc.x[i]); out.w.push_back(acc.w[i] + add.w[j]); ++i; ++j; }
+  }
+  acc = std::move(out);
+}
+
 size_t first_non_finite(const void* data, Dtype d, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i)
     if (!std::isfinite(load_as_double(data, d, i))) return i;

@@ -24,6 +24,9 @@ struct WeightedPoints {
 void summarize_slice(const void* data, Dtype d, size_t begin, size_t end, const float* importance,
                      WeightedPoints& out);
 
+// Merge `add` into `acc` (both sorted, distinct): equal values add their weights.
+void merge_points(WeightedPoints& acc, const WeightedPoints& add);
+
 // Find the first non-finite element in [begin, end); returns end if none.
 size_t first_non_finite(const void* data, Dtype d, size_t begin, size_t end);
 
