@@ -20,11 +20,13 @@
         "native/core/solvers/sparse.cpp",
         "native/core/entropy/huffman.cpp",
         "native/core/entropy/rans.cpp",
+        "native/core/block.cpp",
         "native/addon/common.cpp",
         "native/addon/io.cpp",
         "native/addon/quant.cpp",
         "native/addon/backends.cpp",
-        "native/addon/entropy.cpp"
+        "native/addon/entropy.cpp",
+        "native/addon/block.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "WP_VERSION=\"<!(node -p \"require('./package.json').version\")\""],

@@ -47,6 +47,8 @@ export interface NativeQuantizeParams extends NativeSolverParams {
   /** Use this quantizer for every slice instead of solving (e.g. one codebook for the whole network). */
   fixedLevels?: Float64Array;
   fixedThresholds?: Float64Array;
+  /** Bits per stored code: bits (default, packed) or 8 (one byte per code, what entropy coders take). */
+  packBits?: number;
   method: string;
   bits: number;
   granularity: 'tensor' | 'row' | 'group';
@@ -93,7 +95,7 @@ export interface NativeAddon {
     cancel?: Int32Array | null,
   ): Promise<NativeQuantizeStats>;
   dequantize(
-    source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; name?: string },
+    source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; packBits?: number; name?: string },
     outDtype: string,
     out: Uint8Array,
     threads?: number,

@@ -85,5 +85,6 @@ void init_io(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
 void init_backends(Napi::Env env, Napi::Object exports);
 void init_entropy(Napi::Env env, Napi::Object exports);
+void init_block(Napi::Env env, Napi::Object exports);
 
 }  // namespace wpa

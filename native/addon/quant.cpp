@@ -120,7 +120,10 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Bytes codes = bytes_of(info[2], "codes");
   Bytes cb = bytes_of(info[3], "codebook");
   const uint64_t ns = wp::slice_count(w->in.numel, w->params.slice_size);
-  if (codes.size < (w->in.numel * w->params.bits + 7) / 8) throw_arg(env, "codes buffer is too small");
+  w->params.pack_bits = (int)num_of(p, "packBits", 0);
+  if (w->params.pack_bits != 0 && w->params.pack_bits != 8 && w->params.pack_bits != w->params.bits) throw_arg(env, "packBits must be 8 or bits");
+  int pbq = w->params.pack_bits ? w->params.pack_bits : w->params.bits;
+  if (codes.size < (w->in.numel * pbq + 7) / 8) throw_arg(env, "codes buffer is too small");
   if (cb.size != ns * ((size_t)1 << w->params.bits) * wp::dtype_size(w->params.codebook_dtype))
     throw_arg(env, "codebook buffer has the wrong size");
   w->out.codes = codes.data;
@@ -168,11 +171,14 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   w->in.numel = (uint64_t)num_of(s, "numel", 0);
   w->in.bits = (int)num_of(s, "bits", 4);
   w->in.slice_size = (uint64_t)num_of(s, "sliceSize", (double)w->in.numel);
+  w->in.pack_bits = (int)num_of(s, "packBits", 0);
   w->tensor = str_of(s, "name", "");
   if (w->in.bits < 1 || w->in.bits > 8) throw to_js_error(env, wp::Error(wp::Code::Format, "bits must be from 1 to 8", w->tensor));
   if (w->in.slice_size == 0) w->in.slice_size = 1;
   uint64_t ns = wp::slice_count(w->in.numel, w->in.slice_size);
-  if (codes.size < (w->in.numel * w->in.bits + 7) / 8)
+  int pbd = w->in.pack_bits ? w->in.pack_bits : w->in.bits;
+  if (pbd != 8 && pbd != w->in.bits) throw to_js_error(env, wp::Error(wp::Code::Format, "packBits must be 8 or bits", w->tensor));
+  if (codes.size < (w->in.numel * pbd + 7) / 8)
     throw to_js_error(env, wp::Error(wp::Code::Format, "codes hold " + std::to_string(codes.size) + " bytes, too few for " +
                                                            std::to_string(w->in.numel) + " codes", w->tensor));
   if (cb.size != ns * ((size_t)1 << w->in.bits) * wp::dtype_size(w->in.codebook_dtype))

@@ -53,7 +53,9 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   const uint64_t ns = slice_count(n, S);
   const int k = 1 << params.bits;
   const Dtype cbd = params.codebook_dtype;
-  WP_THROW_IF_NOT(out.codes_bytes >= (n * (uint64_t)params.bits + 7) / 8, Argument, "codes buffer is too small");
+  const int pb = params.pack_bits ? params.pack_bits : params.bits;
+  WP_THROW_IF_NOT(pb == params.bits || pb == 8, Argument, "pack_bits must be bits or 8");
+  WP_THROW_IF_NOT(out.codes_bytes >= (n * (uint64_t)pb + 7) / 8, Argument, "codes buffer is too small");
 
   // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level) and its
   // decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
@@ -144,11 +146,11 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
         }
       }
     }
-    pack_bits(codes.data(), e - b, params.bits, out.codes + (b / 8) * params.bits);
+    pack_bits(codes.data(), e - b, pb, out.codes + (b / 8) * pb);
     c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
   });
   // Zero the padding after the last code byte so the output is deterministic.
-  size_t used_bytes = (size_t)((n * params.bits + 7) / 8);
+  size_t used_bytes = (size_t)((n * pb + 7) / 8);
   if (out.codes_bytes > used_bytes) std::fill(out.codes + used_bytes, out.codes + out.codes_bytes, 0);
   if (stats) {
     *stats = QuantizeStats{};
@@ -172,6 +174,8 @@ void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const
                       out_dtype == Dtype::F64, Argument, "decode dtype must be F32, F16, BF16 or F64");
   const uint64_t n = in.numel, S = in.slice_size;
   const int k = 1 << in.bits;
+  const int pb = in.pack_bits ? in.pack_bits : in.bits;
+  WP_THROW_IF_NOT(pb == in.bits || pb == 8, Argument, "pack_bits must be bits or 8");
   const size_t osz = dtype_size(out_dtype);
   const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
   parallel_for(ctx, nchunks, [&](size_t c) {
@@ -180,7 +184,10 @@ void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const
     uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
     codes.resize(e - b);
     vals.resize(e - b);
-    unpack_bits(in.codes + (b / 8) * in.bits, e - b, in.bits, codes.data());
+    unpack_bits(in.codes + (b / 8) * pb, e - b, pb, codes.data());
+    if (pb != in.bits)  // one byte per code: a code past the level table is corrupt input
+      for (uint64_t i = 0; i < e - b; ++i)
+        if (codes[i] >= k) throw Error(Code::Format, "code " + std::to_string(codes[i]) + " out of range for " + std::to_string(in.bits) + " bits");
     for (uint64_t i = b; i < e;) {
       uint64_t s = i / S, se = std::min(e, (s + 1) * S);
       float lv[256];

@@ -19,6 +19,8 @@ struct QuantizeParams {
   uint64_t slice_size = 0;              // elements per slice: numel (tensor), row length (row), G (group)
   Dtype codebook_dtype = Dtype::F32;    // F32 or F16
   SolverParams solver;                  // k is set from bits; seed is mixed with the slice index
+  int pack_bits = 0;                    // bits per stored code: 0 = bits (packed); 8 = one byte per code, the
+                                        // layout entropy coders take
   const Quantizer* fixed = nullptr;     // when set: every slice uses this quantizer (no solve), e.g. one
                                         // codebook for the whole network
 };
@@ -31,7 +33,7 @@ struct TensorIn {
 };
 
 struct QuantizeOut {
-  uint8_t* codes = nullptr;             // at least ceil(numel*bits/8) bytes; written in full (padding zeroed)
+  uint8_t* codes = nullptr;             // at least ceil(numel*pack_bits/8) bytes; written in full (padding zeroed)
   size_t codes_bytes = 0;
   void* codebook = nullptr;             // slices * k entries of codebook_dtype
 };
@@ -56,6 +58,7 @@ struct DequantizeIn {
   uint64_t numel = 0;
   int bits = 4;
   uint64_t slice_size = 0;
+  int pack_bits = 0;  // bits per stored code (0 = bits)
 };
 
 // Writes numel values of out_dtype (F32, F16, BF16 or F64) to out.

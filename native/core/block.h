@@ -1,0 +1,2 @@
+// Block-scaled formats with a learned level table. To be written.
+#pragma once
