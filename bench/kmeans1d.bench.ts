@@ -1,14 +1,14 @@
 /**
  * Suite kmeans1d: 1-D k-means, k = 16, on n F32-representable standard Gaussian values (seeded).
  *
- *   weightpress solve('kmeans-optimal', x, {k:16})        exact DP + SMAWK (native, off the event loop)
+ *   weightpress solve('kmeans-optimal', x, {k:16})        exact DP (native, off the event loop)
  *   weightpress solve('kmeans', x, {k:16, seed:1})        Lloyd + k-means++ (native)
  *   simple-statistics ckmeans(x, 16)                      exact DP, divide and conquer, O(k n log n) (JS)
  *   ml-kmeans kmeans([[x]...], 16, {seed:1})              Lloyd + k-means++, n-D (JS)
  *
  * Two tables: n = BENCH_KMEANS_N (default 10^6) and n = BENCH_KMEANS_N_SMALL (default 10^5). Every method that
  * runs at a size is timed at that size in the same run, so speed-ups are like for like. ml-kmeans is left out
- * at the large size unless BENCH_KMEANS_ML_LARGE=1 (it needs ~20 s and ~2 GB there). Input conversion
+ * at the large size unless BENCH_KMEANS_ML_LARGE=1 (about 10x its 10^5 time per run). Input conversion
  * (Float64Array -> number[] / number[][]) is done once, outside the timings.
  * SSE is each method's levels scored the same way: the sum of squared distances to the nearest level.
  */
@@ -58,7 +58,7 @@ async function atSize(n: number, withMl: boolean): Promise<{ md: string; failure
   const methods: Method[] = [];
   const slow = n > 300_000;
   methods.push({
-    label: 'weightpress kmeans-optimal', impl: 'native DP + SMAWK', exact: true,
+    label: 'weightpress kmeans-optimal', impl: 'native exact DP', exact: true,
     levels: () => solve('kmeans-optimal', x, { k: K }), iterations: slow ? 5 : 10, warmup: 1,
   });
   methods.push({

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <limits>
 #include <string>
 #include <vector>
@@ -57,21 +59,50 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   WP_THROW_IF_NOT(pb == params.bits || pb == 8, Argument, "pack_bits must be bits or 8");
   WP_THROW_IF_NOT(out.codes_bytes >= (n * (uint64_t)pb + 7) / 8, Argument, "codes buffer is too small");
 
+  // Stage 0: large 16-bit slices get an exact histogram of their raw codes, built chunk-parallel. It summarizes
+  // the slice (without importance), measures the error exactly (sum over codes of count x error^2), and leaves
+  // the assign pass nothing but a table lookup and packing.
+  const bool is16 = in.dtype == Dtype::F16 || in.dtype == Dtype::BF16;
+  const bool big16 = is16 && S >= (1u << 18);
+  std::vector<uint64_t> hist(big16 ? ns * 65536 : 0);
+  if (big16) {
+    constexpr uint64_t kHistChunk = 1 << 22;
+    const uint64_t per_slice = (S + kHistChunk - 1) / kHistChunk;
+    const uint16_t* raw = (const uint16_t*)in.data;
+    parallel_for(ctx, (size_t)(ns * per_slice), [&](size_t c) {
+      uint64_t s = c / per_slice, b = s * S + (c % per_slice) * kHistChunk;
+      uint64_t e = std::min({n, (s + 1) * S, b + kHistChunk});
+      if (b >= e) return;
+      std::vector<uint32_t> h(65536, 0);
+      for (uint64_t i = b; i < e; ++i) ++h[raw[i]];
+      uint64_t* H = hist.data() + s * 65536;
+      for (size_t v = 0; v < 65536; ++v)
+        if (h[v]) __atomic_fetch_add(&H[v], (uint64_t)h[v], __ATOMIC_RELAXED);  // integer sums: order-free
+    });
+  }
+
   // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level) and its
   // decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
   std::vector<uint32_t> used(ns, 0);
   std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
   parallel_for(ctx, ns, [&](size_t s) {
-    thread_local WeightedPoints pts;
+    WeightedPoints pts;
     uint64_t b = s * S, e = std::min(n, b + S);
     Quantizer q;
+    if (big16) {
+      size_t bad = hist16_first_non_finite(hist.data() + s * 65536, in.dtype);
+      if (bad < 65536) throw_non_finite_at(in.data, in.dtype, b, e);
+    }
     if (params.fixed) {
       // No solve, but the slice is still checked for NaN/Inf.
-      size_t bad = first_non_finite(in.data, in.dtype, b, e);
-      if (bad < e) throw Error(Code::NonFinite, "NaN or Inf at element " + std::to_string(bad));
+      if (!big16) {
+        size_t bad = first_non_finite(in.data, in.dtype, b, e);
+        if (bad < e) throw_non_finite_at(in.data, in.dtype, b, e);
+      }
       q = *params.fixed;
     } else {
-      summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
+      if (big16 && !in.importance) points_from_hist16(hist.data() + s * 65536, in.dtype, pts);
+      else summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
       // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
       if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
       SolverParams sp = params.solver;
@@ -101,52 +132,63 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
     }
   });
 
-  // Stage 3: assign by the thresholds, pack, and measure, chunk by chunk.
-  // 16-bit slices large enough get a 65,536-entry lookup table: raw code -> level index.
-  const bool lut = (in.dtype == Dtype::F16 || in.dtype == Dtype::BF16) && S >= (1u << 18);
-  std::vector<uint8_t> luts(lut ? ns * 65536 : 0);
-  if (lut) {
+  // Stage 3: assign by the thresholds, pack, and measure, chunk by chunk. Large 16-bit slices use a
+  // 65,536-entry lookup table (raw code -> level index) and are measured from their histogram instead.
+  std::vector<uint8_t> luts(big16 ? ns * 65536 : 0);
+  std::vector<double> s_sse(ns, 0), s_sig(ns, 0), s_max(ns, 0);
+  if (big16) {
     parallel_for(ctx, ns, [&](size_t s) {
       const double* th = thr.data() + s * (k - 1);
+      const double* lv = lvl.data() + s * k;
+      const uint64_t* H = hist.data() + s * 65536;
+      double sse = 0, sig = 0, mx = 0;
       for (uint32_t h = 0; h < 65536; ++h) {
         double x = in.dtype == Dtype::F16 ? f16_to_f32((uint16_t)h) : bf16_to_f32((uint16_t)h);
-        luts[s * 65536 + h] = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+        uint8_t q = std::isfinite(x) ? (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th) : 0;
+        luts[s * 65536 + h] = q;
+        if (H[h]) {
+          double err = x - lv[q], c = (double)H[h];
+          sse += c * err * err; sig += c * x * x; mx = std::max(mx, std::fabs(err));
+        }
       }
+      s_sse[s] = sse; s_sig[s] = sig; s_max[s] = mx;
     });
   }
   const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
-  std::vector<double> c_sse(nchunks), c_sig(nchunks), c_max(nchunks);
+  std::vector<double> c_sse(nchunks, 0), c_sig(nchunks, 0), c_max(nchunks, 0);
   parallel_for(ctx, nchunks, [&](size_t c) {
-    thread_local std::vector<uint8_t> codes;
     uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
-    codes.resize(e - b);
+    std::unique_ptr<uint8_t[]> codes(new uint8_t[e - b]);
     double sse = 0, sig = 0, mx = 0;
     for (uint64_t i = b; i < e;) {
       uint64_t s = i / S;
       uint64_t se = std::min(e, (s + 1) * S);
-      const double* th = thr.data() + s * (k - 1);
-      const double* lv = lvl.data() + s * k;
-      if (lut) {
+      if (big16) {
         const uint8_t* L = luts.data() + s * 65536;
         const uint16_t* raw = (const uint16_t*)in.data;
-        for (; i < se; ++i) {
-          uint8_t q = L[raw[i]];
-          codes[i - b] = q;
-          double x = in.dtype == Dtype::F16 ? f16_to_f32(raw[i]) : bf16_to_f32(raw[i]);
-          double err = x - lv[q];
-          sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
-        }
+        for (; i < se; ++i) codes[i - b] = L[raw[i]];
       } else {
-        for (; i < se; ++i) {
-          double x = load_as_double(in.data, in.dtype, i);
-          uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
-          codes[i - b] = q;
-          double err = x - lv[q];
-          sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+        const double* th = thr.data() + s * (k - 1);
+        const double* lv = lvl.data() + s * k;
+        auto run = [&](auto load) {
+          for (; i < se; ++i) {
+            double x = load(i);
+            uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+            codes[i - b] = q;
+            double err = x - lv[q];
+            sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+          }
+        };
+        const uint8_t* d = (const uint8_t*)in.data;
+        switch (in.dtype) {
+          case Dtype::F32: run([d](uint64_t j) { float v; std::memcpy(&v, d + j * 4, 4); return (double)v; }); break;
+          case Dtype::F64: run([d](uint64_t j) { double v; std::memcpy(&v, d + j * 8, 8); return v; }); break;
+          case Dtype::F16: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)f16_to_f32(v); }); break;
+          default: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)bf16_to_f32(v); }); break;
         }
       }
     }
-    pack_bits(codes.data(), e - b, pb, out.codes + (b / 8) * pb);
+    pack_bits(codes.get(), e - b, pb, out.codes + (b / 8) * pb);
     c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
   });
   // Zero the padding after the last code byte so the output is deterministic.
@@ -160,6 +202,11 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       stats->sse += c_sse[c];
       stats->signal += c_sig[c];
       stats->max_abs_err = std::max(stats->max_abs_err, c_max[c]);
+    }
+    for (size_t sl = 0; sl < ns && big16; ++sl) {
+      stats->sse += s_sse[sl];
+      stats->signal += s_sig[sl];
+      stats->max_abs_err = std::max(stats->max_abs_err, s_max[sl]);
     }
     double u = 0;
     for (auto v : used) u += v;

@@ -46,6 +46,24 @@ template void radix_sort<uint16_t>(std::vector<uint16_t>&, std::vector<float>*);
 template void radix_sort<uint32_t>(std::vector<uint32_t>&, std::vector<float>*);
 template void radix_sort<uint64_t>(std::vector<uint64_t>&, std::vector<float>*);
 
+size_t hist16_first_non_finite(const uint64_t* hist, Dtype d) {
+  const uint16_t mask = d == Dtype::F16 ? 0x7c00u : 0x7f80u;
+  for (size_t h = 0; h < 65536; ++h)
+    if (hist[h] && ((uint16_t)h & mask) == mask) return h;
+  return 65536;
+}
+
+void points_from_hist16(const uint64_t* hist, Dtype d, WeightedPoints& out) {
+  out.clear();
+  for (uint32_t k = 0; k < 65536; ++k) {  // in key order = ascending value
+    uint16_t h = unkey16((uint16_t)k);
+    if (!hist[h]) continue;
+    double x = d == Dtype::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    if (!out.x.empty() && out.x.back() == x) out.w.back() += (double)hist[h];
+    else { out.x.push_back(x); out.w.push_back((double)hist[h]); }
+  }
+}
+
 void merge_points(WeightedPoints& acc, const WeightedPoints& add) {
   WeightedPoints out;
   out.x.reserve(acc.size() + add.size());
@@ -59,6 +77,12 @@ void merge_points(WeightedPoints& acc, const WeightedPoints& add) {
   acc = std::move(out);
 }
 
+void throw_non_finite_at(const void* data, Dtype d, size_t begin, size_t end) {
+  size_t i = first_non_finite(data, d, begin, end);
+  double v = i < end ? load_as_double(data, d, i) : NAN;
+  throw Error(Code::NonFinite, std::string(std::isnan(v) ? "NaN" : "Inf") + " at element " + std::to_string(i));
+}
+
 size_t first_non_finite(const void* data, Dtype d, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i)
     if (!std::isfinite(load_as_double(data, d, i))) return i;
@@ -67,11 +91,7 @@ size_t first_non_finite(const void* data, Dtype d, size_t begin, size_t end) {
 
 namespace {
 
-[[noreturn]] void throw_non_finite(const void* data, Dtype d, size_t begin, size_t end) {
-  size_t i = first_non_finite(data, d, begin, end);
-  double v = i < end ? load_as_double(data, d, i) : NAN;
-  throw Error(Code::NonFinite, std::string(std::isnan(v) ? "NaN" : "Inf") + " at element " + std::to_string(i));
-}
+[[noreturn]] void throw_non_finite(const void* data, Dtype d, size_t begin, size_t end) { throw_non_finite_at(data, d, begin, end); }
 
 void check_importance(const float* imp, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i) {

@@ -24,6 +24,13 @@ struct WeightedPoints {
 void summarize_slice(const void* data, Dtype d, size_t begin, size_t end, const float* importance,
                      WeightedPoints& out);
 
+// From an exact histogram of 16-bit codes (hist[raw code] = count): the points of the slice (+0 and -0 merged).
+void points_from_hist16(const uint64_t* hist, Dtype d, WeightedPoints& out);
+// The first raw code with a non-zero count that is NaN or Inf, or 65536.
+size_t hist16_first_non_finite(const uint64_t* hist, Dtype d);
+// Throws Error(NonFinite) naming the first NaN/Inf element of [begin, end).
+[[noreturn]] void throw_non_finite_at(const void* data, Dtype d, size_t begin, size_t end);
+
 // Merge `add` into `acc` (both sorted, distinct): equal values add their weights.
 void merge_points(WeightedPoints& acc, const WeightedPoints& add);
 

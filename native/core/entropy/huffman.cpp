@@ -1,1 +1,837 @@
+// The entropy-coded blob (layout, checksums, histogram, entry points) and the canonical Huffman coder.
+//
+// Huffman: code lengths by package-merge (optimal under the length cap), canonical codes as in DEFLATE, bits
+// packed LSB first (each code bit-reversed), 4 streams per chunk (quarters of the chunk). Encoding: a 64-bit
+// bit buffer flushed with one unaligned 8-byte store every K symbols. Decoding: a 2^11-entry table that yields
+// up to 3 symbols per lookup, 4 streams interleaved, a branch-free 64-bit bit reader (Giesen's "variant 4"
+// refill), bounds checked once per batch of lookups; codes longer than 11 bits fall back to a full table.
+// docs/ENTROPY.md describes the bytes.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <string>
+
 #include "entropy.h"
+
+#if defined(__GNUC__)
+#define WP_LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define WP_LIKELY(x) (x)
+#endif
+
+namespace wp {
+
+using namespace entropy_detail;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Little-endian loads and stores.
+
+inline uint64_t load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  return v;
+}
+inline void store64(uint8_t* p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  std::memcpy(p, &v, 8);
+}
+inline void store32(uint8_t* p, uint32_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  std::memcpy(p, &v, 4);
+}
+inline void store16(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+
+inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// ---------------------------------------------------------------------------------------------------------
+// Layout constants (docs/ENTROPY.md).
+
+constexpr uint8_t kMagic[4] = {'W', 'P', 'E', 'C'};
+constexpr uint8_t kVersion = 1;
+constexpr size_t kHeaderBytes = 48;
+constexpr uint32_t kMaxChunk = 1u << 28;
+constexpr int kTB = 11;  // Huffman decode table bits (multi-symbol table)
+constexpr size_t kHistBlock = size_t(1) << 20;
+
+inline uint64_t round8(uint64_t x) { return (x + 7) & ~uint64_t(7); }
+
+struct Parsed {
+  Coder coder = Coder::Huffman;
+  int param = 0;
+  int alphabet = 0;
+  uint64_t n = 0;
+  uint32_t chunk = 0;
+  uint64_t nchunks = 0;
+  uint64_t code_bits = 0;
+  double entropy = 0;
+  std::vector<uint32_t> table;
+  const uint8_t* offsets = nullptr;    // nchunks u64 end offsets
+  const uint8_t* checksums = nullptr;  // nchunks u32
+  uint64_t payload_base = 0;
+  uint64_t payload_size = 0;
+};
+
+std::string num(uint64_t v) { return std::to_string(v); }
+
+// Validates everything but the payloads. Throws Code::Format.
+Parsed parse_blob(const uint8_t* b, size_t size) {
+  auto fail = [](const std::string& m) -> Error { return Error(Code::Format, "entropy blob: " + m); };
+  if (b == nullptr && size != 0) throw fail("null data");
+  if (size < kHeaderBytes) throw fail(num(size) + " bytes, shorter than the " + num(kHeaderBytes) + "-byte header");
+  if (std::memcmp(b, kMagic, 4) != 0) throw fail("bad magic (not a weightpress entropy blob)");
+  Parsed p;
+  if (b[8] != kVersion) throw fail("unsupported version " + num(b[8]));
+  if (b[9] > 1) throw fail("unknown coder " + num(b[9]));
+  p.coder = (Coder)b[9];
+  if (b[10] != kStreams) throw fail(num(b[10]) + " streams per chunk, expected " + num(kStreams));
+  p.param = b[11];
+  const uint32_t A = load32(b + 12);
+  if (A < 1 || A > 256) throw fail("alphabet size " + num(A) + " is not in 1..256");
+  p.alphabet = (int)A;
+  p.n = load64(b + 16);
+  p.chunk = load32(b + 24);
+  if (p.chunk < 1 || p.chunk > kMaxChunk) throw fail("chunk size " + num(p.chunk) + " is not in 1..2^28");
+  if (load32(b + 28) != 0) throw fail("reserved field is not zero");
+  p.code_bits = load64(b + 32);
+  std::memcpy(&p.entropy, b + 40, 8);
+  if (p.coder == Coder::Huffman) {
+    if (p.param < 1 || p.param > 16) throw fail("Huffman length cap " + num(p.param) + " is not in 1..16");
+  } else {
+    if (p.param < 8 || p.param > 15) throw fail("rANS precision " + num(p.param) + " is not in 8..15 bits");
+  }
+  p.nchunks = p.n == 0 ? 0 : (p.n - 1) / p.chunk + 1;
+  const uint64_t tbytes = (uint64_t)A * (p.coder == Coder::Huffman ? 1 : 2);
+  const uint64_t meta = kHeaderBytes + round8(tbytes);
+  if (p.nchunks > (uint64_t)size / 12) throw fail("truncated: " + num(p.nchunks) + " chunks cannot fit in " + num(size) + " bytes");
+  p.payload_base = round8(meta + 12 * p.nchunks);
+  if (p.payload_base > size) throw fail("truncated: " + num(size) + " bytes, the tables alone need " + num(p.payload_base));
+  p.payload_size = size - p.payload_base;
+  const uint32_t sum = (uint32_t)(xxh64(b + 8, p.payload_base - 8, 0) & 0xffffffffu);
+  if (sum != load32(b + 4)) throw fail("header checksum mismatch (corrupt header, table or chunk table)");
+  for (uint64_t i = kHeaderBytes + tbytes; i < meta; ++i)
+    if (b[i]) throw fail("nonzero padding after the code table");
+  for (uint64_t i = meta + 12 * p.nchunks; i < p.payload_base; ++i)
+    if (b[i]) throw fail("nonzero padding after the chunk table");
+  if (!std::isfinite(p.entropy) || p.entropy < 0 || p.entropy > 8.000001) throw fail("entropy field out of range");
+  // The code table.
+  p.table.resize(A);
+  const uint8_t* t = b + kHeaderBytes;
+  int used = 0;
+  if (p.coder == Coder::Huffman) {
+    uint64_t kraft = 0;  // in units of 2^-16
+    for (uint32_t s = 0; s < A; ++s) {
+      uint32_t l = t[s];
+      p.table[s] = l;
+      if (!l) continue;
+      if ((int)l > p.param) throw fail("code length " + num(l) + " of symbol " + num(s) + " exceeds the cap " + num(p.param));
+      ++used;
+      kraft += uint64_t(1) << (16 - l);
+    }
+    if (p.n == 0) {
+      if (used) throw fail("code table of an empty blob is not empty");
+    } else if (used == 0) {
+      throw fail("empty code table");
+    } else if (used == 1) {
+      if (kraft != (1u << 15)) throw fail("a single-symbol code must have length 1");
+    } else if (kraft != (1u << 16)) {
+      throw fail(kraft > (1u << 16) ? "code lengths violate the Kraft inequality (not a prefix code)" : "code lengths do not form a complete prefix code");
+    }
+  } else {
+    uint64_t fsum = 0;
+    for (uint32_t s = 0; s < A; ++s) {
+      uint32_t f = (uint32_t)t[2 * s] | ((uint32_t)t[2 * s + 1] << 8);
+      p.table[s] = f;
+      fsum += f;
+      used += f != 0;
+    }
+    if (p.n == 0) {
+      if (used) throw fail("frequency table of an empty blob is not empty");
+    } else if (fsum != (uint64_t(1) << p.param)) {
+      throw fail("rANS frequencies sum to " + num(fsum) + ", not 2^" + num(p.param));
+    }
+  }
+  // The chunk table.
+  p.offsets = b + meta;
+  p.checksums = b + meta + 8 * p.nchunks;
+  const uint64_t min_chunk = p.coder == Coder::Huffman ? 12 : 16;
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i < p.nchunks; ++i) {
+    uint64_t e = load64(p.offsets + 8 * i);
+    if (e > p.payload_size) throw fail("chunk " + num(i) + " ends at " + num(e) + ", past the payload (" + num(p.payload_size) + " bytes)");
+    if (e < prev || e - prev < min_chunk) throw fail("chunk offsets are not increasing (chunk " + num(i) + ")");
+    prev = e;
+  }
+  if (prev != p.payload_size) throw fail("the payload has " + num(p.payload_size - prev) + " bytes after the last chunk");
+  // The informational code-bit count must agree with the payload size.
+  if (p.coder == Coder::Rans) {
+    if (p.code_bits != 8 * p.payload_size) throw fail("code bit count does not match the payload size");
+  } else {
+    const uint64_t stream_bits = 8 * (p.payload_size - 12 * p.nchunks);
+    if (p.code_bits > stream_bits || p.code_bits + 7 * kStreams * p.nchunks < stream_bits || p.code_bits > 16 * p.n)
+      throw fail("code bit count does not match the payload size");
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Histogram.
+
+void count_block(const uint8_t* p, size_t n, uint64_t* h) {
+  uint32_t c[4][256];
+  std::memset(c, 0, sizeof(c));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t w = load64(p + i);
+    ++c[0][w & 255];
+    ++c[1][(w >> 8) & 255];
+    ++c[2][(w >> 16) & 255];
+    ++c[3][(w >> 24) & 255];
+    ++c[0][(w >> 32) & 255];
+    ++c[1][(w >> 40) & 255];
+    ++c[2][(w >> 48) & 255];
+    ++c[3][w >> 56];
+  }
+  for (; i < n; ++i) ++c[0][p[i]];
+  for (int s = 0; s < 256; ++s) h[s] = (uint64_t)c[0][s] + c[1][s] + c[2][s] + c[3][s];
+}
+
+void histogram(const uint8_t* sym, size_t n, const Context& ctx, uint64_t* hist) {
+  std::fill(hist, hist + 256, 0);
+  const size_t nb = (n + kHistBlock - 1) / kHistBlock;
+  std::vector<uint64_t> part(nb * 256);
+  parallel_for(ctx, nb, [&](size_t b) {
+    const size_t lo = b * kHistBlock, hi = std::min(n, lo + kHistBlock);
+    count_block(sym + lo, hi - lo, &part[b * 256]);
+  });
+  for (size_t b = 0; b < nb; ++b)
+    for (int s = 0; s < 256; ++s) hist[s] += part[b * 256 + s];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Huffman encoder.
+
+struct HuffEnc {
+  uint64_t code[256];  // bit-reversed canonical code (LSB = first bit)
+  uint8_t len[256];
+  int lmax = 0;
+  int single = -1;     // the degenerate code's symbol
+};
+
+HuffEnc make_encoder(const uint32_t* lengths, int A) {
+  HuffEnc e;
+  std::memset(e.code, 0, sizeof(e.code));
+  std::memset(e.len, 0, sizeof(e.len));
+  uint32_t bl_count[17] = {0}, next[17] = {0};
+  int used = 0, last = -1;
+  for (int s = 0; s < A; ++s) {
+    if (!lengths[s]) continue;
+    ++bl_count[lengths[s]];
+    ++used;
+    last = s;
+    e.lmax = std::max(e.lmax, (int)lengths[s]);
+  }
+  if (used == 1) {
+    e.single = last;
+    return e;
+  }
+  uint32_t c = 0;
+  for (int l = 1; l <= 16; ++l) {
+    c = (c + bl_count[l - 1]) << 1;
+    next[l] = c;
+  }
+  for (int s = 0; s < A; ++s) {
+    const uint32_t l = lengths[s];
+    if (!l) continue;
+    uint32_t v = next[l]++, r = 0;
+    for (uint32_t k = 0; k < l; ++k) r |= ((v >> k) & 1u) << (l - 1 - k);
+    e.code[s] = r;
+    e.len[s] = (uint8_t)l;
+  }
+  return e;
+}
+
+// Writes the codes of s[0, m) LSB first from out; returns the bytes (the last one zero-padded). Writes up to
+// 8 bytes past the returned size. K symbols per flush: K * lmax <= 56.
+template <int K>
+size_t encode_stream(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
+  const uint64_t* code = e.code;
+  const uint8_t* len = e.len;
+  uint64_t buf = 0;
+  unsigned cnt = 0;
+  uint8_t* p = out;
+  size_t i = 0;
+  for (; i + K <= m; i += K) {
+    for (int j = 0; j < K; ++j) {
+      const uint8_t c = s[i + j];
+      buf |= code[c] << cnt;
+      cnt += len[c];
+    }
+    store64(p, buf);
+    p += cnt >> 3;
+    buf >>= (cnt & 56);
+    cnt &= 7;
+  }
+  for (; i < m; ++i) {
+    const uint8_t c = s[i];
+    buf |= code[c] << cnt;
+    cnt += len[c];
+    store64(p, buf);
+    p += cnt >> 3;
+    buf >>= (cnt & 56);
+    cnt &= 7;
+  }
+  store64(p, buf);
+  p += (cnt + 7) >> 3;
+  return (size_t)(p - out);
+}
+
+size_t huff_bound(size_t m, int lmax) { return 12 + (m * (size_t)lmax + 7) / 8 + kStreams + 16; }
+
+size_t encode_huff_chunk(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
+  std::memset(out, 0, 12);
+  if (e.single >= 0) return 12;
+  const int K = std::max(3, std::min(8, 56 / std::max(1, e.lmax)));
+  uint8_t* p = out + 12;
+  for (int k = 0; k < kStreams; ++k) {
+    const size_t b = m * k / kStreams, en = m * (k + 1) / kStreams;
+    size_t bytes;
+    switch (K) {
+      case 3: bytes = encode_stream<3>(e, s + b, en - b, p); break;
+      case 4: bytes = encode_stream<4>(e, s + b, en - b, p); break;
+      case 5: bytes = encode_stream<5>(e, s + b, en - b, p); break;
+      case 6: bytes = encode_stream<6>(e, s + b, en - b, p); break;
+      case 7: bytes = encode_stream<7>(e, s + b, en - b, p); break;
+      default: bytes = encode_stream<8>(e, s + b, en - b, p); break;
+    }
+    if (k < kStreams - 1) store32(out + 4 * k, (uint32_t)bytes);
+    p += bytes;
+  }
+  return (size_t)(p - out);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Huffman decoder.
+
+struct HuffDec {
+  int lmax = 0;
+  int single_sym = -1;
+  std::vector<uint16_t> single;  // 2^lmax entries: symbol | length << 8
+  std::vector<uint32_t> multi;   // 2^kTB entries: sym0 | sym1 << 8 | sym2 << 16 | bits << 24 | count << 28
+};
+
+HuffDec make_decoder(const std::vector<uint32_t>& lengths) {
+  HuffDec d;
+  const int A = (int)lengths.size();
+  HuffEnc e = make_encoder(lengths.data(), A);
+  d.lmax = e.lmax;
+  if (e.single >= 0) {
+    d.single_sym = e.single;
+    return d;
+  }
+  const uint32_t size = 1u << d.lmax;
+  d.single.assign(size, 0);
+  for (int s = 0; s < A; ++s) {
+    const uint32_t l = e.len[s];
+    if (!l) continue;
+    for (uint32_t idx = (uint32_t)e.code[s]; idx < size; idx += 1u << l) d.single[idx] = (uint16_t)(s | (l << 8));
+  }
+  const uint32_t lmask = size - 1;
+  d.multi.assign(1u << kTB, 0);
+  for (uint32_t idx = 0; idx < (1u << kTB); ++idx) {
+    uint32_t used = 0, count = 0, syms = 0;
+    while (count < 3) {
+      const uint32_t v = d.single[(idx >> used) & lmask];
+      const uint32_t l = v >> 8;
+      if (used + l > (uint32_t)kTB) break;
+      syms |= (v & 255u) << (8 * count);
+      ++count;
+      used += l;
+    }
+    d.multi[idx] = count ? (syms | (used << 24) | (count << 28)) : 0;
+  }
+  return d;
+}
+
+struct Reader {
+  const uint8_t* base;
+  size_t pos;    // byte offset (from base) of the next load
+  size_t limit;  // readable bytes from base
+  uint64_t buf;
+  unsigned cnt;  // valid bits in buf
+};
+
+inline void refill_safe(Reader& r) {
+  uint64_t v;
+  if (r.limit >= 8 && r.pos <= r.limit - 8) {
+    v = load64(r.base + r.pos);
+  } else {
+    uint8_t tmp[8] = {0};
+    if (r.pos < r.limit) std::memcpy(tmp, r.base + r.pos, r.limit - r.pos);
+    v = load64(tmp);
+  }
+  r.buf |= v << r.cnt;
+  r.pos += (63 - r.cnt) >> 3;
+  r.cnt |= 56;
+}
+
+// Decodes 4 streams; returns the code bits consumed. Throws Code::Format if a stream does not end exactly at
+// its end (with zero padding).
+template <bool LONG>
+uint64_t decode4(const HuffDec& d, Reader* rd, const size_t* len, uint8_t* const* ob, uint8_t* const* oe) {
+  const uint32_t* T = d.multi.data();
+  const uint16_t* S = d.single.data();
+  const uint64_t MASK = (1u << kTB) - 1;
+  const uint64_t LMASK = (uint64_t(1) << d.lmax) - 1;
+  constexpr size_t LOOKUPS = LONG ? 3 : 5;  // per refill (>= 56 bits): LONG codes up to 16 bits, else <= 11
+  constexpr size_t PER = LOOKUPS * 3;        // symbols per iteration at most
+  constexpr size_t MARGIN = PER + 4;         // output room an iteration needs (4-byte stores)
+
+  const uint8_t *B0 = rd[0].base, *B1 = rd[1].base, *B2 = rd[2].base, *B3 = rd[3].base;
+  size_t P0 = 0, P1 = 0, P2 = 0, P3 = 0;
+  uint64_t R0 = 0, R1 = 0, R2 = 0, R3 = 0;
+  unsigned C0 = 0, C1 = 0, C2 = 0, C3 = 0;
+  uint8_t *O0 = ob[0], *O1 = ob[1], *O2 = ob[2], *O3 = ob[3];
+  uint8_t *const E0 = oe[0], *const E1 = oe[1], *const E2 = oe[2], *const E3 = oe[3];
+  const size_t L0 = rd[0].limit, L1 = rd[1].limit, L2 = rd[2].limit, L3 = rd[3].limit;
+
+  auto iters = [&](size_t P, size_t L, const uint8_t* O, const uint8_t* E) -> size_t {
+    if (L < 8 || P > L - 8) return 0;
+    const size_t room = (size_t)(E - O);
+    if (room < MARGIN) return 0;
+    return std::min((L - 8 - P) / 7 + 1, (room - MARGIN) / PER + 1);
+  };
+#define WP_REFILL(k)                              \
+  do {                                            \
+    R##k |= load64(B##k + P##k) << C##k;          \
+    P##k += (63 - C##k) >> 3;                     \
+    C##k |= 56;                                   \
+  } while (0)
+#define WP_STEP(k)                                      \
+  do {                                                  \
+    const uint32_t e_ = T[R##k & MASK];                 \
+    unsigned nb_;                                       \
+    if (!LONG || WP_LIKELY(e_ >> 28)) {                 \
+      store32(O##k, e_);                                \
+      O##k += e_ >> 28;                                 \
+      nb_ = (e_ >> 24) & 15;                            \
+    } else {                                            \
+      const uint32_t s_ = S[R##k & LMASK];              \
+      *O##k++ = (uint8_t)s_;                            \
+      nb_ = s_ >> 8;                                    \
+    }                                                   \
+    R##k >>= nb_;                                       \
+    C##k -= nb_;                                        \
+  } while (0)
+  for (;;) {
+    size_t it = iters(P0, L0, O0, E0);
+    it = std::min(it, iters(P1, L1, O1, E1));
+    it = std::min(it, iters(P2, L2, O2, E2));
+    it = std::min(it, iters(P3, L3, O3, E3));
+    if (it == 0) break;
+    for (; it > 0; --it) {
+      WP_REFILL(0);
+      WP_REFILL(1);
+      WP_REFILL(2);
+      WP_REFILL(3);
+      for (size_t j = 0; j < LOOKUPS; ++j) {
+        WP_STEP(0);
+        WP_STEP(1);
+        WP_STEP(2);
+        WP_STEP(3);
+      }
+    }
+  }
+#undef WP_STEP
+#undef WP_REFILL
+  rd[0].pos = P0, rd[1].pos = P1, rd[2].pos = P2, rd[3].pos = P3;
+  rd[0].buf = R0, rd[1].buf = R1, rd[2].buf = R2, rd[3].buf = R3;
+  rd[0].cnt = C0, rd[1].cnt = C1, rd[2].cnt = C2, rd[3].cnt = C3;
+  uint8_t* O[4] = {O0, O1, O2, O3};
+  uint64_t bits = 0;
+  for (int k = 0; k < kStreams; ++k) {
+    Reader& r = rd[k];
+    uint8_t* o = O[k];
+    uint8_t* const e = oe[k];
+    while (o < e) {
+      refill_safe(r);
+      for (int j = 0; j < 3 && o < e; ++j) {
+        const uint32_t v = S[r.buf & LMASK];
+        *o++ = (uint8_t)v;
+        r.buf >>= (v >> 8);
+        r.cnt -= (v >> 8);
+      }
+    }
+    refill_safe(r);
+    const uint64_t used = (uint64_t)r.pos * 8 - r.cnt;
+    if (used > (uint64_t)len[k] * 8 || (used + 7) / 8 != len[k])
+      throw Error(Code::Format, "entropy blob: a Huffman stream does not end at its end (corrupt data)");
+    const unsigned pad = (unsigned)(len[k] * 8 - used);
+    if (pad && (r.buf & ((uint64_t(1) << pad) - 1))) throw Error(Code::Format, "entropy blob: nonzero padding bits in a Huffman stream");
+    bits += used;
+  }
+  return bits;
+}
+
+uint64_t decode_huff_chunk(const HuffDec& d, const uint8_t* c, size_t size, uint8_t* out, size_t m) {
+  if (size < 12) throw Error(Code::Format, "entropy blob: Huffman chunk shorter than its 12-byte header");
+  size_t len[kStreams];
+  uint64_t sum = 0;
+  for (int k = 0; k < kStreams - 1; ++k) {
+    len[k] = load32(c + 4 * k);
+    sum += len[k];
+  }
+  if (sum > size - 12) throw Error(Code::Format, "entropy blob: Huffman stream sizes exceed the chunk");
+  len[kStreams - 1] = (size_t)(size - 12 - sum);
+  if (d.single_sym >= 0) {
+    if (size != 12 || sum != 0) throw Error(Code::Format, "entropy blob: a single-symbol chunk must have empty streams");
+    std::memset(out, d.single_sym, m);
+    return 0;
+  }
+  Reader rd[kStreams];
+  uint8_t* ob[kStreams];
+  uint8_t* oe[kStreams];
+  const uint8_t* base = c + 12;
+  const uint8_t* end = c + size;
+  for (int k = 0; k < kStreams; ++k) {
+    rd[k] = Reader{base, 0, (size_t)(end - base), 0, 0};
+    base += len[k];
+    ob[k] = out + m * k / kStreams;
+    oe[k] = out + m * (k + 1) / kStreams;
+  }
+  return d.lmax > kTB ? decode4<true>(d, rd, len, ob, oe) : decode4<false>(d, rd, len, ob, oe);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Thread-local scratch for chunk encoding.
+
+std::vector<uint8_t>& scratch(int which) {
+  static thread_local std::vector<uint8_t> s[2];
+  return s[which];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Public helpers.
+
+uint64_t xxh64(const void* data, size_t len, uint64_t seed) {
+  constexpr uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full, P3 = 0x165667B19E3779F9ull,
+                     P4 = 0x85EBCA77C2B2AE63ull, P5 = 0x27D4EB2F165667C5ull;
+  auto round = [](uint64_t acc, uint64_t in) { return rotl64(acc + in * P2, 31) * P1; };
+  auto merge = [&](uint64_t acc, uint64_t v) { return (acc ^ round(0, v)) * P1 + P4; };
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  const uint8_t* const end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
+    const uint8_t* const limit = end - 32;
+    do {
+      v1 = round(v1, load64(p));
+      v2 = round(v2, load64(p + 8));
+      v3 = round(v3, load64(p + 16));
+      v4 = round(v4, load64(p + 24));
+      p += 32;
+    } while (p <= limit);
+    h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+    h = merge(h, v1);
+    h = merge(h, v2);
+    h = merge(h, v3);
+    h = merge(h, v4);
+  } else {
+    h = seed + P5;
+  }
+  h += (uint64_t)len;
+  while (p + 8 <= end) {
+    h ^= round(0, load64(p));
+    h = rotl64(h, 27) * P1 + P4;
+    p += 8;
+  }
+  if (p + 4 <= end) {
+    h ^= (uint64_t)load32(p) * P1;
+    h = rotl64(h, 23) * P2 + P3;
+    p += 4;
+  }
+  while (p < end) {
+    h ^= (uint64_t)(*p) * P5;
+    h = rotl64(h, 11) * P1;
+    ++p;
+  }
+  h ^= h >> 33;
+  h *= P2;
+  h ^= h >> 29;
+  h *= P3;
+  h ^= h >> 32;
+  return h;
+}
+
+double histogram_entropy(const uint64_t* hist, int count) {
+  double total = 0;
+  for (int s = 0; s < count; ++s) total += (double)hist[s];
+  if (total <= 0) return 0;
+  double h = 0;
+  for (int s = 0; s < count; ++s)
+    if (hist[s]) {
+      const double p = (double)hist[s] / total;
+      h -= p * std::log2(p);
+    }
+  return h < 0 ? 0 : h;
+}
+
+std::vector<uint8_t> huffman_code_lengths(const uint64_t* hist, int A, int max_len) {
+  if (A < 1 || A > 256) throw Error(Code::Argument, "alphabet must be from 1 to 256, got " + std::to_string(A));
+  if (max_len < 1 || max_len > 16) throw Error(Code::Argument, "maxLen must be from 1 to 16, got " + std::to_string(max_len));
+  std::vector<uint8_t> lengths(A, 0);
+  std::vector<std::pair<uint64_t, int>> leaves;
+  for (int s = 0; s < A; ++s)
+    if (hist[s]) leaves.emplace_back(hist[s], s);
+  const int n = (int)leaves.size();
+  if (n == 0) return lengths;
+  if (n == 1) {
+    lengths[leaves[0].second] = 1;
+    return lengths;
+  }
+  if ((1 << max_len) < n)
+    throw Error(Code::Argument, "maxLen " + std::to_string(max_len) + " is too small for " + std::to_string(n) + " symbols");
+  std::sort(leaves.begin(), leaves.end());
+  // Package-merge (Larmore & Hirschberg): lists[d] holds the items of denomination 2^-(L-d), d = 0 the
+  // deepest. An item is a leaf (a coin of one symbol) or a package of two items of the list below.
+  const int L = std::min(max_len, n - 1);
+  struct Item {
+    uint64_t w;
+    int32_t leaf;   // index into leaves, or -1
+    int32_t child;  // package: first of its two items in the list below
+  };
+  std::vector<std::vector<Item>> lists(L);
+  lists[0].reserve(n);
+  for (int i = 0; i < n; ++i) lists[0].push_back(Item{leaves[i].first, i, -1});
+  for (int d = 1; d < L; ++d) {
+    const std::vector<Item>& prev = lists[d - 1];
+    std::vector<Item>& cur = lists[d];
+    cur.reserve(n + prev.size() / 2);
+    size_t pk = 0, lf = 0;
+    const size_t npk = prev.size() / 2;
+    while (pk < npk || lf < (size_t)n) {
+      const bool take_leaf = pk >= npk || (lf < (size_t)n && leaves[lf].first <= prev[2 * pk].w + prev[2 * pk + 1].w);
+      if (take_leaf) {
+        cur.push_back(Item{leaves[lf].first, (int32_t)lf, -1});
+        ++lf;
+      } else {
+        cur.push_back(Item{prev[2 * pk].w + prev[2 * pk + 1].w, -1, (int32_t)(2 * pk)});
+        ++pk;
+      }
+    }
+  }
+  const std::vector<Item>& top = lists[L - 1];
+  const size_t take = 2 * (size_t)n - 2;
+  if (top.size() < take) throw Error(Code::Internal, "package-merge: too few items");
+  std::vector<std::pair<int, int32_t>> stack;
+  for (size_t i = 0; i < take; ++i) stack.emplace_back(L - 1, (int32_t)i);
+  while (!stack.empty()) {
+    auto [d, idx] = stack.back();
+    stack.pop_back();
+    const Item& it = lists[d][idx];
+    if (it.leaf >= 0) {
+      ++lengths[leaves[it.leaf].second];
+    } else {
+      stack.emplace_back(d - 1, it.child);
+      stack.emplace_back(d - 1, it.child + 1);
+    }
+  }
+  return lengths;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Entry points.
+
+std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyParams& params, const Context& ctx,
+                                    EntropyStats* stats) {
+  const int A = params.alphabet;
+  if (A < 1 || A > 256) throw Error(Code::Argument, "alphabet must be from 1 to 256, got " + std::to_string(A));
+  if (params.chunk < 1 || params.chunk > kMaxChunk) throw Error(Code::Argument, "chunk must be from 1 to 2^28 symbols, got " + std::to_string(params.chunk));
+  if (params.coder != Coder::Huffman && params.coder != Coder::Rans) throw Error(Code::Argument, "unknown coder");
+  if (params.coder == Coder::Huffman && (params.max_len < 1 || params.max_len > 16))
+    throw Error(Code::Argument, "maxLen must be from 1 to 16, got " + std::to_string(params.max_len));
+  if (params.coder == Coder::Rans && params.prob_bits != 0 && (params.prob_bits < 8 || params.prob_bits > 15))
+    throw Error(Code::Argument, "probBits must be from 8 to 15 (or 0 for automatic), got " + std::to_string(params.prob_bits));
+  if (n > 0 && sym == nullptr) throw Error(Code::Argument, "null symbols");
+
+  uint64_t hist[256];
+  histogram(sym, n, ctx, hist);
+  for (int s = A; s < 256; ++s) {
+    if (!hist[s]) continue;
+    size_t i = 0;
+    while (i < n && sym[i] < A) ++i;
+    throw Error(Code::Argument, "symbol " + std::to_string(sym[i]) + " at index " + std::to_string(i) +
+                                    " is not below the alphabet size " + std::to_string(A));
+  }
+  const double H = histogram_entropy(hist, 256);
+
+  // The code table.
+  std::vector<uint32_t> table(A, 0);
+  int param = 0;
+  uint64_t code_bits = 0;
+  if (params.coder == Coder::Huffman) {
+    std::vector<uint8_t> l = huffman_code_lengths(hist, A, params.max_len);
+    int used = 0;
+    for (int s = 0; s < A; ++s) table[s] = l[s], used += l[s] != 0;
+    if (used > 1)
+      for (int s = 0; s < A; ++s) code_bits += hist[s] * l[s];
+    param = params.max_len;
+  } else {
+    param = params.prob_bits ? params.prob_bits : rans_choose_bits(hist, A);
+    table = rans_normalize(hist, A, param);
+  }
+
+  // The chunks.
+  const uint64_t nchunks = n == 0 ? 0 : (n - 1) / params.chunk + 1;
+  std::vector<std::vector<uint8_t>> payload(nchunks);
+  std::vector<uint32_t> sums(nchunks);
+  if (params.coder == Coder::Huffman) {
+    const HuffEnc enc = make_encoder(table.data(), A);
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+      std::vector<uint8_t>& buf = scratch(0);
+      const size_t need = huff_bound(m, std::max(1, enc.lmax));
+      if (buf.size() < need) buf.resize(need);
+      const size_t bytes = encode_huff_chunk(enc, sym + lo, m, buf.data());
+      payload[c].assign(buf.data(), buf.data() + bytes);
+      sums[c] = (uint32_t)xxh64(buf.data(), bytes, 0);
+    });
+  } else {
+    const RansEncoder enc(table.data(), A, param);
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+      std::vector<uint8_t>& buf = scratch(0);
+      std::vector<uint8_t>& tmp = scratch(1);
+      const size_t need = RansEncoder::bound(m);
+      if (buf.size() < need) buf.resize(need);
+      if (tmp.size() < need) tmp.resize(need);
+      const size_t bytes = enc.encode_chunk(sym + lo, m, buf.data(), tmp.data());
+      payload[c].assign(buf.data(), buf.data() + bytes);
+      sums[c] = (uint32_t)xxh64(buf.data(), bytes, 0);
+    });
+  }
+
+  // The blob.
+  const uint64_t tbytes = (uint64_t)A * (params.coder == Coder::Huffman ? 1 : 2);
+  const uint64_t meta = kHeaderBytes + round8(tbytes);
+  const uint64_t base = round8(meta + 12 * nchunks);
+  std::vector<uint64_t> ends(nchunks);
+  uint64_t total = 0;
+  for (uint64_t c = 0; c < nchunks; ++c) ends[c] = (total += payload[c].size());
+  if (params.coder == Coder::Rans) code_bits = 8 * total;
+  std::vector<uint8_t> blob(base + total);
+  uint8_t* b = blob.data();
+  std::memcpy(b, kMagic, 4);
+  b[8] = kVersion;
+  b[9] = (uint8_t)params.coder;
+  b[10] = kStreams;
+  b[11] = (uint8_t)param;
+  store32(b + 12, (uint32_t)A);
+  store64(b + 16, (uint64_t)n);
+  store32(b + 24, params.chunk);
+  store32(b + 28, 0);
+  store64(b + 32, code_bits);
+  std::memcpy(b + 40, &H, 8);
+  for (int s = 0; s < A; ++s) {
+    if (params.coder == Coder::Huffman) b[kHeaderBytes + s] = (uint8_t)table[s];
+    else store16(b + kHeaderBytes + 2 * s, table[s]);
+  }
+  for (uint64_t c = 0; c < nchunks; ++c) {
+    store64(b + meta + 8 * c, ends[c]);
+    store32(b + meta + 8 * nchunks + 4 * c, sums[c]);
+  }
+  store32(b + 4, (uint32_t)xxh64(b + 8, base - 8, 0));
+  parallel_for(ctx, nchunks, [&](size_t c) {
+    if (!payload[c].empty()) std::memcpy(b + base + (c ? ends[c - 1] : 0), payload[c].data(), payload[c].size());
+    std::vector<uint8_t>().swap(payload[c]);
+  });
+
+  if (stats) {
+    stats->entropy_bits = H;
+    stats->avg_code_bits = n ? (double)code_bits / (double)n : 0;
+    stats->table_bytes = base;
+    stats->payload_bytes = total;
+    stats->total_bytes = blob.size();
+  }
+  return blob;
+}
+
+void entropy_decode(const uint8_t* blob, size_t size, uint8_t* out, size_t n, const Context& ctx) {
+  const Parsed p = parse_blob(blob, size);
+  if (p.n != (uint64_t)n)
+    throw Error(Code::Argument, "the blob holds " + std::to_string(p.n) + " symbols, the output has room for " + std::to_string(n));
+  if (n > 0 && out == nullptr) throw Error(Code::Argument, "null output");
+  const uint8_t* payload = blob + p.payload_base;
+  auto chunk_span = [&](size_t c, const uint8_t*& data, size_t& bytes, size_t& lo, size_t& m) {
+    const uint64_t b = c ? load64(p.offsets + 8 * (c - 1)) : 0, e = load64(p.offsets + 8 * c);
+    data = payload + b;
+    bytes = (size_t)(e - b);
+    lo = c * (size_t)p.chunk;
+    m = std::min<size_t>(p.chunk, n - lo);
+    if ((uint32_t)xxh64(data, bytes, 0) != load32(p.checksums + 4 * c))
+      throw Error(Code::Format, "entropy blob: checksum mismatch in chunk " + std::to_string(c) + " (corrupt payload)");
+  };
+  if (p.coder == Coder::Huffman) {
+    const HuffDec dec = make_decoder(p.table);
+    std::vector<uint64_t> bits(p.nchunks);
+    parallel_for(ctx, p.nchunks, [&](size_t c) {
+      const uint8_t* data;
+      size_t bytes, lo, m;
+      chunk_span(c, data, bytes, lo, m);
+      bits[c] = decode_huff_chunk(dec, data, bytes, out + lo, m);
+    });
+    uint64_t total = 0;
+    for (uint64_t v : bits) total += v;
+    if (total != p.code_bits) throw Error(Code::Format, "entropy blob: the streams hold " + std::to_string(total) + " code bits, the header says " + std::to_string(p.code_bits));
+  } else {
+    const RansDecoder dec(p.table.data(), p.alphabet, p.param);
+    parallel_for(ctx, p.nchunks, [&](size_t c) {
+      const uint8_t* data;
+      size_t bytes, lo, m;
+      chunk_span(c, data, bytes, lo, m);
+      dec.decode_chunk(data, bytes, out + lo, m);
+    });
+  }
+}
+
+EntropyInfo entropy_info(const uint8_t* blob, size_t size) {
+  Parsed p = parse_blob(blob, size);
+  EntropyInfo info;
+  info.coder = p.coder;
+  info.n = p.n;
+  info.alphabet = p.alphabet;
+  info.chunk = p.chunk;
+  info.chunks = p.nchunks;
+  info.param = p.param;
+  info.table = std::move(p.table);
+  info.stats.entropy_bits = p.entropy;
+  info.stats.avg_code_bits = p.n ? (double)p.code_bits / (double)p.n : 0;
+  info.stats.table_bytes = p.payload_base;
+  info.stats.payload_bytes = p.payload_size;
+  info.stats.total_bytes = size;
+  return info;
+}
+
+}  // namespace wp

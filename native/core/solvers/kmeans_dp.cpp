@@ -13,25 +13,29 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Segment costs in the form the inner loop wants: prefix sums interleaved (one cache line per lookup) and,
-// when every weight is 1 (distinct F32 values without importance), a reciprocal table instead of a division.
+// when the weights are counts, a reciprocal table instead of a division.
 // (An AVX2 version of the scan was tried: on this machine the division-free scalar loop was as fast.)
 struct Costs {
   struct P { double w, s, q; };
   std::vector<P> p;
-  std::vector<double> inv;  // inv[d] = 1/d when unit weights; empty otherwise
+  std::vector<double> inv;  // inv[d] = 1/d when every prefix weight is an integer <= kMaxTable; else empty
+  static constexpr double kMaxTable = 1 << 22;
 
   explicit Costs(const PrefixSums& ps) {
     const size_t m = ps.m();
     p.resize(m + 1);
-    bool unit = true;
+    bool integral = ps.W[m] <= kMaxTable;
     for (size_t i = 0; i <= m; ++i) {
       p[i] = {ps.W[i], ps.S[i], ps.Q[i]};
-      if (ps.W[i] != (double)i) unit = false;
+      if (integral && ps.W[i] != std::floor(ps.W[i])) integral = false;
     }
-    if (unit) {
-      inv.resize(m + 1);
+    // Weights are counts unless importance is given: then segment weights W[j] - W[i] are small integers and
+    // a reciprocal table turns the division into a multiplication.
+    if (integral) {
+      size_t top = (size_t)ps.W[m];
+      inv.resize(top + 1);
       inv[0] = 0;
-      for (size_t d = 1; d <= m; ++d) inv[d] = 1.0 / (double)d;
+      for (size_t d = 1; d <= top; ++d) inv[d] = 1.0 / (double)d;
     }
   }
 };
@@ -71,7 +75,7 @@ class LayerSolver {
       for (int i = ilo; i <= hi; ++i) {
         const Costs::P& pi = p[i];
         double ds = pj.s - pi.s;
-        double c = kUnit ? (pj.q - pi.q) - ds * ds * inv[jm - i] : (pj.q - pi.q) - ds * ds / (pj.w - pi.w);
+        double c = kUnit ? (pj.q - pi.q) - ds * ds * inv[(size_t)(pj.w - pi.w)] : (pj.q - pi.q) - ds * ds / (pj.w - pi.w);
         double v = prev_[i] + (c > 0 ? c : 0);
         if (v < best) { best = v; bi = i; }
       }
