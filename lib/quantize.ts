@@ -47,8 +47,11 @@ export async function quantize(input: string, output: string, options: QuantizeO
       ...plan.filter((s) => s.kind === 'quantize'),
       ...plan.filter((s) => s.kind === 'keep').sort((a, b) => DTYPE_SIZE[b.tensor.dtype] - DTYPE_SIZE[a.tensor.dtype]),
     ];
-    for (const step of ordered) {
+    if (ordered.length) ckpt.advise(ordered[0].tensor.name, 'willneed');
+    for (const [i, step] of ordered.entries()) {
       cancel.check(ckpt.path);
+      // Ask the kernel to read the next tensor ahead while this one is worked on.
+      if (i + 1 < ordered.length) ckpt.advise(ordered[i + 1].tensor.name, 'willneed');
       const t0 = performance.now();
       const r = step.kind === 'quantize' ? await quantizeOne(job, out, step) : await keepOne(ckpt, out, step);
       // The file stores no timings (the same input and options give a byte-identical file); the report does.
@@ -141,7 +144,6 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   const { ckpt, o, method } = job;
   const native = loadNative();
   const t = step.tensor;
-  ckpt.advise(t.name, 'willneed');
   const data = ckpt.bytes(t.name);
   const codes = new Uint8Array(step.codesBytes);
   const codebook = new Uint8Array(step.codebookBytes);

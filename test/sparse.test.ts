@@ -235,10 +235,10 @@ describe('sparse-l1 (weighted TV on the sorted values) is exact', () => {
 
   it('merges interior values (unlike the unscaled problem) once lambda is large enough', () => {
     const u = [1, 2, 3, 10, 11, 12, 20, 21];
-    const q = solve('sparse-l1', u, null, { lambda: 4 });
+    const q = solve('sparse-l1', u, null, { lambda: 16 });
     const g = assign(u, q.thresholds);
-    expect(q.levels.length).toBeLessThan(8);
-    expect(g[3] === g[4] || g[4] === g[5]).toBe(true); // an interior group formed
+    expect(q.levels.length).toBe(3);
+    expect(g[3] === g[4] && g[4] === g[5] && g[2] !== g[3] && g[5] !== g[6]).toBe(true); // {10, 11, 12}
   });
 
   it('rejects a lambda that leaves more than k values, with advice', () => {
@@ -384,7 +384,10 @@ describe('sparse-l0 (1-D Potts) is exact with every DP algorithm', () => {
 
 // -----------------------------------------------------------------------------------------------------------
 
-/** The counts the fixed-lambda solver attains just around the transition to <= K (bisection on lambda). */
+/**
+ * The count the fixed-lambda solver gives just past the transition to <= K (bisection on lambda). A count
+ * that lives on a lambda-interval narrower than 1e-9 relative is a rounding artefact of a tie, not attained.
+ */
 function attainedBelow(method: string, u: number[], c: number[], K: number, extra: Params = {}): number {
   const count = (lam: number) => solve(method, u, c, { lambda: lam, ...extra }).levels.length;
   let lo = 0, hi = 1;
@@ -394,7 +397,7 @@ function attainedBelow(method: string, u: number[], c: number[], K: number, extr
     if (count(mid) > K) lo = mid;
     else hi = mid;
   }
-  return count(hi);
+  return count(hi * (1 + 1e-9));
 }
 
 describe('target values (the iterative method)', () => {
@@ -461,6 +464,7 @@ describe('target values (the iterative method)', () => {
         const q = solve(method, u, c, { targetValues: K, ...extra });
         checkInvariants(u, q, K);
         const want = attainedBelow(method, u, c, K, extra);
+        if (q.levels.length !== want) console.log('MISMATCH', method, JSON.stringify(u), K, q.levels.length, want);
         expect(q.levels.length).toBe(want);
         if (want < K) short++;
       }

@@ -19,7 +19,7 @@ struct Costs {
   struct P { double w, s, q; };
   std::vector<P> p;
   std::vector<double> inv;  // inv[d] = 1/d when every prefix weight is an integer <= kMaxTable; else empty
-  static constexpr double kMaxTable = 1 << 22;
+  static constexpr double kMaxTable = 1 << 16;  // 512 KiB: stays in cache; past it a division is cheaper than a miss
 
   explicit Costs(const PrefixSums& ps) {
     const size_t m = ps.m();

@@ -22,9 +22,11 @@
 //                             the bench and the tests. Target K: the penalised cost is piecewise linear and
 //                             concave in lambda; the counts reachable are the vertices of the lower convex hull
 //                             of SSE*(K), found by the chord (Lagrangian) search lambda = dSSE / dK.
-//   sparse-cluster            Deterministic Lloyd on contiguous clusters: equal-weight quantile start, LS refit
-//                             (group means), nearest-level reassignment; an emptied cluster is replaced by the
-//                             best 2-split of the cluster with the largest SSE. O(K log m + m) per iteration.
+//   sparse-cluster            Deterministic Lloyd on contiguous clusters: divisive start (repeatedly split the
+//                             cluster whose best 2-split gains most), then LS refit (group means) and
+//                             nearest-level reassignment until the partition is stable; an emptied cluster is
+//                             replaced by the best 2-split of the cluster with the largest SSE. Start
+//                             O(m log K) typical, O(m K) worst; O(K log m) per Lloyd iteration.
 #include "sparse.h"
 
 #include <algorithm>
@@ -679,18 +681,30 @@ Quantizer solve_sparse_cluster(const WeightedPoints& p, const SolverParams& sp) 
   const size_t K = (size_t)(sp.target_values > 0 ? std::min(sp.target_values, sp.k) : sp.k);
   if (K >= m) return all_points(p);
   PrefixSums ps(p);
-  // Deterministic start: equal-weight quantiles, each cluster non-empty.
-  Bounds b(K + 1);
-  b[0] = 0;
-  b[K] = m;
+  // Deterministic start (no seed): divisive splitting. Starting from one cluster, split the cluster whose
+  // best 2-split lowers the SSE most, until there are K. Every cluster is a non-empty range of the sorted
+  // values, so its mean lies inside the data range.
+  Bounds b;
   {
-    const double W = ps.W[m];
-    size_t i = 0;
-    for (size_t t = 1; t < K; ++t) {
-      double target = W * (double)t / (double)K;
-      while (i < m && ps.W[i] < target) ++i;
-      b[t] = std::min(std::max(i, b[t - 1] + 1), m - (K - t));
+    struct Node { double gain; size_t a, e, s; };
+    auto less = [](const Node& x, const Node& y) { return x.gain < y.gain || (x.gain == y.gain && x.a > y.a); };
+    std::priority_queue<Node, std::vector<Node>, decltype(less)> heap(less);
+    auto push = [&](size_t a, size_t e) {
+      if (e - a < 2) return;
+      size_t sp2 = best_split(ps, a, e);
+      heap.push({ps.cost(a, e) - ps.cost(a, sp2) - ps.cost(sp2, e), a, e, sp2});
+    };
+    b = {0, m};
+    push(0, m);
+    while (b.size() - 1 < K) {
+      WP_THROW_IF_NOT(!heap.empty(), Internal, "sparse-cluster: nothing left to split");
+      Node nd = heap.top();
+      heap.pop();
+      b.push_back(nd.s);
+      push(nd.a, nd.s);
+      push(nd.s, nd.e);
     }
+    std::sort(b.begin(), b.end());
   }
   std::vector<double> mean(K);
   Bounds nb(K + 1);
