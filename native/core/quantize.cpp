@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "error.h"
+#include "kernels.h"
 #include "pack.h"
 #include "summarize.h"
 
@@ -34,6 +35,41 @@ uint64_t mix_seed(uint64_t seed, uint64_t slice) {
 }
 
 }  // namespace
+
+namespace {
+
+void cpu_histogram16(const uint16_t* raw, uint64_t n, uint64_t S, uint64_t* hist, const Context& ctx) {
+  constexpr uint64_t kHistChunk = 1 << 22;
+  const uint64_t ns = slice_count(n, S);
+  const uint64_t per_slice = (S + kHistChunk - 1) / kHistChunk;
+  parallel_for(ctx, (size_t)(ns * per_slice), [&](size_t c) {
+    uint64_t s = c / per_slice, b = s * S + (c % per_slice) * kHistChunk;
+    uint64_t e = std::min({n, (s + 1) * S, b + kHistChunk});
+    if (b >= e) return;
+    std::vector<uint32_t> h(65536, 0);
+    for (uint64_t i = b; i < e; ++i) ++h[raw[i]];
+    uint64_t* H = hist + s * 65536;
+    for (size_t v = 0; v < 65536; ++v)
+      if (h[v]) __atomic_fetch_add(&H[v], (uint64_t)h[v], __ATOMIC_RELAXED);  // integer sums: order-free
+  });
+}
+
+void cpu_assign16(const uint16_t* raw, uint64_t n, uint64_t S, const uint8_t* luts, int pb, uint8_t* out, const Context& ctx) {
+  const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
+  parallel_for(ctx, nchunks, [&](size_t c) {
+    uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
+    for (uint64_t g = b; g < e; g += 8) {  // S % 8 == 0: a group of 8 never straddles two slices
+      int len = (int)std::min<uint64_t>(8, e - g);
+      lut_pack8(raw + g, len, luts + (g / S) * 65536, pb, out + (g / 8) * pb);
+    }
+  });
+}
+
+const Backend16 kCpuBackend16{"cpu", cpu_histogram16, cpu_assign16};
+
+}  // namespace
+
+const Backend16& cpu_backend16() { return kCpuBackend16; }
 
 uint64_t slice_count(uint64_t numel, uint64_t slice_size) {
   if (numel == 0) return 0;
@@ -65,21 +101,9 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   const bool is16 = in.dtype == Dtype::F16 || in.dtype == Dtype::BF16;
   const bool big16 = is16 && S >= (1u << 18);
   std::vector<uint64_t> hist(big16 ? ns * 65536 : 0);
-  if (big16) {
-    constexpr uint64_t kHistChunk = 1 << 22;
-    const uint64_t per_slice = (S + kHistChunk - 1) / kHistChunk;
-    const uint16_t* raw = (const uint16_t*)in.data;
-    parallel_for(ctx, (size_t)(ns * per_slice), [&](size_t c) {
-      uint64_t s = c / per_slice, b = s * S + (c % per_slice) * kHistChunk;
-      uint64_t e = std::min({n, (s + 1) * S, b + kHistChunk});
-      if (b >= e) return;
-      std::vector<uint32_t> h(65536, 0);
-      for (uint64_t i = b; i < e; ++i) ++h[raw[i]];
-      uint64_t* H = hist.data() + s * 65536;
-      for (size_t v = 0; v < 65536; ++v)
-        if (h[v]) __atomic_fetch_add(&H[v], (uint64_t)h[v], __ATOMIC_RELAXED);  // integer sums: order-free
-    });
-  }
+  const Backend16& be = params.backend16 ? *params.backend16 : cpu_backend16();
+  if (big16) be.histogram((const uint16_t*)in.data, n, S, hist.data(), ctx);
+  ctx.check_cancel();
 
   // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level) and its
   // decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
@@ -156,41 +180,45 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   }
   const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
   std::vector<double> c_sse(nchunks, 0), c_sig(nchunks, 0), c_max(nchunks, 0);
-  parallel_for(ctx, nchunks, [&](size_t c) {
-    uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
-    std::unique_ptr<uint8_t[]> codes(new uint8_t[e - b]);
-    double sse = 0, sig = 0, mx = 0;
-    for (uint64_t i = b; i < e;) {
-      uint64_t s = i / S;
-      uint64_t se = std::min(e, (s + 1) * S);
-      if (big16) {
-        const uint8_t* L = luts.data() + s * 65536;
-        const uint16_t* raw = (const uint16_t*)in.data;
-        for (; i < se; ++i) codes[i - b] = L[raw[i]];
-      } else {
-        const double* th = thr.data() + s * (k - 1);
-        const double* lv = lvl.data() + s * k;
-        auto run = [&](auto load) {
-          for (; i < se; ++i) {
-            double x = load(i);
-            uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
-            codes[i - b] = q;
-            double err = x - lv[q];
-            sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+  if (big16 && S % 8 == 0) {
+    be.assign((const uint16_t*)in.data, n, S, luts.data(), pb, out.codes, ctx);
+  } else {
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
+      std::unique_ptr<uint8_t[]> codes(new uint8_t[e - b]);
+      double sse = 0, sig = 0, mx = 0;
+      for (uint64_t i = b; i < e;) {
+        uint64_t s = i / S;
+        uint64_t se = std::min(e, (s + 1) * S);
+        if (big16) {
+          const uint8_t* L = luts.data() + s * 65536;
+          const uint16_t* raw = (const uint16_t*)in.data;
+          for (; i < se; ++i) codes[i - b] = L[raw[i]];
+        } else {
+          const double* th = thr.data() + s * (k - 1);
+          const double* lv = lvl.data() + s * k;
+          auto run = [&](auto load) {
+            for (; i < se; ++i) {
+              double x = load(i);
+              uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+              codes[i - b] = q;
+              double err = x - lv[q];
+              sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+            }
+          };
+          const uint8_t* d = (const uint8_t*)in.data;
+          switch (in.dtype) {
+            case Dtype::F32: run([d](uint64_t j) { float v; std::memcpy(&v, d + j * 4, 4); return (double)v; }); break;
+            case Dtype::F64: run([d](uint64_t j) { double v; std::memcpy(&v, d + j * 8, 8); return v; }); break;
+            case Dtype::F16: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)f16_to_f32(v); }); break;
+            default: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)bf16_to_f32(v); }); break;
           }
-        };
-        const uint8_t* d = (const uint8_t*)in.data;
-        switch (in.dtype) {
-          case Dtype::F32: run([d](uint64_t j) { float v; std::memcpy(&v, d + j * 4, 4); return (double)v; }); break;
-          case Dtype::F64: run([d](uint64_t j) { double v; std::memcpy(&v, d + j * 8, 8); return v; }); break;
-          case Dtype::F16: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)f16_to_f32(v); }); break;
-          default: run([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return (double)bf16_to_f32(v); }); break;
         }
       }
-    }
-    pack_bits(codes.get(), e - b, pb, out.codes + (b / 8) * pb);
-    c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
-  });
+      pack_bits(codes.get(), e - b, pb, out.codes + (b / 8) * pb);
+      c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
+    });
+  }
   // Zero the padding after the last code byte so the output is deterministic.
   size_t used_bytes = (size_t)((n * pb + 7) / 8);
   if (out.codes_bytes > used_bytes) std::fill(out.codes + used_bytes, out.codes + out.codes_bytes, 0);
@@ -211,6 +239,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
     double u = 0;
     for (auto v : used) u += v;
     stats->levels_used = ns ? u / ns : 0;
+    stats->backend = big16 ? be.name : "cpu";
   }
 }
 

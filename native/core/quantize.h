@@ -6,6 +6,7 @@
 
 #include "context.h"
 #include "dtype.h"
+#include "backend.h"
 #include "solvers/registry.h"
 
 namespace wp {
@@ -23,6 +24,7 @@ struct QuantizeParams {
                                         // layout entropy coders take
   const Quantizer* fixed = nullptr;     // when set: every slice uses this quantizer (no solve), e.g. one
                                         // codebook for the whole network
+  const Backend16* backend16 = nullptr; // the histogram and assign passes of large 16-bit slices (null: CPU)
 };
 
 struct TensorIn {
@@ -45,6 +47,7 @@ struct QuantizeStats {
   double signal = 0;       // sum of squares of the input
   double max_abs_err = 0;
   double levels_used = 0;  // mean number of distinct levels per slice
+  const char* backend = "cpu";  // where the bandwidth-bound passes ran
 };
 
 uint64_t slice_count(uint64_t numel, uint64_t slice_size);

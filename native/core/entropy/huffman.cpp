@@ -15,6 +15,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "entropy.h"
 
@@ -221,30 +224,43 @@ void count_block(const uint8_t* p, size_t n, uint64_t* h) {
 }
 
 #if defined(__SSE2__)
-// Histogram of bytes below 16 with SSE2 (byte counters by compare-and-subtract, summed every 255 vectors):
-// about twice the scalar speed. Returns false, leaving h unspecified, when a byte is 16 or more.
+// Histogram of bytes below 16 with SSE2: byte counters by compare-and-subtract over 4 KiB sub-blocks (two
+// passes from L1, 8 counters each, so that nothing spills), summed with psadbw. About 2-3 times the scalar
+// speed. Returns false, leaving h unspecified, when a byte is 16 or more.
 bool count_block_small(const uint8_t* p, size_t n, uint64_t* h) {
   uint64_t tot[16] = {0};
   const __m128i zero = _mm_setzero_si128();
   __m128i mx = zero;
   size_t i = 0;
+  auto add = [&](int j, __m128i a) {
+    const __m128i sad = _mm_sad_epu8(a, zero);
+    tot[j] += (uint64_t)_mm_cvtsi128_si32(sad) + (uint64_t)_mm_cvtsi128_si32(_mm_srli_si128(sad, 8));
+  };
   while (n - i >= 16) {
     const size_t iters = std::min<size_t>((n - i) / 16, 255);
-    __m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero, a8 = zero,
-            a9 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero, a14 = zero;
-    for (size_t k = 0; k < iters; ++k, i += 16) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-      mx = _mm_max_epu8(mx, v);
+    const uint8_t* q = p + i;
+    {
+      __m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+      for (size_t k = 0; k < iters; ++k) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k));
 #define WP_CNT(j) a##j = _mm_sub_epi8(a##j, _mm_cmpeq_epi8(v, _mm_set1_epi8(j)))
-      WP_CNT(0); WP_CNT(1); WP_CNT(2); WP_CNT(3); WP_CNT(4); WP_CNT(5); WP_CNT(6); WP_CNT(7);
-      WP_CNT(8); WP_CNT(9); WP_CNT(10); WP_CNT(11); WP_CNT(12); WP_CNT(13); WP_CNT(14);
+        WP_CNT(0); WP_CNT(1); WP_CNT(2); WP_CNT(3); WP_CNT(4); WP_CNT(5); WP_CNT(6); WP_CNT(7);
 #undef WP_CNT
+      }
+      add(0, a0), add(1, a1), add(2, a2), add(3, a3), add(4, a4), add(5, a5), add(6, a6), add(7, a7);
     }
-    const __m128i acc[15] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14};
-    for (int j = 0; j < 15; ++j) {
-      const __m128i sad = _mm_sad_epu8(acc[j], zero);
-      tot[j] += (uint64_t)_mm_cvtsi128_si32(sad) + (uint64_t)_mm_cvtsi128_si32(_mm_srli_si128(sad, 8));
+    {
+      __m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero;
+      for (size_t k = 0; k < iters; ++k) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k));
+        mx = _mm_max_epu8(mx, v);
+#define WP_CNT(j) a##j = _mm_sub_epi8(a##j, _mm_cmpeq_epi8(v, _mm_set1_epi8(8 + j)))
+        WP_CNT(0); WP_CNT(1); WP_CNT(2); WP_CNT(3); WP_CNT(4); WP_CNT(5); WP_CNT(6);
+#undef WP_CNT
+      }
+      add(8, a0), add(9, a1), add(10, a2), add(11, a3), add(12, a4), add(13, a5), add(14, a6);
     }
+    i += 16 * iters;
   }
   uint8_t m[16];
   _mm_storeu_si128(reinterpret_cast<__m128i*>(m), mx);
@@ -264,6 +280,67 @@ bool count_block_small(const uint8_t* p, size_t n, uint64_t* h) {
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WP_HAVE_AVX2_HIST 1
+// The same with AVX2 (32 bytes per compare), chosen at run time when the CPU has it.
+__attribute__((target("avx2"))) bool count_block_small_avx2(const uint8_t* p, size_t n, uint64_t* h) {
+  uint64_t tot[16] = {0};
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i mx = zero;
+  size_t i = 0;
+  auto add = [&](int j, __m256i a) __attribute__((target("avx2"))) {
+    const __m256i sad = _mm256_sad_epu8(a, zero);
+    tot[j] += (uint64_t)_mm256_extract_epi64(sad, 0) + (uint64_t)_mm256_extract_epi64(sad, 1) +
+              (uint64_t)_mm256_extract_epi64(sad, 2) + (uint64_t)_mm256_extract_epi64(sad, 3);
+  };
+  while (n - i >= 32) {
+    const size_t iters = std::min<size_t>((n - i) / 32, 255);
+    const uint8_t* q = p + i;
+    {
+      __m256i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+      for (size_t k = 0; k < iters; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * k));
+#define WP_CNT(j) a##j = _mm256_sub_epi8(a##j, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(j)))
+        WP_CNT(0); WP_CNT(1); WP_CNT(2); WP_CNT(3); WP_CNT(4); WP_CNT(5); WP_CNT(6); WP_CNT(7);
+#undef WP_CNT
+      }
+      add(0, a0), add(1, a1), add(2, a2), add(3, a3), add(4, a4), add(5, a5), add(6, a6), add(7, a7);
+    }
+    {
+      __m256i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero;
+      for (size_t k = 0; k < iters; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * k));
+        mx = _mm256_max_epu8(mx, v);
+#define WP_CNT(j) a##j = _mm256_sub_epi8(a##j, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(8 + j)))
+        WP_CNT(0); WP_CNT(1); WP_CNT(2); WP_CNT(3); WP_CNT(4); WP_CNT(5); WP_CNT(6);
+#undef WP_CNT
+      }
+      add(8, a0), add(9, a1), add(10, a2), add(11, a3), add(12, a4), add(13, a5), add(14, a6);
+    }
+    i += 32 * iters;
+  }
+  uint8_t m[32];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(m), mx);
+  uint8_t big = 0;
+  for (int j = 0; j < 32; ++j) big = std::max(big, m[j]);
+  uint64_t vec = i, rest[16] = {0};
+  for (; i < n; ++i) {
+    big = std::max(big, p[i]);
+    if (p[i] < 16) ++rest[p[i]];
+  }
+  if (big >= 16) return false;
+  uint64_t sum = 0;
+  for (int j = 0; j < 15; ++j) sum += tot[j];
+  tot[15] = vec - sum;
+  for (int j = 0; j < 256; ++j) h[j] = j < 16 ? tot[j] + rest[j] : 0;
+  return true;
+}
+bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
 // Histogram of sym[0, n): all 256 byte values counted (a small alphabet may take the SIMD path).
 void histogram(const uint8_t* sym, size_t n, int alphabet, const Context& ctx, uint64_t* hist) {
   std::fill(hist, hist + 256, 0);
@@ -271,6 +348,11 @@ void histogram(const uint8_t* sym, size_t n, int alphabet, const Context& ctx, u
   std::vector<uint64_t> part(nb * 256);
   parallel_for(ctx, nb, [&](size_t b) {
     const size_t lo = b * kHistBlock, hi = std::min(n, lo + kHistBlock);
+#if defined(WP_HAVE_AVX2_HIST)
+    if (alphabet <= 16 && cpu_has_avx2()) {
+      if (count_block_small_avx2(sym + lo, hi - lo, &part[b * 256])) return;
+    } else
+#endif
 #if defined(__SSE2__)
     if (alphabet <= 16 && count_block_small(sym + lo, hi - lo, &part[b * 256])) return;
 #endif
@@ -821,11 +903,10 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
     const HuffEnc enc = make_encoder(table.data(), A);
     parallel_for(ctx, nchunks, [&](size_t c) {
       const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
-      std::vector<uint8_t>& buf = scratch(0);
-      const size_t need = huff_bound(m, std::max(1, enc.lmax));
-      if (buf.size() < need) buf.resize(need);
+      std::vector<uint8_t>& buf = payload[c];
+      buf.resize(huff_bound(m, std::max(1, enc.lmax)));
       const size_t bytes = encode_huff_chunk(enc, sym + lo, m, buf.data());
-      payload[c].assign(buf.data(), buf.data() + bytes);
+      buf.resize(bytes);
       sums[c] = (uint32_t)xxh64(buf.data(), bytes, 0);
     });
   } else {
