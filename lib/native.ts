@@ -25,6 +25,8 @@ export interface NativeQuantizeStats {
   signal: number;
   maxAbsErr: number;
   levelsUsed: number;
+  /** Where the bandwidth-bound passes ran: 'cpu' or 'cuda'. */
+  backend: string;
 }
 
 export interface NativeSolverParams {
@@ -55,6 +57,8 @@ export interface NativeQuantizeParams extends NativeSolverParams {
   sliceSize: number;
   codebookDtype: 'F32' | 'F16';
   threads?: number;
+  /** cpu, cuda, or auto (CUDA when a device answers; never fails for lack of one). */
+  device?: 'auto' | 'cpu' | 'cuda';
 }
 
 export interface NativeBackend {

@@ -149,7 +149,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   const codebook = new Uint8Array(step.codebookBytes);
   const params: NativeQuantizeParams = {
     method: method.solver(o), bits: o.bits, granularity: o.granularity === 'network' ? 'tensor' : o.granularity,
-    sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, ...solverParams(o),
+    sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, device: o.device, ...solverParams(o),
     ...(job.fixed ? { fixedLevels: job.fixed.levels, fixedThresholds: job.fixed.thresholds } : {}),
   };
   const at = new Error();
@@ -188,7 +188,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   };
   return {
     scheme, metrics,
-    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: o.granularity, numel: t.numel, ...m }),
+    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: o.granularity, numel: t.numel, ...m, device: stats.backend }),
   };
 }
 

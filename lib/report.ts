@@ -12,6 +12,8 @@ export interface TensorReport extends StoredMetrics {
   granularity: 'tensor' | 'row' | 'group' | 'network' | null;
   /** Elements. */
   numel: number;
+  /** Where the bandwidth-bound passes ran ('cpu' or 'cuda'); absent for kept tensors and in files. */
+  device?: string;
 }
 
 export interface TotalReport extends StoredMetrics {
@@ -118,7 +120,7 @@ export function toJson(r: Report): object {
     tensors: r.tensors.map((t) => ({
       name: t.name, dtype: t.dtype, shape: t.shape, method: t.method, bits: t.bits, granularity: t.granularity,
       mse: t.mse, sqnrDb: t.sqnrDb, maxAbsErr: t.maxAbsErr, bitsPerWeight: t.bitsPerWeight,
-      bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel,
+      bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel, ...(t.device ? { device: t.device } : {}),
     })),
     total: r.total,
     ...(r.warnings ? { warnings: r.warnings } : {}),

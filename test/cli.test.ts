@@ -202,12 +202,12 @@ describe('quantize, decode, inspect', () => {
     for (const [name, h] of Object.entries(original.header)) expect(dense.header[name]).toMatchObject({ dtype: 'F16', shape: h.shape });
   });
 
-  it('inspect --json reports what quantize --json did (all fields but seconds)', () => {
+  it('inspect --json reports what quantize --json did (all fields but seconds and device, which describe the run)', () => {
     const r = ok('inspect', 'q.safetensors', '--json');
     expect(r.stdout.trimEnd().split('\n')).toHaveLength(1);
     const ins = JSON.parse(r.stdout);
     const strip = (t: any) => {
-      const { seconds: _s, ...rest } = t;
+      const { seconds: _s, device: _d, ...rest } = t;
       return rest;
     };
     expect(ins.tensors.map(strip)).toEqual(report.tensors.map(strip));

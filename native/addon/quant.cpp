@@ -5,6 +5,9 @@
 #include "../core/quantize.h"
 #include "../core/summarize.h"
 #include "common.h"
+#ifdef WP_WITH_CUDA
+#include "../cuda/device.h"
+#endif
 
 namespace wpa {
 
@@ -41,6 +44,7 @@ Napi::Object stats_to_js(Napi::Env env, const wp::QuantizeStats& s) {
   o.Set("signal", Napi::Number::New(env, s.signal));
   o.Set("maxAbsErr", Napi::Number::New(env, s.max_abs_err));
   o.Set("levelsUsed", Napi::Number::New(env, s.levels_used));
+  o.Set("backend", s.backend);
   return o;
 }
 
@@ -117,6 +121,16 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   }
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[4]);
+  // device: 'cpu' | 'cuda' | 'auto'. auto takes CUDA when a driver and a device answer, and never fails.
+  std::string device = str_of(p, "device", "auto");
+  if (device != "cpu" && device != "cuda" && device != "auto") throw_arg(env, "device must be auto, cpu or cuda");
+#ifdef WP_WITH_CUDA
+  if (device != "cpu") w->params.backend16 = wp::cuda::backend16();
+  if (device == "cuda" && !w->params.backend16)
+    throw to_js_error(env, wp::Error(wp::Code::Cuda, "device 'cuda' asked for, but no CUDA device answers: " + wp::cuda::device_info().reason));
+#else
+  if (device == "cuda") throw to_js_error(env, wp::Error(wp::Code::Cuda, "device 'cuda' asked for, but this binary was built without CUDA"));
+#endif
   Bytes codes = bytes_of(info[2], "codes");
   Bytes cb = bytes_of(info[3], "codebook");
   const uint64_t ns = wp::slice_count(w->in.numel, w->params.slice_size);

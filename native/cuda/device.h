@@ -4,7 +4,11 @@
 #include <cstdint>
 #include <string>
 
+#include "../core/backend.h"
+
 namespace wp::cuda {
+
+using wp::Backend16;
 
 struct DeviceInfo {
   bool available = false;  // a driver and at least one device answered
@@ -18,6 +22,9 @@ struct DeviceInfo {
 
 // Never throws; a missing driver gives available = false with the CUDA error text in reason.
 DeviceInfo device_info();
+
+// The CUDA implementation of the 16-bit pipeline's histogram and assign passes, or null when no device answers.
+const Backend16* backend16();
 
 // Exact 65,536-bin histogram of 16-bit codes (F16/BF16 raw bits) on device 0: counts[b] = #{i : raw[i] == b}.
 // Host pointers in and out; throws wp::Error(Cuda) on failure. For tests and benchmarks of the GPU path.

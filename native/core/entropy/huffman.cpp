@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #if defined(__SSE2__)
@@ -419,103 +420,90 @@ HuffEnc make_encoder(const uint32_t* lengths, int A) {
   return e;
 }
 
-// Writes the codes of s[0, m) LSB first from out; returns the bytes (the last one zero-padded). Writes up to
-// 8 bytes past the returned size. K symbols per flush: K * lmax <= 56.
-template <int K>
-size_t encode_stream(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
-  const uint64_t* code = e.code;
-  const uint8_t* len = e.len;
-  uint64_t buf = 0;
-  unsigned cnt = 0;
-  uint8_t* p = out;
-  size_t i = 0;
-  for (; i + K <= m; i += K) {
-    for (int j = 0; j < K; ++j) {
-      const uint8_t c = s[i + j];
-      buf |= code[c] << cnt;
-      cnt += len[c];
-    }
-    store64(p, buf);
-    p += cnt >> 3;
-    buf >>= (cnt & 56);
-    cnt &= 7;
-  }
-  for (; i < m; ++i) {
-    const uint8_t c = s[i];
-    buf |= code[c] << cnt;
-    cnt += len[c];
-    store64(p, buf);
-    p += cnt >> 3;
-    buf >>= (cnt & 56);
-    cnt &= 7;
-  }
-  store64(p, buf);
-  p += (cnt + 7) >> 3;
-  return (size_t)(p - out);
+// A bit writer: codes go in LSB first; flushed with one unaligned 8-byte store (so it writes up to 8 bytes
+// past its end).
+struct BitW {
+  uint64_t buf;
+  unsigned cnt;
+  uint8_t* p;
+};
+
+inline void put1(const HuffEnc& e, BitW& w, uint8_t c) {
+  w.buf |= e.code[c] << w.cnt;
+  w.cnt += e.len[c];
+  store64(w.p, w.buf);
+  w.p += w.cnt >> 3;
+  w.buf >>= (w.cnt & 56);
+  w.cnt &= 7;
 }
 
-// The same with two symbols per lookup (alphabets of up to 32 symbols): K pairs per flush, 2 K lmax <= 56.
-template <int K>
-size_t encode_stream_pairs(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
+// Writes the codes of s[0, m) into w: `groups` groups of K symbols (PAIR: K pairs, each looked up as one)
+// with one flush per group (K * bits per lookup <= 56), then the rest one by one.
+template <bool PAIR, int K>
+void put_stream(const HuffEnc& e, const uint8_t* s, size_t m, BitW& w) {
   const uint32_t* pc = e.pair_code.data();
   const uint8_t* pl = e.pair_len.data();
   const uint64_t* code = e.code;
   const uint8_t* len = e.len;
-  uint64_t buf = 0;
-  unsigned cnt = 0;
-  uint8_t* p = out;
+  uint64_t buf = w.buf;
+  unsigned cnt = w.cnt;
+  uint8_t* p = w.p;
+  constexpr size_t STEP = PAIR ? 2 * K : K;
   size_t i = 0;
-  for (; i + 2 * K <= m; i += 2 * K) {
+  for (; i + STEP <= m; i += STEP) {
     for (int j = 0; j < K; ++j) {
-      const uint32_t w = (uint32_t)s[i + 2 * j] | ((uint32_t)s[i + 2 * j + 1] << 8);
-      buf |= (uint64_t)pc[w] << cnt;
-      cnt += pl[w];
+      if (PAIR) {
+        const uint32_t x = (uint32_t)s[i + 2 * j] | ((uint32_t)s[i + 2 * j + 1] << 8);
+        buf |= (uint64_t)pc[x] << cnt;
+        cnt += pl[x];
+      } else {
+        buf |= code[s[i + j]] << cnt;
+        cnt += len[s[i + j]];
+      }
     }
     store64(p, buf);
     p += cnt >> 3;
     buf >>= (cnt & 56);
     cnt &= 7;
   }
-  for (; i < m; ++i) {
-    const uint8_t c = s[i];
-    buf |= code[c] << cnt;
-    cnt += len[c];
-    store64(p, buf);
-    p += cnt >> 3;
-    buf >>= (cnt & 56);
-    cnt &= 7;
-  }
-  store64(p, buf);
-  p += (cnt + 7) >> 3;
-  return (size_t)(p - out);
+  w.buf = buf, w.cnt = cnt, w.p = p;
+  for (; i < m; ++i) put1(e, w, s[i]);
 }
 
 size_t huff_bound(size_t m, int lmax) { return 12 + (m * (size_t)lmax + 7) / 8 + kStreams + 16; }
 
+// Encodes one chunk into out (huff_bound bytes): the 12-byte stream-size header, then the 4 streams.
 size_t encode_huff_chunk(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
   std::memset(out, 0, 12);
   if (e.single >= 0) return 12;
-  const int K = std::max(3, std::min(8, 56 / std::max(1, e.lmax)));
-  const int K2 = e.pair_code.empty() ? 0 : std::min(4, 28 / std::max(1, e.lmax));
+  const int lmax = std::max(1, e.lmax);
+  const bool pair = !e.pair_code.empty();
+  const int K = pair ? std::max(1, std::min(4, 28 / lmax)) : std::max(1, std::min(8, 56 / lmax));
   uint8_t* p = out + 12;
   for (int k = 0; k < kStreams; ++k) {
     const size_t b = m * k / kStreams, en = m * (k + 1) / kStreams;
-    size_t bytes;
-    switch (K2) {
-      case 1: bytes = encode_stream_pairs<1>(e, s + b, en - b, p); break;
-      case 2: bytes = encode_stream_pairs<2>(e, s + b, en - b, p); break;
-      case 3: bytes = encode_stream_pairs<3>(e, s + b, en - b, p); break;
-      case 4: bytes = encode_stream_pairs<4>(e, s + b, en - b, p); break;
-      default: bytes = 0; break;
+    BitW w{0, 0, p};
+    if (pair) {
+      switch (K) {
+        case 1: put_stream<true, 1>(e, s + b, en - b, w); break;
+        case 2: put_stream<true, 2>(e, s + b, en - b, w); break;
+        case 3: put_stream<true, 3>(e, s + b, en - b, w); break;
+        default: put_stream<true, 4>(e, s + b, en - b, w); break;
+      }
+    } else {
+      switch (K) {
+        case 1: put_stream<false, 1>(e, s + b, en - b, w); break;
+        case 2: put_stream<false, 2>(e, s + b, en - b, w); break;
+        case 3: put_stream<false, 3>(e, s + b, en - b, w); break;
+        case 4: put_stream<false, 4>(e, s + b, en - b, w); break;
+        case 5: put_stream<false, 5>(e, s + b, en - b, w); break;
+        case 6: put_stream<false, 6>(e, s + b, en - b, w); break;
+        case 7: put_stream<false, 7>(e, s + b, en - b, w); break;
+        default: put_stream<false, 8>(e, s + b, en - b, w); break;
+      }
     }
-    if (!K2) switch (K) {
-      case 3: bytes = encode_stream<3>(e, s + b, en - b, p); break;
-      case 4: bytes = encode_stream<4>(e, s + b, en - b, p); break;
-      case 5: bytes = encode_stream<5>(e, s + b, en - b, p); break;
-      case 6: bytes = encode_stream<6>(e, s + b, en - b, p); break;
-      case 7: bytes = encode_stream<7>(e, s + b, en - b, p); break;
-      default: bytes = encode_stream<8>(e, s + b, en - b, p); break;
-    }
+    store64(w.p, w.buf);
+    const size_t bytes = (size_t)(w.p - p) + ((w.cnt + 7) >> 3);
     if (k < kStreams - 1) store32(out + 4 * k, (uint32_t)bytes);
     p += bytes;
   }
@@ -595,7 +583,7 @@ uint64_t decode4(const HuffDec& d, Reader* rd, const size_t* len, uint8_t* const
   const uint16_t* S = d.single.data();
   const uint64_t MASK = (1u << kTB) - 1;
   const uint64_t LMASK = (uint64_t(1) << d.lmax) - 1;
-  constexpr size_t LOOKUPS = LONG ? 3 : 5;  // per refill (>= 56 bits): LONG codes up to 16 bits, else <= 11
+  constexpr size_t LOOKUPS = LONG ? 3 : 56 / kTB;  // per refill (>= 56 bits): codes up to 16 bits if LONG, else <= kTB
   constexpr size_t PER = LOOKUPS * 3;        // symbols per iteration at most
   constexpr size_t MARGIN = PER + 4;         // output room an iteration needs (4-byte stores)
 
@@ -717,9 +705,9 @@ uint64_t decode_huff_chunk(const HuffDec& d, const uint8_t* c, size_t size, uint
 // ---------------------------------------------------------------------------------------------------------
 // Thread-local scratch for chunk encoding.
 
-std::vector<uint8_t>& scratch(int which) {
-  static thread_local std::vector<uint8_t> s[2];
-  return s[which];
+std::vector<uint8_t>& scratch() {
+  static thread_local std::vector<uint8_t> s;
+  return s;
 }
 
 }  // namespace
@@ -897,30 +885,28 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
 
   // The chunks.
   const uint64_t nchunks = n == 0 ? 0 : (n - 1) / params.chunk + 1;
-  std::vector<std::vector<uint8_t>> payload(nchunks);
+  // Chunk payloads, each in a buffer of its bound (uninitialized: the coders write every byte they report).
+  std::vector<std::unique_ptr<uint8_t[]>> payload(nchunks);
+  std::vector<size_t> psize(nchunks);
   std::vector<uint32_t> sums(nchunks);
   if (params.coder == Coder::Huffman) {
     const HuffEnc enc = make_encoder(table.data(), A);
     parallel_for(ctx, nchunks, [&](size_t c) {
       const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
-      std::vector<uint8_t>& buf = payload[c];
-      buf.resize(huff_bound(m, std::max(1, enc.lmax)));
-      const size_t bytes = encode_huff_chunk(enc, sym + lo, m, buf.data());
-      buf.resize(bytes);
-      sums[c] = (uint32_t)xxh64(buf.data(), bytes, 0);
+      payload[c].reset(new uint8_t[huff_bound(m, std::max(1, enc.lmax))]);
+      psize[c] = encode_huff_chunk(enc, sym + lo, m, payload[c].get());
+      sums[c] = (uint32_t)xxh64(payload[c].get(), psize[c], 0);
     });
   } else {
     const RansEncoder enc(table.data(), A, param);
     parallel_for(ctx, nchunks, [&](size_t c) {
       const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
-      std::vector<uint8_t>& buf = scratch(0);
-      std::vector<uint8_t>& tmp = scratch(1);
+      std::vector<uint8_t>& tmp = scratch();
       const size_t need = RansEncoder::bound(m);
-      if (buf.size() < need) buf.resize(need);
       if (tmp.size() < need) tmp.resize(need);
-      const size_t bytes = enc.encode_chunk(sym + lo, m, buf.data(), tmp.data());
-      payload[c].assign(buf.data(), buf.data() + bytes);
-      sums[c] = (uint32_t)xxh64(buf.data(), bytes, 0);
+      payload[c].reset(new uint8_t[need]);
+      psize[c] = enc.encode_chunk(sym + lo, m, payload[c].get(), tmp.data());
+      sums[c] = (uint32_t)xxh64(payload[c].get(), psize[c], 0);
     });
   }
 
@@ -930,7 +916,7 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
   const uint64_t base = round8(meta + 12 * nchunks);
   std::vector<uint64_t> ends(nchunks);
   uint64_t total = 0;
-  for (uint64_t c = 0; c < nchunks; ++c) ends[c] = (total += payload[c].size());
+  for (uint64_t c = 0; c < nchunks; ++c) ends[c] = (total += psize[c]);
   if (params.coder == Coder::Rans) code_bits = 8 * total;
   std::vector<uint8_t> blob(base + total);
   uint8_t* b = blob.data();
@@ -955,8 +941,8 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
   }
   store32(b + 4, (uint32_t)xxh64(b + 8, base - 8, 0));
   parallel_for(ctx, nchunks, [&](size_t c) {
-    if (!payload[c].empty()) std::memcpy(b + base + (c ? ends[c - 1] : 0), payload[c].data(), payload[c].size());
-    std::vector<uint8_t>().swap(payload[c]);
+    std::memcpy(b + base + (c ? ends[c - 1] : 0), payload[c].get(), psize[c]);
+    payload[c].reset();
   });
 
   if (stats) {

@@ -226,7 +226,8 @@ double l1_lambda_max(const WeightedPoints& p, const std::vector<double>& w) {
 // lambda = (U_R/C_R - U_L/C_L) / (S_R/C_R - S_L/C_L) (never, when the denominator is <= 0). Events within a
 // relative 1e-10 of each other count as simultaneous: K is then skipped (not attainable) and the count
 // lands below it.
-Bounds l1_path(const WeightedPoints& p, const std::vector<double>& w, size_t K) {
+Bounds l1_path(const WeightedPoints& p, const std::vector<double>& w, size_t K, double* lam_lo = nullptr,
+               double* lam_hi = nullptr) {
   const size_t m = p.size();
   struct Blk { double C, U, S; size_t a; int prev, next; uint32_t ver; bool alive; };
   std::vector<Blk> bl(m);
@@ -279,6 +280,12 @@ Bounds l1_path(const WeightedPoints& p, const std::vector<double>& w, size_t K) 
     push(e.left);
   }
   WP_THROW_IF_NOT(count <= K, Internal, "sparse-l1: the merge path stopped above the target count");
+  // The partition is the solution for lambda in [last, next event).
+  if (lam_lo) *lam_lo = last;
+  if (lam_hi) {
+    while (!heap.empty() && stale(heap.top())) heap.pop();
+    *lam_hi = heap.empty() ? kInf : heap.top().lam;
+  }
   Bounds b;
   for (int i = 0; i >= 0; i = bl[(size_t)i].next) b.push_back(bl[(size_t)i].a);
   b.push_back(m);
@@ -434,7 +441,7 @@ struct L1L2Solver {
   std::vector<double> w, omega;
   double lambda2;
   int max_iter;
-  std::vector<double> y;  // warm start, carried across calls
+  std::vector<double> y;  // dual point: the start of the next solve when not empty, then its result
 
   L1L2Solver(const WeightedPoints& pts, Penalty mode, double l2, int mi) : p(pts), lambda2(l2), max_iter(mi) {
     w = jump_weights(p, mode);
@@ -444,7 +451,17 @@ struct L1L2Solver {
 
   Solution at(double lambda) {
     if (lambda2 == 0 || p.size() < 2) return l1_pava(p, w, lambda);
-    if (y.empty()) y = dual_of(p, l1_pava(p, w, lambda));
+    if (y.empty()) {
+      // Cold start from the l1 solution (lambda2 = 0): its dual point, with the jumps of the l1 fit marked
+      // active (there y_j = lambda w_j up to rounding), so that the first Newton step starts from its pattern.
+      Solution s0 = l1_pava(p, w, lambda);
+      y = dual_of(p, s0);
+      for (size_t t = 1; t + 1 < s0.b.size(); ++t) {
+        size_t j = s0.b[t];
+        double lwj = lambda * w[j];
+        y[j] = std::max(y[j], lwj + 1e-12 * std::fabs(lwj) + 1e-300);
+      }
+    }
     L1L2Dual d(p, w, omega, lambda, lambda2);
     int its = d.solve(y, max_iter);
     if (std::getenv("WP_DBG")) std::fprintf(stderr, "l1l2 lambda=%.6g iters=%d\n", lambda, its);
@@ -588,28 +605,36 @@ Quantizer solve_sparse_l1l2(const WeightedPoints& p, const SolverParams& sp) {
     return to_quantizer(p, s.b, s.z);
   }
   if ((size_t)K >= m) return all_points(p);
-  // Geometric bisection on lambda in (0, lambda_max]: lo gives more than K groups, hi at most K. The best
-  // partition with at most K groups (the most groups; the first found on ties) is kept.
-  double hi = l1_lambda_max(p, solver.w);
-  if (!(hi > 0)) hi = 1;
-  Solution best = solver.at(hi);
-  while (best.groups() > (size_t)K) {  // lambda_max is exact for l1; guard against rounding
-    hi *= 2;
-    best = solver.at(hi);
-  }
-  double lo = 0;
+  // Bisection on lambda (geometric): lo gives more than K groups, hi at most K. The search starts from the
+  // lambda-interval where sparse-l1 has K groups (the l2 term moves it, usually a little) and widens by
+  // factors of 4 until it brackets; evaluations are warm-started from the previous dual point. The best
+  // partition with at most K groups (the most groups) is kept.
+  double l1lo = 0, l1hi = kInf;
+  l1_path(p, solver.w, (size_t)K, &l1lo, &l1hi);
+  double lmax = l1_lambda_max(p, solver.w);
+  double guess = l1lo > 0 ? (l1hi < kInf ? std::sqrt(l1lo * l1hi) : l1lo * 1.01) : (l1hi < kInf ? l1hi / 2 : lmax);
+  if (!(guess > 0)) guess = lmax > 0 ? lmax : 1;
+  double lo = 0, hi = kInf;
+  Solution best;
+  auto eval = [&](double lam) {
+    solver.y.clear();  // start from the l1 solution at this lambda: far fewer Newton steps than any warm start
+    Solution s = solver.at(lam);
+    if (s.groups() > (size_t)K) {
+      lo = std::max(lo, lam);
+    } else {
+      hi = std::min(hi, lam);
+      if (best.b.empty() || s.groups() > best.groups()) best = std::move(s);
+    }
+  };
+  eval(guess);
+  for (double up = guess * 4; hi == kInf && up < kInf; up *= 4) eval(up);
+  for (double down = guess / 4; lo == 0 && down > 0 && best.groups() != (size_t)K; down /= 4) eval(down);
   for (int it = 0; it < 200 && best.groups() != (size_t)K; ++it) {
     double mid = lo > 0 ? std::sqrt(lo * hi) : hi / 1024;
-    if (!(mid > lo && mid < hi)) break;
-    Solution s = solver.at(mid);
-    if (s.groups() > (size_t)K) {
-      lo = mid;
-    } else {
-      hi = mid;
-      if (s.groups() > best.groups()) best = std::move(s);
-    }
-    if (lo > 0 && hi / lo < 1 + 1e-14) break;
+    if (!(mid > lo && mid < hi) || (lo > 0 && hi / lo < 1 + 1e-14)) break;
+    eval(mid);
   }
+  WP_THROW_IF_NOT(!best.b.empty() && best.groups() <= (size_t)K, Internal, "sparse-l1l2: the lambda search failed");
   return to_quantizer(p, best.b, group_means(p, best.b));
 }
 
