@@ -69,6 +69,12 @@ export class NonFiniteError extends WeightpressError {
     this.name = 'NonFiniteError';
   }
 }
+export class CudaError extends WeightpressError {
+  constructor(message: string, context?: ErrorContext) {
+    super('E_CUDA', message, context);
+    this.name = 'CudaError';
+  }
+}
 export class CancelledError extends WeightpressError {
   constructor(message = 'operation cancelled', context?: ErrorContext) {
     super('E_CANCELLED', message, context);
@@ -83,6 +89,7 @@ const byCode: Record<string, new (m: string, c?: ErrorContext) => WeightpressErr
   E_IO: IoError,
   E_NONFINITE: NonFiniteError,
   E_CANCELLED: CancelledError,
+  E_CUDA: CudaError,
 };
 
 /**

@@ -14,7 +14,7 @@ export { quantize } from './quantize.js';
 export { decode, inspect, type DecodeResult } from './decode.js';
 export { Checkpoint, type TensorRef } from './checkpoint.js';
 export {
-  WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, type ErrorCode,
+  WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, CudaError, type ErrorCode,
 } from './errors.js';
 export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
 export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device, ImportanceKind, EntropyCoder } from './validate.js';

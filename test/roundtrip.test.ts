@@ -144,3 +144,16 @@ describe('the event loop stays free', () => {
     expect(progress).toEqual([1]);
   });
 });
+
+describe('device selection', () => {
+  it("'auto' runs anywhere; 'cuda' without a device is a typed error", async () => {
+    const { backends } = await import('../lib/index.js');
+    const cuda = backends().find((b) => b.name === 'cuda')!;
+    const out = join(tmp.dir, 'dev.safetensors');
+    const r = await quantize(input, out, { device: 'auto', granularity: 'tensor' });
+    expect(r.total.quantizedTensors).toBe(4);
+    if (!cuda.available) {
+      await expect(quantize(input, join(tmp.dir, 'never.safetensors'), { device: 'cuda' })).rejects.toMatchObject({ code: 'E_CUDA' });
+    }
+  });
+});

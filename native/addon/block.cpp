@@ -40,6 +40,8 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   p.scale_steps = (int)integer("scaleSteps", 10, 1, 1000);
   p.scale_span = num_of(o, "scaleSpan", 0.2);
   p.hist_bins = (int)integer("histBins", 65536, 2, 1 << 24);
+  p.ls_iters = (int)integer("lsIters", 2, 0, 100);
+  p.dq_steps = (int)integer("dqSteps", 5, 1, 1000);
   p.lloyd_steps = (int)integer("lloydSteps", 8, 0, 10000);
   p.pack_bits = (int)integer("packBits", 0, 0, 8);
   p.solver_params.seed = (uint64_t)num_of(o, "seed", 0);

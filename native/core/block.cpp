@@ -413,7 +413,7 @@ class BlockQuantizer {
         if (!std::isfinite(s) || s == 0) continue;
         double a = 0, c = 0;
         consider(s, eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr));
-        for (int it = 0; it < 2 && c > 0; ++it) {
+        for (int it = 0; it < p_.ls_iters && c > 0; ++it) {
           float s1 = f16r((float)(a / c));
           if (s1 == s || !std::isfinite(s1) || s1 == 0) break;
           s = s1;
@@ -462,12 +462,12 @@ class BlockQuantizer {
       bool changed = false;
       const float se = signed_max(sstar.data(), n);
       if (se == 0) return;
-      const int nf = 5;
+      const int nf = std::max(1, p_.dq_steps);
       for (int sign = 0; sign < 2; ++sign) {
         const double base = sign == 0 ? -(double)se / half_ : (double)se / (half_ - 1);
         if (half_ - 1 == 0 && sign == 1) continue;
         for (int fi = 0; fi < nf; ++fi) {
-          const float D = round_super(base * (1.0 - 0.08 + 0.16 * fi / (nf - 1)));
+          const float D = round_super(base * (nf == 1 ? 1.0 : 1.0 - 0.08 + 0.16 * fi / (nf - 1)));
           if (!std::isfinite(D) || D == 0) continue;
           for (uint64_t i = 0; i < n; ++i) {
             const float* x = bf.x.data() + i * B_;

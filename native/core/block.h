@@ -44,6 +44,8 @@ struct BlockParams {
   double tol = 1e-6;                     // stop when a round lowers the distortion by less than this (relative)
   int scale_steps = 10;                  // optimal: grid points per sign in the per-block scale search
   double scale_span = 0.2;               // optimal: the grid spans factors [1 - span, 1 + span] of the base scale
+  int ls_iters = 2;                      // optimal: least-squares refinements after each grid candidate
+  int dq_steps = 5;                      // double quantization: super-scale factors tried per sign
   int hist_bins = 65536;                 // histogram bins when a table's group has more values than this
   int lloyd_steps = 8;                   // exact Lloyd steps over the raw values after each solve
   int dq_bits = 0;                       // 0: F16 scales; 2..8: double-quantized scale codes of this many bits

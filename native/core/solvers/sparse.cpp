@@ -382,6 +382,10 @@ struct L1L2Dual {
       newton_dir(g, act, dir, cp, dp);
       for (size_t j = 1; j < m; ++j) y[j] += dir[j];
       pattern(y, act2);
+      // From the second iterate on the active set can only shrink (above); enforcing it keeps rounding near
+      // y_j = lw_j from re-activating entries, and bounds the iterations by m + 1.
+      if (it >= 2)
+        for (size_t j = 1; j < m; ++j) act2[j] = act2[j] && act[j];
       if (act2 == act) break;
       act.swap(act2);
     }
