@@ -22,13 +22,28 @@ export interface DecodeResult {
 /** Checks the stored codes and codebook of a quantized tensor against its scheme. */
 function checkStored(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
   const file = ckpt.path;
-  for (const n of [s.codes, s.codebook])
+  for (const n of [s.codes ?? s.codebook, s.codebook])
     if (!ckpt.has(n)) throw new FormatError(`scheme names "${n}", which the file does not hold`, { file, tensor: name });
   const cb = ckpt.info(s.codebook);
   const levels = 2 ** s.bits;
   if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
     throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
-  const codes = ckpt.info(s.codes);
+  if (s.stream !== undefined) {
+    if (!ckpt.has(s.stream)) throw new FormatError(`scheme names "${s.stream}", which the file does not hold`, { file, tensor: name });
+    const st = ckpt.info(s.stream);
+    if (st.dtype !== 'U8' || st.numel < s.streamBytes!)
+      throw new FormatError(`stream "${s.stream}" is ${st.dtype} with ${st.numel} bytes, expected U8 with at least ${s.streamBytes}`, { file, tensor: name });
+    let info;
+    try {
+      info = loadNative().entropyInfo(ckpt.bytes(s.stream).subarray(0, s.streamBytes));
+    } catch (e) {
+      throw fromNative(e, { file, tensor: name });
+    }
+    if (info.n !== numel(s.shape) || info.alphabet > levels || info.coder !== s.entropy)
+      throw new FormatError(`stream holds ${info.n} ${info.coder} symbols of alphabet ${info.alphabet}, expected ${numel(s.shape)} ${s.entropy} symbols below ${levels}`, { file, tensor: name });
+    return;
+  }
+  const codes = ckpt.info(s.codes!);
   const need = codeBytes(numel(s.shape), s.bits);
   if (codes.dtype !== 'U8' || codes.numel < need)
     throw new FormatError(`codes "${s.codes}" are ${codes.dtype} with ${codes.numel} bytes, expected U8 with at least ${need}`, { file, tensor: name });
@@ -68,8 +83,15 @@ export async function decode(input: string, output: string, options: DecodeOptio
       if (isQuantized(s)) {
         dense = new Uint8Array(n * DTYPE_SIZE[dt]);
         try {
+          let codes: Uint8Array;
+          if (s.stream !== undefined) {
+            codes = new Uint8Array(n);
+            await native.entropyDecode(ckpt.bytes(s.stream).subarray(0, s.streamBytes), codes, o.threads, cancel.flag);
+          } else {
+            codes = ckpt.bytes(s.codes!);
+          }
           await native.dequantize(
-            { codes: ckpt.bytes(s.codes), codebook: ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name },
+            { codes, codebook: ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: s.stream !== undefined ? 8 : s.bits },
             dt, dense, o.threads, cancel.flag,
           );
         } catch (e) {

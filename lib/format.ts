@@ -18,6 +18,12 @@ export interface StoredMetrics {
   bytesOut: number;
   /** Always 0 in files: timings are not stored, so that the same job gives a byte-identical file. */
   seconds: number;
+  /** With entropy coding: the entropy H of the codes and the average code length L, bits per weight. */
+  entropy?: number;
+  avgCodeLength?: number;
+  /** With entropy coding: bytesIn / bytesOut, and Choi et al.'s Eq. 1 (see docs/FORMAT.md). */
+  compressionRatio?: number;
+  paperCompressionRatio?: number;
 }
 
 export interface QuantizedScheme {
@@ -32,8 +38,12 @@ export interface QuantizedScheme {
   /** Original dtype and shape. */
   dtype: string;
   shape: number[];
-  /** Names of the stored tensors. */
-  codes: string;
+  /** Names of the stored tensors: packed codes, or (with entropy coding) an entropy-coded stream. */
+  codes?: string;
+  stream?: string;
+  /** With `stream`: the coder, and the stream's length in bytes (the tensor may be padded past it). */
+  entropy?: 'huffman' | 'ans';
+  streamBytes?: number;
   codebook: string;
   codebookDtype: 'F32' | 'F16';
   /** Method parameters that shaped the result (seed, symmetric, step ...). */
@@ -58,6 +68,9 @@ export interface FileScheme {
 
 export function codesName(tensor: string): string {
   return `${tensor}.__wp_codes`;
+}
+export function streamName(tensor: string): string {
+  return `${tensor}.__wp_stream`;
 }
 export function codebookName(tensor: string): string {
   return `${tensor}.__wp_codebook`;
@@ -93,7 +106,9 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
     if (!['tensor', 'row', 'group', 'network'].includes(t.granularity)) throw bad(`unknown granularity ${JSON.stringify(t.granularity)}`);
     if (t.codebookDtype !== 'F32' && t.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
-    if (typeof t.codes !== 'string' || typeof t.codebook !== 'string') throw bad('codes and codebook must name tensors');
+    if (typeof t.codebook !== 'string') throw bad('codebook must name a tensor');
+    if (t.stream === undefined ? typeof t.codes !== 'string' : typeof t.stream !== 'string' || !['huffman', 'ans'].includes(t.entropy as string) || !Number.isInteger(t.streamBytes))
+      throw bad('needs either codes, or stream with entropy and streamBytes');
   }
   return s;
 }

@@ -61,6 +61,21 @@ export interface NativeQuantizeParams extends NativeSolverParams {
   device?: 'auto' | 'cpu' | 'cuda';
 }
 
+export interface NativeEntropyStats {
+  coder: 'huffman' | 'ans';
+  n: number;
+  alphabet: number;
+  chunk: number;
+  chunks: number;
+  /** Entropy of the symbols, bits per symbol. */
+  entropy: number;
+  /** Average code length, bits per symbol. */
+  avgCodeLength: number;
+  tableBytes: number;
+  payloadBytes: number;
+  totalBytes: number;
+}
+
 export interface NativeBackend {
   name: 'cpu' | 'cuda';
   available: boolean;
@@ -110,6 +125,14 @@ export interface NativeAddon {
   solveSync(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Float64Array;
   /** Like solveSync, with the decision thresholds (empty: midpoints between adjacent levels). */
   quantizer(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): { levels: Float64Array; thresholds: Float64Array };
+
+  entropyEncode(
+    symbols: Uint8Array,
+    params: { coder: 'huffman' | 'ans'; alphabet: number; chunk?: number; maxLen?: number; threads?: number },
+    cancel?: Int32Array | null,
+  ): Promise<NativeEntropyStats & { blob: Uint8Array }>;
+  entropyDecode(blob: Uint8Array, out: Uint8Array, threads?: number, cancel?: Int32Array | null): Promise<void>;
+  entropyInfo(blob: Uint8Array): NativeEntropyStats & { codeLengths?: number[]; frequencies?: number[] };
 
   summaryNew(): unknown;
   summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;

@@ -1,7 +1,7 @@
 /** The plan: which tensors are quantized (and how they are sliced), which are kept as they are. */
 import type { TensorRef } from './checkpoint.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
-import { codebookName, codesName } from './format.js';
+import { codebookName, codesName, streamName } from './format.js';
 import { FormatError } from './errors.js';
 import { compilePattern, type ResolvedQuantizeOptions } from './validate.js';
 
@@ -40,7 +40,7 @@ export function makePlan(tensors: TensorRef[], o: ResolvedQuantizeOptions, file:
     const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
     const excluded = exc.some((r) => r.test(t.name));
     if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { kind: 'keep', tensor: t };
-    for (const n of [codesName(t.name), codebookName(t.name)])
+    for (const n of [codesName(t.name), codebookName(t.name), streamName(t.name)])
       if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
     const sliceSize = sliceSizeOf(t, o);
     const slices = Math.ceil(t.numel / sliceSize);
@@ -48,7 +48,8 @@ export function makePlan(tensors: TensorRef[], o: ResolvedQuantizeOptions, file:
     const codebookBytes = slices * levels * DTYPE_SIZE[o.codebookDtype];
     // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
     // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
-    const used = codeBytes(t.numel, o.bits);
+    // With entropy coding the codes are first written one byte each, then coded into a stream.
+    const used = o.entropy === 'none' ? codeBytes(t.numel, o.bits) : t.numel;
     const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
     return { kind: 'quantize', tensor: t, sliceSize, slices, levels, codebookBytes, codesBytes };
   });

@@ -4,12 +4,12 @@ import { resolve } from 'node:path';
 import { Checkpoint } from './checkpoint.js';
 import { DTYPE_SIZE } from './dtype.js';
 import { fromNative } from './errors.js';
-import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
+import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, streamName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
 import { Importance } from './importance.js';
 import { Cancel, OutputFile, reportProgress } from './job.js';
 import { loadNative } from './load.js';
 import { findMethod, type MethodEntry } from './methods/registry.js';
-import type { NativeQuantizeParams } from './native.js';
+import type { NativeEntropyStats, NativeQuantizeParams } from './native.js';
 import { makePlan, type QuantizeStep, type Step } from './plan.js';
 import type { TensorRef } from './checkpoint.js';
 import { sqnrDb, totals, type Report, type TensorReport } from './report.js';
@@ -151,6 +151,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
     method: method.solver(o), bits: o.bits, granularity: o.granularity === 'network' ? 'tensor' : o.granularity,
     sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, device: o.device, ...solverParams(o),
     ...(job.fixed ? { fixedLevels: job.fixed.levels, fixedThresholds: job.fixed.thresholds } : {}),
+    ...(o.entropy !== 'none' ? { packBits: 8 } : {}),
   };
   const at = new Error();
   let stats;
@@ -162,10 +163,25 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   }
   const cbName = codebookName(t.name);
   const cName = codesName(t.name);
+  const sName = streamName(t.name);
+  let stored: Uint8Array = codes;
+  let coded: (NativeEntropyStats & { blob: Uint8Array }) | undefined;
+  if (o.entropy !== 'none') {
+    // Entropy-code the one-byte codes; the stream tensor is padded so that codebook + stream end 8-aligned.
+    const at2 = new Error();
+    try {
+      coded = await native.entropyEncode(codes, { coder: o.entropy, alphabet: 2 ** o.bits, threads: o.threads }, job.cancel.flag);
+    } catch (e) {
+      throw fromNative(e, { file: t.file, tensor: t.name }, at2);
+    }
+    const padded = Math.ceil((step.codebookBytes + coded.blob.byteLength) / 8) * 8 - step.codebookBytes;
+    stored = new Uint8Array(padded);
+    stored.set(coded.blob);
+  }
   await out.add(cbName, o.codebookDtype, [step.slices, step.levels], codebook);
-  await out.add(cName, 'U8', [step.codesBytes], codes);
+  await out.add(coded ? sName : cName, 'U8', [stored.byteLength], stored);
   ckpt.advise(t.name, 'dontneed');
-  const bytesOut = step.codesBytes + step.codebookBytes;
+  const bytesOut = stored.byteLength + step.codebookBytes;
   const metrics: StoredMetrics = {
     mse: stats.n ? stats.sse / stats.n : 0,
     sqnrDb: sqnrDb(stats.signal, stats.sse),
@@ -175,6 +191,20 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
     bytesOut,
     seconds: 0,
   };
+  if (coded) {
+    const info = native.entropyInfo(coded.blob);
+    // Choi et al. Eq. 1: N*b / (sum_i (|C_i| + 1) * b_i + k*b): the coded payload, one codeword per symbol in
+    // the table (Huffman; rANS: its frequency table), and k codebook entries of b bits.
+    const b = DTYPE_SIZE[t.dtype] * 8;
+    const tableBits = info.codeLengths ? info.codeLengths.reduce((a, x) => a + x, 0) : info.tableBytes * 8;
+    const codebookEntries = step.slices * stats.levelsUsed;
+    Object.assign(metrics, {
+      entropy: coded.entropy,
+      avgCodeLength: coded.avgCodeLength,
+      compressionRatio: t.byteLength / bytesOut,
+      paperCompressionRatio: (t.numel * b) / (coded.avgCodeLength * t.numel + tableBits + codebookEntries * b),
+    });
+  }
   const used: Record<string, unknown> = { solver: params.method };
   if (method.seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
   if (o.method === 'uniform') Object.assign(used, { symmetric: o.symmetric, step: o.step });
@@ -184,7 +214,8 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
     method: o.method, bits: o.bits, granularity: o.granularity,
     ...(o.granularity === 'group' ? { groupSize: o.groupSize } : {}),
     sliceSize: step.sliceSize, slices: step.slices, dtype: t.dtype, shape: t.shape,
-    codes: cName, codebook: cbName, codebookDtype: o.codebookDtype, params: used, metrics,
+    ...(coded ? { stream: sName, entropy: o.entropy as 'huffman' | 'ans', streamBytes: coded.blob.byteLength } : { codes: cName }),
+    codebook: cbName, codebookDtype: o.codebookDtype, params: used, metrics,
   };
   return {
     scheme, metrics,

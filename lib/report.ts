@@ -23,6 +23,11 @@ export interface TotalReport extends StoredMetrics {
   /** MSE and SQNR over the quantized tensors only (`mse` is over every weight; `sqnrDb` equals quantizedSqnrDb). */
   quantizedMse: number;
   quantizedSqnrDb: number | null;
+  /** bytesIn / bytesOut over every tensor. */
+  compressionRatio: number;
+  /** Over the entropy-coded tensors (weighted by weights): H and L of the codes, bits per weight. */
+  entropy?: number;
+  avgCodeLength?: number;
 }
 
 export interface Report {
@@ -42,6 +47,7 @@ export function sqnrDb(signal: number, sse: number): number | null {
 
 /** Totals. Sums of squared error and signal are recovered from each tensor's mse, sqnr and numel. */
 export function totals(tensors: TensorReport[], seconds?: number): TotalReport {
+  let ne = 0, he = 0, le = 0;
   let n = 0, nq = 0, sse = 0, sseQ = 0, sigQ = 0, bytesIn = 0, bytesOut = 0, secs = 0, maxErr = 0, q = 0;
   for (const t of tensors) {
     n += t.numel;
@@ -52,6 +58,11 @@ export function totals(tensors: TensorReport[], seconds?: number): TotalReport {
     const e = t.mse * t.numel;
     const s = t.sqnrDb === null ? 0 : e * 10 ** (t.sqnrDb / 10);
     sse += e;
+    if (t.entropy !== undefined) {
+      ne += t.numel;
+      he += t.entropy * t.numel;
+      le += (t.avgCodeLength ?? 0) * t.numel;
+    }
     if (t.method !== 'keep') {
       q++;
       nq += t.numel;
@@ -73,6 +84,8 @@ export function totals(tensors: TensorReport[], seconds?: number): TotalReport {
     bytesIn,
     bytesOut,
     seconds: seconds ?? secs,
+    compressionRatio: bytesOut ? bytesIn / bytesOut : 0,
+    ...(ne ? { entropy: he / ne, avgCodeLength: le / ne } : {}),
   };
 }
 
@@ -121,6 +134,9 @@ export function toJson(r: Report): object {
       name: t.name, dtype: t.dtype, shape: t.shape, method: t.method, bits: t.bits, granularity: t.granularity,
       mse: t.mse, sqnrDb: t.sqnrDb, maxAbsErr: t.maxAbsErr, bitsPerWeight: t.bitsPerWeight,
       bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel, ...(t.device ? { device: t.device } : {}),
+      ...(t.entropy !== undefined
+        ? { entropy: t.entropy, avgCodeLength: t.avgCodeLength, compressionRatio: t.compressionRatio, paperCompressionRatio: t.paperCompressionRatio }
+        : {}),
     })),
     total: r.total,
     ...(r.warnings ? { warnings: r.warnings } : {}),

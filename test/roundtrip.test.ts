@@ -157,3 +157,42 @@ describe('device selection', () => {
     }
   });
 });
+
+describe('entropy-coded codes', () => {
+  it('decode gives the same tensors as fixed-length codes, for huffman and ans, and the stream is smaller', async () => {
+    const plain = join(tmp.dir, 'ent-none.safetensors');
+    const rp = await quantize(input, plain, { method: 'kmeans-optimal', bits: 4, granularity: 'row' });
+    await decode(plain, plain + '.dense');
+    const want = readFileSync(plain + '.dense');
+    for (const entropy of ['huffman', 'ans'] as const) {
+      const coded = join(tmp.dir, `ent-${entropy}.safetensors`);
+      const rc = await quantize(input, coded, { method: 'kmeans-optimal', bits: 4, granularity: 'row', entropy });
+      await decode(coded, coded + '.dense');
+      expect(readFileSync(coded + '.dense').equals(want)).toBe(true);
+      for (const t of rc.tensors.filter((x) => x.method !== 'keep')) {
+        const p = rp.tensors.find((x) => x.name === t.name)!;
+        expect(t.mse).toBe(p.mse);
+        expect(t.entropy!).toBeGreaterThan(0);
+        expect(t.entropy!).toBeLessThanOrEqual(4);
+        expect(t.avgCodeLength! - t.entropy!).toBeLessThan(entropy === 'huffman' ? 1 : 0.05);
+        expect(t.avgCodeLength! - t.entropy!).toBeGreaterThanOrEqual(-1e-9);
+      }
+      const f = readSafetensors(coded);
+      const s = JSON.parse(f.metadata.weightpress).tensors['layer.0.w'];
+      expect(s.entropy).toBe(entropy);
+      expect(s.codes).toBeUndefined();
+      expect(f.tensor(s.stream).byteLength).toBeGreaterThanOrEqual(s.streamBytes);
+    }
+  });
+
+  it('ecsq methods entropy-code by default and hit the rate', async () => {
+    const out = join(tmp.dir, 'ecsq.safetensors');
+    const r = await quantize(input, out, { method: 'ecsq', rate: 3, granularity: 'tensor' });
+    for (const t of r.tensors.filter((x) => x.method !== 'keep')) {
+      expect(Math.abs(t.entropy! - 3)).toBeLessThan(0.05);
+      expect(t.compressionRatio).toBeCloseTo(t.bytesIn / t.bytesOut, 12);
+    }
+    const s = JSON.parse(readSafetensors(out).metadata.weightpress).tensors['layer.0.w'];
+    expect(s.entropy).toBe('huffman');
+  });
+});

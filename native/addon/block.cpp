@@ -37,7 +37,8 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   p.solver = str_of(o, "solver", "kmeans-optimal");
   p.rounds = (int)integer("rounds", 8, 0, 1000);
   p.tol = num_of(o, "tol", 1e-6);
-  p.scale_steps = (int)integer("scaleSteps", 10, 1, 1000);
+  p.scale_steps = (int)integer("scaleSteps", 8, 1, 1000);
+  p.scale_steps_later = (int)integer("scaleStepsLater", 1, 1, 1000);
   p.scale_span = num_of(o, "scaleSpan", 0.2);
   p.hist_bins = (int)integer("histBins", 65536, 2, 1 << 24);
   p.ls_iters = (int)integer("lsIters", 2, 0, 100);

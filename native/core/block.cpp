@@ -193,7 +193,7 @@ class BlockQuantizer {
         if (!scale_steps && !learned_) break;  // nothing can change
         const double before = st.history.back();
         if (scale_steps) {
-          scale_step();
+          scale_step(r == 0);
           st.history.push_back(total());
           st.history_step.push_back('s');
         }
@@ -391,18 +391,31 @@ class BlockQuantizer {
   // The best scale of one block for table t, starting from (cur_s, cur_d): candidates are the absmax-based
   // scales for both signs times a grid of factors, each followed by two least-squares refinements for the
   // induced assignment; all F16-rounded.
-  float search_scale(const float* x, const float* w, const Tab& tab, float cur_s, double& cur_d) const {
+  float search_scale(const float* x, const float* w, const Tab& tab, float cur_s, double& cur_d, bool full) const {
     const float xe = signed_max(x, B_);
     if (xe == 0) return cur_s;
     const TView t = view(tab);
-    float hi = -kInf, lo = kInf;
-    for (int i = 0; i < tab.used; ++i) { hi = std::max(hi, tab.lv[i]); lo = std::min(lo, tab.lv[i]); }
     float best_s = cur_s;
     double best_d = cur_d;
     auto consider = [&](float s, double d) {
       if (d < best_d) { best_d = d; best_s = s; }
     };
-    const int steps = std::max(1, p_.scale_steps);
+    // From a start scale: its distortion, then least-squares refinements for the induced assignments.
+    auto descend = [&](float s, bool eval_start) {
+      double a = 0, c = 0;
+      if (eval_start) consider(s, eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr));
+      else eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr);
+      for (int it = 0; it < p_.ls_iters && c > 0; ++it) {
+        float s1 = f16r((float)(a / c));
+        if (s1 == s || !std::isfinite(s1) || s1 == 0) break;
+        s = s1;
+        consider(s, eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr));
+      }
+    };
+    if (cur_s != 0 && std::isfinite(cur_s)) descend(cur_s, false);
+    float hi = -kInf, lo = kInf;
+    for (int i = 0; i < tab.used; ++i) { hi = std::max(hi, tab.lv[i]); lo = std::min(lo, tab.lv[i]); }
+    const int steps = full ? std::max(1, p_.scale_steps) : std::max(1, p_.scale_steps_later);
     for (int sign = 0; sign < 2; ++sign) {
       float ext = sign == 0 ? hi : lo;
       if (sign == 0 ? !(ext > 0) : !(ext < 0)) continue;
@@ -411,21 +424,14 @@ class BlockQuantizer {
         double f = steps == 1 ? 1.0 : 1.0 - p_.scale_span + 2.0 * p_.scale_span * j / (steps - 1);
         float s = f16r((float)(base * f));
         if (!std::isfinite(s) || s == 0) continue;
-        double a = 0, c = 0;
-        consider(s, eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr));
-        for (int it = 0; it < p_.ls_iters && c > 0; ++it) {
-          float s1 = f16r((float)(a / c));
-          if (s1 == s || !std::isfinite(s1) || s1 == 0) break;
-          s = s1;
-          consider(s, eval_block<true, false, false>(x, w, B_, s, t, &a, &c, nullptr, nullptr, nullptr));
-        }
+        descend(s, true);
       }
     }
     cur_d = best_d;
     return best_s;
   }
 
-  void scale_step() {
+  void scale_step(bool full) {
     if (!dq_) {
       parallel_for(ctx_, (nb_ + kChunkBlocks - 1) / kChunkBlocks, [&](size_t c) {
         Buf& bf = buf();
@@ -434,7 +440,7 @@ class BlockQuantizer {
         for (uint64_t j = 0; j < n; ++j) {
           uint64_t b = b0 + j;
           double d = bd_[b];
-          float s = search_scale(bf.x.data() + j * B_, bf.w.data() + j * B_, tabs_[group_of(b)], scale_[b], d);
+          float s = search_scale(bf.x.data() + j * B_, bf.w.data() + j * B_, tabs_[group_of(b)], scale_[b], d, full);
           if (d < bd_[b]) { scale_[b] = s; bd_[b] = d; }
         }
       });
@@ -454,7 +460,7 @@ class BlockQuantizer {
       for (uint64_t i = 0; i < n; ++i) {
         double d = bd_[b0 + i];
         dcur[i] = d;
-        sstar[i] = search_scale(bf.x.data() + i * B_, bf.w.data() + i * B_, tabs_[group_of(b0 + i)], scale_[b0 + i], d);
+        sstar[i] = search_scale(bf.x.data() + i * B_, bf.w.data() + i * B_, tabs_[group_of(b0 + i)], scale_[b0 + i], d, full);
       }
       double cur_total = range_total(b0, b1, dcur.data());
       double best_total = cur_total;
@@ -473,14 +479,14 @@ class BlockQuantizer {
             const float* x = bf.x.data() + i * B_;
             const float* w = bf.w.data() + i * B_;
             const TView t = view(tabs_[group_of(b0 + i)]);
-            int16_t m0 = clamp_m((double)sstar[i] / D);
-            double bd = std::numeric_limits<double>::infinity();
-            int16_t bm = m0;
-            for (int dm = -1; dm <= 1; ++dm) {
-              int mm = m0 + dm;
-              if (mm < -half_ || mm > half_ - 1) continue;
-              double d = eval_d(x, w, B_, D * (float)mm, t);
-              if (d < bd) { bd = d; bm = (int16_t)mm; }
+            // The two codes around s*/D.
+            const double r = (double)sstar[i] / D;
+            int16_t mlo = clamp_m(std::floor(r)), mhi = clamp_m(std::ceil(r));
+            double bd = eval_d(x, w, B_, D * (float)mlo, t);
+            int16_t bm = mlo;
+            if (mhi != mlo) {
+              double d = eval_d(x, w, B_, D * (float)mhi, t);
+              if (d < bd) { bd = d; bm = mhi; }
             }
             dtry[i] = bd;
             mtry[i] = bm;
@@ -528,7 +534,7 @@ class BlockQuantizer {
         d[c0 + j - b0] = v;
       }
     });
-    if (LW) {
+    if (LW && LU) {
       LW->assign(K_, 0.0);
       LU->assign(K_, 0.0);
       for (uint64_t c = 0; c < nch; ++c)

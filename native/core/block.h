@@ -42,7 +42,9 @@ struct BlockParams {
   SolverParams solver_params;            // k is set from bits; seed is mixed with the table index
   int rounds = 8;                        // alternating rounds at most (0: initial solve only)
   double tol = 1e-6;                     // stop when a round lowers the distortion by less than this (relative)
-  int scale_steps = 10;                  // optimal: grid points per sign in the per-block scale search
+  int scale_steps = 8;                   // optimal: grid points per sign in the per-block scale search (round 1)
+  int scale_steps_later = 1;             // optimal: grid points per sign in later rounds (which also start
+                                         // from the current scale)
   double scale_span = 0.2;               // optimal: the grid spans factors [1 - span, 1 + span] of the base scale
   int ls_iters = 2;                      // optimal: least-squares refinements after each grid candidate
   int dq_steps = 5;                      // double quantization: super-scale factors tried per sign

@@ -79,7 +79,7 @@ constexpr uint8_t kMagic[4] = {'W', 'P', 'E', 'C'};
 constexpr uint8_t kVersion = 1;
 constexpr size_t kHeaderBytes = 48;
 constexpr uint32_t kMaxChunk = 1u << 28;
-constexpr int kTB = 11;  // Huffman decode table bits (multi-symbol table)
+constexpr int kTB = 12;  // Huffman decode table bits (multi-symbol table: up to 3 symbols per lookup)
 constexpr size_t kHistBlock = size_t(1) << 20;
 
 inline uint64_t round8(uint64_t x) { return (x + 7) & ~uint64_t(7); }

@@ -22,7 +22,14 @@ inline uint32_t load32(const uint8_t* p) {
 #endif
   return v;
 }
-inline uint32_t load16(const uint8_t* p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+inline uint32_t load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap16(v);
+#endif
+  return v;
+}
 inline void store32(uint8_t* p, uint32_t v) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   v = __builtin_bswap32(v);
@@ -224,12 +231,13 @@ void RansDecoder::decode_chunk(const uint8_t* p, size_t size, uint8_t* out, size
     uint32_t v_ = tab[sl_];                      \
     (x) = (v_ >> 16) * ((x) >> P) + (v_ & 0xffff); \
   } while (0)
-#define WP_RANS_RENORM(x)                        \
-  do {                                           \
-    uint32_t w_ = load16(q);                     \
-    uint32_t r_ = (x) < kRansL;                  \
-    (x) = r_ ? (((x) << 16) | w_) : (x);         \
-    q += 2 * r_;                                 \
+  // Arithmetic rather than a conditional: compilers turn the conditional into an unpredictable branch.
+#define WP_RANS_RENORM(x)                          \
+  do {                                             \
+    const uint32_t w_ = load16(q);                 \
+    const uint32_t r_ = (x) < kRansL;              \
+    (x) = ((x) << (r_ << 4)) | (w_ & (0u - r_));   \
+    q += 2 * r_;                                   \
   } while (0)
   // Fast loop: 4 symbols read at most 4 words (8 bytes).
   while (i + 4 <= m && (size_t)(end - q) >= 8) {

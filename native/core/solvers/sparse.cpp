@@ -467,8 +467,7 @@ struct L1L2Solver {
       }
     }
     L1L2Dual d(p, w, omega, lambda, lambda2);
-    int its = d.solve(y, max_iter);
-    if (std::getenv("WP_DBG")) std::fprintf(stderr, "l1l2 lambda=%.6g iters=%d\n", lambda, its);
+    d.solve(y, max_iter);
     return d.primal(y);
   }
 };
