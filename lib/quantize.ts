@@ -170,7 +170,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
     // Entropy-code the one-byte codes; the stream tensor is padded so that codebook + stream end 8-aligned.
     const at2 = new Error();
     try {
-      coded = await native.entropyEncode(codes, { coder: o.entropy, alphabet: 2 ** o.bits, threads: o.threads }, job.cancel.flag);
+      coded = await native.entropyEncode(codes.subarray(0, t.numel), { coder: o.entropy, alphabet: 2 ** o.bits, threads: o.threads }, job.cancel.flag);
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at2);
     }
