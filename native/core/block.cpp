@@ -109,7 +109,7 @@ double eval_block(const float* x, const float* w, int B, float s, const TView& t
   constexpr int kT = 64;
   const float inv = 1.0f / s;
   const double s2 = (double)s * (double)s;
-  double d4[4] = {0, 0, 0, 0}, a4[4] = {0, 0, 0, 0}, c4[4] = {0, 0, 0, 0};
+  double d0 = 0, d1 = 0, d2 = 0, d3 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
   alignas(16) float ub[kT];
   alignas(16) int32_t qb[kT];
   for (int i0 = 0; i0 < B; i0 += kT) {
@@ -117,24 +117,27 @@ double eval_block(const float* x, const float* w, int B, float s, const TView& t
     const float* xi = x + i0;
     const float* wi = w + i0;
     for (int i = 0; i < n; ++i) ub[i] = xi[i] * inv;
-    if (t.k <= 32) {
-      for (int i = 0; i < n; ++i) qb[i] = 0;
-      for (int j = 0; j + 1 < t.k; ++j) {
+    if (t.k == 2) {
+      for (int i = 0; i < n; ++i) qb[i] = ub[i] > t.th[0] ? 1 : 0;
+    } else if (t.k <= 32) {
+      const float th0 = t.th[0];
+      for (int i = 0; i < n; ++i) qb[i] = ub[i] > th0 ? 1 : 0;
+      for (int j = 1; j + 1 < t.k; ++j) {
         const float th = t.th[j];
         for (int i = 0; i < n; ++i) qb[i] += ub[i] > th ? 1 : 0;
       }
     } else {
       for (int i = 0; i < n; ++i) qb[i] = assign(ub[i], t);
     }
-    for (int i = 0; i < n; ++i) {
+    auto acc = [&](int i, double& d, double& a, double& c) {
       const int q = qb[i];
       const float T = t.lv[q];
       const float r = s * T;
       const double e = (double)xi[i] - (double)r;
-      d4[i & 3] += (double)wi[i] * e * e;
+      d += (double)wi[i] * e * e;
       if (kLS) {
-        a4[i & 3] += (double)wi[i] * (double)xi[i] * (double)T;
-        c4[i & 3] += (double)wi[i] * (double)T * (double)T;
+        a += (double)wi[i] * (double)xi[i] * (double)T;
+        c += (double)wi[i] * (double)T * (double)T;
       }
       if (kLloyd) {
         const double ww = s2 * (double)wi[i];
@@ -142,10 +145,18 @@ double eval_block(const float* x, const float* w, int B, float s, const TView& t
         LU[q] += ww * (double)ub[i];
       }
       if (kCodes) codes[i0 + i] = (uint8_t)q;
+    };
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+      acc(i, d0, a0, c0);
+      acc(i + 1, d1, a1, c1);
+      acc(i + 2, d2, a2, c2);
+      acc(i + 3, d3, a3, c3);
     }
+    for (; i < n; ++i) acc(i, d0, a0, c0);
   }
-  if (kLS) { *sxt = (a4[0] + a4[1]) + (a4[2] + a4[3]); *stt = (c4[0] + c4[1]) + (c4[2] + c4[3]); }
-  return (d4[0] + d4[1]) + (d4[2] + d4[3]);
+  if (kLS) { *sxt = (a0 + a1) + (a2 + a3); *stt = (c0 + c1) + (c2 + c3); }
+  return (d0 + d1) + (d2 + d3);
 }
 
 inline double eval_d(const float* x, const float* w, int B, float s, const TView& t) {
