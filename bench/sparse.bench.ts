@@ -13,7 +13,8 @@
  * Loss is measured the way the pipeline assigns: each value goes to its group by the solver's thresholds
  * (midpoints between levels when a method returns none). SQNR = 10 log10(sum x^2 / SSE). "vs exact" is
  * SSE / SSE(kmeans-optimal) - 1, which can never be negative. Times are the median of BENCH_SPARSE_REPS
- * calls (default 3, quick 1) of solveSync-style quantizer() on the calling thread, sorting included.
+ * calls (default 3, quick 1) of the addon's quantizer() on the calling thread, given the distinct values and
+ * their counts (as the pipeline's summarize step hands them to every solver), so they are solver times.
  */
 import './env.js';
 
@@ -95,12 +96,12 @@ const METHODS: Method[] = [
   { label: 'kmeans-optimal', solver: 'kmeans-optimal', params: (K) => ({ k: K }) },
 ];
 
-function timed(solver: string, x: Float64Array, params: Record<string, number>, reps: number) {
+function timed(solver: string, x: Float64Array, w: Float64Array | null, params: Record<string, number>, reps: number) {
   const times: number[] = [];
   let q: { levels: Float64Array; thresholds: Float64Array } | undefined;
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    q = native.quantizer(solver, x, null, params);
+    q = native.quantizer(solver, x, w, params);
     times.push(performance.now() - t0);
   }
   return { q: q!, ms: median(times) };
@@ -137,7 +138,7 @@ function datasetTables(ds: Dataset, reps: number): string {
   const timing: (string | number)[][] = [];
   for (const K of ks) {
     const res = METHODS.map((meth) => {
-      const { q, ms } = timed(meth.solver, ds.x, meth.params(K), reps);
+      const { q, ms } = timed(meth.solver, s.u, s.c, meth.params(K), reps);
       return { sse: sseOf(s, q.levels, q.thresholds), ms, levels: q.levels.length };
     });
     const opt = res[res.length - 1].sse;
@@ -186,7 +187,7 @@ function l0Algorithms(reps: number): string {
       for (const algo of ['monge', 'pelt', 'naive']) {
         if (algo === 'naive' && s.u.length > 20000) { row.push('-'); continue; }
         process.env.WEIGHTPRESS_SPARSE_L0 = algo;
-        const { q, ms } = timed('sparse-l0', x, { k: 1 << 30, lambda }, algo === 'monge' ? reps : 1);
+        const { q, ms } = timed('sparse-l0', s.u, s.c, { k: 1 << 30, lambda }, algo === 'monge' ? reps : 1);
         levels = q.levels.length;
         row.push(fmtMs(ms));
       }
@@ -253,7 +254,8 @@ export async function run(): Promise<string> {
     '',
     `Reproduce: \`${QUICK ? 'BENCH_QUICK=1 ' : ''}npx tsx bench/sparse.bench.ts\`. Every method is asked for exactly K values; ` +
       `sparse-l1/l1l2/l0 search their penalty (the "iterative method") and refit the levels by least squares; ` +
-      `sparse-l1l2 uses λ2 = ${LAMBDA2}. m = number of distinct values.`,
+      `sparse-l1l2 uses λ2 = ${LAMBDA2}. m = number of distinct values; every solver gets the m distinct values with their counts ` +
+      '(what the pipeline hands it), so times are solver times on one thread. The machine is shared: compare within a table.',
     '',
   ];
   for (const ds of datasets) parts.push(datasetTables(ds, reps));

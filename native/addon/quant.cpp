@@ -1,5 +1,6 @@
 // N-API face of the scalar pipeline: quantize / dequantize a tensor, and solve a 1-D problem directly.
 #include <cmath>
+#include <thread>
 
 #include "../core/pack.h"
 #include "../core/quantize.h"
@@ -29,6 +30,8 @@ wp::SolverParams solver_params_of(const Napi::Object& o) {
   sp.lambda2 = num_of(o, "lambda2", 0);
   sp.target_values = (int)num_of(o, "targetValues", 0);
   sp.rate = num_of(o, "rate", 0);
+  sp.threads = (int)num_of(o, "threads", 0);
+  if (sp.threads <= 0) sp.threads = (int)std::thread::hardware_concurrency();
   std::string step = str_of(o, "step", "mse");
   if (step == "mse") sp.step = wp::UniformStep::Mse;
   else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
@@ -226,6 +229,15 @@ wp::WeightedPoints points_of(Napi::Env env, const Napi::Value& xv, const Napi::V
     Bytes wb = bytes_of(wv, "weights");
     if (wb.size != xb.size) throw_arg(env, "weights must have one entry per value");
     w = reinterpret_cast<const double*>(wb.data);
+  }
+  if (!w) {  // unweighted: the pipeline's own radix sort and merge (also rejects NaN/Inf)
+    wp::WeightedPoints p;
+    try {
+      wp::summarize_slice(x, wp::Dtype::F64, 0, n, nullptr, p);
+    } catch (const wp::Error& e) {
+      throw to_js_error(env, e);
+    }
+    return p;
   }
   std::vector<std::pair<double, double>> v(n);
   for (size_t i = 0; i < n; ++i) {

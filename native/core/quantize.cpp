@@ -132,6 +132,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       SolverParams sp = params.solver;
       sp.k = k;
       sp.seed = mix_seed(params.solver.seed, s);
+      sp.threads = ns == 1 ? ctx.thread_count() : 1;  // a lone slice gets every thread for its solve
       q = pts.size() ? solver->solve(pts, sp) : Quantizer{{0.0}, {}};
     }
     std::vector<double>& lv = q.levels;

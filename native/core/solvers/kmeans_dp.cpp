@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "../error.h"
+#include "../context.h"
 #include "prefix.h"
 
 namespace wp {
@@ -45,42 +46,76 @@ struct Costs {
 // SMAWK's O(m), whose data-dependent branches cost more than the log factor.
 class LayerSolver {
  public:
-  explicit LayerSolver(const Costs& c) : c_(c) {}
+  LayerSolver(const Costs& c, int threads) : c_(c), threads_(threads) {}
 
-  // Rows j in [jlo, jhi]; split points i in [ilo, ihi].
+  // Rows j in [jlo, jhi]; split points i in [ilo, ihi]. With several threads, the top levels of the recursion
+  // run first and leave independent subproblems for the threads (each row's minimum does not depend on who
+  // computes it, so the result is the same for any thread count).
   void run(const double* prev, double* cur, int* arg, int jlo, int jhi, int ilo, int ihi) {
     prev_ = prev;
     cur_ = cur;
     arg_ = arg;
-    if (c_.inv.empty()) solve<false>(jlo, jhi, ilo, ihi);
-    else solve<true>(jlo, jhi, ilo, ihi);
+    if (threads_ <= 1 || jhi - jlo < (1 << 14)) {
+      if (c_.inv.empty()) solve<false>(jlo, jhi, ilo, ihi);
+      else solve<true>(jlo, jhi, ilo, ihi);
+      return;
+    }
+    std::vector<Task> tasks;
+    split(jlo, jhi, ilo, ihi, 5, tasks);
+    Context ctx;
+    ctx.threads = threads_;
+    parallel_for(ctx, tasks.size(), [&](size_t t) {
+      const Task& k = tasks[t];
+      if (c_.inv.empty()) solve<false>(k.jlo, k.jhi, k.ilo, k.ihi);
+      else solve<true>(k.jlo, k.jhi, k.ilo, k.ihi);
+    });
   }
 
  private:
   const Costs& c_;
+  int threads_;
   const double* prev_ = nullptr;
   double* cur_ = nullptr;
   int* arg_ = nullptr;
 
+  struct Task { int jlo, jhi, ilo, ihi; };
+
+  // One row's minimum over [ilo, min(ihi, j-1)].
   template <bool kUnit>
-  void solve(int jlo, int jhi, int ilo, int ihi) {
+  int row_min(int jm, int ilo, int ihi) {
     const Costs::P* p = c_.p.data();
     const double* inv = c_.inv.data();
+    const int hi = std::min(ihi, jm - 1);
+    const Costs::P pj = p[jm];
+    double best = kInf;
+    int bi = ilo;
+    for (int i = ilo; i <= hi; ++i) {
+      const Costs::P& pi = p[i];
+      double ds = pj.s - pi.s;
+      double c = kUnit ? (pj.q - pi.q) - ds * ds * inv[(size_t)(pj.w - pi.w)] : (pj.q - pi.q) - ds * ds / (pj.w - pi.w);
+      double v = prev_[i] + (c > 0 ? c : 0);
+      if (v < best) { best = v; bi = i; }
+    }
+    cur_[jm] = best;
+    arg_[jm] = bi;
+    return bi;
+  }
+
+  // The top `depth` levels of the recursion, serially; what is left below them becomes tasks.
+  void split(int jlo, int jhi, int ilo, int ihi, int depth, std::vector<Task>& tasks) {
+    if (jlo > jhi) return;
+    if (depth == 0) { tasks.push_back({jlo, jhi, ilo, ihi}); return; }
+    const int jm = jlo + ((jhi - jlo) >> 1);
+    int bi = c_.inv.empty() ? row_min<false>(jm, ilo, ihi) : row_min<true>(jm, ilo, ihi);
+    split(jlo, jm - 1, ilo, bi, depth - 1, tasks);
+    split(jm + 1, jhi, bi, ihi, depth - 1, tasks);
+  }
+
+  template <bool kUnit>
+  void solve(int jlo, int jhi, int ilo, int ihi) {
     while (jlo <= jhi) {
       const int jm = jlo + ((jhi - jlo) >> 1);
-      const int hi = std::min(ihi, jm - 1);
-      const Costs::P pj = p[jm];
-      double best = kInf;
-      int bi = ilo;
-      for (int i = ilo; i <= hi; ++i) {
-        const Costs::P& pi = p[i];
-        double ds = pj.s - pi.s;
-        double c = kUnit ? (pj.q - pi.q) - ds * ds * inv[(size_t)(pj.w - pi.w)] : (pj.q - pi.q) - ds * ds / (pj.w - pi.w);
-        double v = prev_[i] + (c > 0 ? c : 0);
-        if (v < best) { best = v; bi = i; }
-      }
-      cur_[jm] = best;
-      arg_[jm] = bi;
+      const int bi = row_min<kUnit>(jm, ilo, ihi);
       // Recurse into the smaller half, loop on the larger: the stack stays O(log m) deep.
       if (jm - jlo < jhi - jm) {
         solve<kUnit>(jlo, jm - 1, ilo, bi);
@@ -97,7 +132,7 @@ class LayerSolver {
 
 }  // namespace
 
-std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats) {
+std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats, int threads) {
   WP_THROW_IF_NOT(k >= 1, Argument, "k must be at least 1");
   const size_t m = p.size();
   if (m == 0) { if (stats) stats->sse = 0; return {}; }
@@ -116,7 +151,7 @@ std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* sta
   std::vector<int> arg((size_t)k * (m + 1), 0);
   for (size_t j = 1; j <= m; ++j) prev[j] = ps.cost(0, j);
   Costs costs(ps);
-  LayerSolver ls(costs);
+  LayerSolver ls(costs, threads);
   for (int c = 1; c < k - 1; ++c) {
     // c+1 clusters over j points: j in [c+1, m-(k-1-c)], split i in [c, j-1].
     int jlo = c + 1, jhi = (int)m - (k - 1 - c);

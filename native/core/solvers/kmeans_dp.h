@@ -16,6 +16,7 @@ struct KmeansDpStats {
 
 // Returns the levels (weighted means of the optimal clusters), ascending; fewer than k when the points
 // have fewer than k distinct values.
-std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats = nullptr);
+// threads > 1 splits each layer's work across threads (for one large problem; the result does not depend on it).
+std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats = nullptr, int threads = 1);
 
 }  // namespace wp

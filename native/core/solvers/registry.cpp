@@ -27,7 +27,7 @@ Quantizer solve_kmeans(const WeightedPoints& p, const SolverParams& sp) {
 }
 
 Quantizer solve_kmeans_optimal(const WeightedPoints& p, const SolverParams& sp) {
-  return {kmeans_dp(p, sp.k), {}};
+  return {kmeans_dp(p, sp.k, nullptr, sp.threads), {}};
 }
 
 constexpr SolverRow kSolvers[] = {

@@ -20,6 +20,7 @@ struct SolverParams {
   double lambda2 = 0;              // sparse-l1l2: the l2 weight
   int target_values = 0;           // sparse-*: search the penalty until this many distinct values (0 = off)
   double rate = 0;                 // ecsq*: target entropy of the codes in bits per weight (0 = off)
+  int threads = 1;                 // threads one solve may use (the pipeline gives them to a lone large slice)
 };
 
 // What a solver returns: the levels, ascending, and optionally the k-1 decision thresholds between them

@@ -605,7 +605,8 @@ Quantizer solve_sparse_l1l2(const WeightedPoints& p, const SolverParams& sp) {
   if (m == 0) return {};
   const Penalty mode = penalty_mode();
   const int K = target_of(sp);
-  L1L2Solver solver(p, mode, sp.lambda2, std::max(sp.max_iter, 50));
+  // Newton stops by itself within m + 1 steps (the active set only shrinks); the bound is only a guard.
+  L1L2Solver solver(p, mode, sp.lambda2, (int)std::min<size_t>(m + 2, (size_t)INT32_MAX));
   if (K == 0) {
     Solution s = solver.at(sp.lambda);
     check_fits(s.groups(), sp, "sparse-l1l2");
