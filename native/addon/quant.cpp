@@ -262,16 +262,25 @@ Napi::Value levels_to_js(Napi::Env env, const std::vector<double>& lv) {
   return a;
 }
 
-// solveSync(method, x, w, {k, seed, maxIter, symmetric, step}) -> Float64Array levels (small inputs).
-Napi::Value SolveSync(const Napi::CallbackInfo& info) {
+// The (method, x, w, params) arguments of solve/solveSync/quantizer: the solver row and its parameters.
+const wp::SolverRow* solver_of(const Napi::CallbackInfo& info, wp::SolverParams& sp) {
   Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_arg(env, "method must be a string");
   std::string method = info[0].As<Napi::String>().Utf8Value();
   const wp::SolverRow* row = wp::find_solver(method);
   if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "' (known: " + wp::solver_names() + ")"));
   Napi::Object p = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
-  wp::SolverParams sp = solver_params_of(p);
+  sp = solver_params_of(p);
   sp.k = (int)num_of(p, "k", 16);
   if (sp.k < 1) throw_arg(env, "k must be at least 1");
+  return row;
+}
+
+// solveSync(method, x, w, {k, seed, maxIter, symmetric, step, ...}) -> Float64Array levels (small inputs).
+Napi::Value SolveSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  wp::SolverParams sp;
+  const wp::SolverRow* row = solver_of(info, sp);
   wp::WeightedPoints pts = points_of(env, info[1], info[2]);
   try {
     wp::Quantizer q = pts.size() ? row->solve(pts, sp) : wp::Quantizer{};
@@ -304,13 +313,8 @@ class SolveWorker : public PromiseWorker {
 // solve(method, x, w, params) -> Promise<Float64Array levels>
 Napi::Value Solve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string method = info[0].As<Napi::String>().Utf8Value();
-  const wp::SolverRow* row = wp::find_solver(method);
-  if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "' (known: " + wp::solver_names() + ")"));
-  Napi::Object p = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
-  wp::SolverParams sp = solver_params_of(p);
-  sp.k = (int)num_of(p, "k", 16);
-  if (sp.k < 1) throw_arg(env, "k must be at least 1");
+  wp::SolverParams sp;
+  const wp::SolverRow* row = solver_of(info, sp);
   auto* w = new SolveWorker(env, row, points_of(env, info[1], info[2]), sp);
   return w->Queue();
 }
