@@ -17,12 +17,13 @@ export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 let cached: NativeAddon | undefined;
 
-function candidates(): string[] {
+/** Where the addon may be, in the order tried, for a package rooted at `root`. */
+export function candidates(root = packageRoot): string[] {
   const list: string[] = [];
   const env = process.env.WEIGHTPRESS_BINARY;
   if (env) list.push(env);
-  const local = [join(packageRoot, 'build', 'Release', 'weightpress.node'), join(packageRoot, 'build', 'Debug', 'weightpress.node')];
-  const preDir = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+  const local = [join(root, 'build', 'Release', 'weightpress.node'), join(root, 'build', 'Debug', 'weightpress.node')];
+  const preDir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   const pre: string[] = [];
   if (existsSync(preDir)) {
     for (const f of readdirSync(preDir).sort()) if (f.endsWith('.node')) pre.push(join(preDir, f));
@@ -36,15 +37,20 @@ function candidates(): string[] {
 
 export function loadNative(): NativeAddon {
   if (cached) return cached;
+  cached = loadFrom(candidates(), packageRoot);
+  return cached;
+}
+
+/** Loads the first candidate that loads; otherwise one E_LOAD error listing every attempt and the fix. */
+export function loadFrom(paths: string[], root: string): NativeAddon {
   const attempts: string[] = [];
-  for (const path of candidates()) {
+  for (const path of paths) {
     if (!existsSync(path)) {
       attempts.push(`  ${path}: not found`);
       continue;
     }
     try {
-      cached = require(path) as NativeAddon;
-      return cached;
+      return require(path) as NativeAddon;
     } catch (e) {
       attempts.push(`  ${path}: ${(e as Error).message.split('\n')[0]}`);
     }
@@ -54,6 +60,6 @@ export function loadNative(): NativeAddon {
     `could not load the weightpress native addon for ${process.platform}-${process.arch} (Node ${process.version}). Tried:\n` +
       attempts.join('\n') +
       `\nTo fix: build it from source with \`npm run build:native\` (needs CMake and a C++17 compiler; ` +
-      `CUDA is used when nvcc is found) or \`npx node-gyp rebuild\` (CPU only), in ${packageRoot}.`,
+      `CUDA is used when nvcc is found) or \`npx node-gyp rebuild\` (CPU only), in ${root}.`,
   );
 }
