@@ -15,7 +15,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { Checkpoint } from './checkpoint.js';
-import { ArgumentError, CancelledError, IoError, fromNative } from './errors.js';
+import { ArgumentError, CancelledError, IoError, WeightpressError, fromNative } from './errors.js';
 import { loadNative } from './load.js';
 import { isFloatDtype } from './dtype.js';
 
@@ -232,8 +232,8 @@ export async function exportGguf(input: string, output: string, options: GgufExp
   const out = resolve(output);
   const ck = await Checkpoint.open(input);
   const native = blockAddon();
-  const cancel = new Int32Array(new SharedArrayBuffer(4));
-  const onAbort = () => Atomics.store(cancel, 0, 1);
+  const cancel = new Int32Array(1);
+  const onAbort = () => { cancel[0] = 1; };
   options.signal?.addEventListener('abort', onAbort);
   const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   let fh: Awaited<ReturnType<typeof open>> | undefined;
@@ -393,9 +393,10 @@ export async function exportGguf(input: string, output: string, options: GgufExp
   } catch (e) {
     if (fh) await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
-    if (e instanceof Error && (e as NodeJS.ErrnoException).code && !(e as { weightpress?: boolean }).weightpress && !('file' in e && (e as { file?: string }).file))
-      throw new IoError(`cannot write the GGUF file: ${(e as Error).message}`, { file: out, cause: e });
-    throw e;
+    if (e instanceof WeightpressError) throw e;
+    if (e instanceof Error && typeof (e as NodeJS.ErrnoException).errno === 'number')
+      throw new IoError(`cannot write the GGUF file: ${e.message}`, { file: out, cause: e });
+    throw fromNative(e, { file: out });
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     ck.close();

@@ -161,6 +161,8 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   } catch (e) {
     throw fromNative(e, { file: t.file, tensor: t.name }, at);
   }
+  if (o.targetValues !== undefined && stats.levelsUsed < o.targetValues)
+    job.warnings.push(`tensor "${t.name}": ${o.targetValues} values were not attainable in every slice (mean ${stats.levelsUsed.toFixed(4)} per slice)`);
   const cbName = codebookName(t.name);
   const cName = codesName(t.name);
   const sName = streamName(t.name);

@@ -195,6 +195,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   const lambda = positive('lambda', o.lambda);
   const lambda2 = o.lambda2 === undefined ? undefined : positive('lambda2', o.lambda2);
   const targetValues = o.targetValues === undefined ? undefined : intIn('targetValues', o.targetValues, 1, 256);
+  if (lambda2 !== undefined && method !== 'sparse-l1l2') fail('lambda2', `applies to sparse-l1l2 only, not ${method}`);
+  if (targetValues !== undefined && !method.startsWith('sparse-')) fail('targetValues', `applies to the sparse methods only, not ${method}`);
   const importance = o.importance;
   if (importance !== undefined && (typeof importance !== 'string' || !importance)) fail('importance', 'must be a file path');
   const mopts = { bits: o.bits, rate, lambda, targetValues, exact: o.exact, importance };

@@ -464,7 +464,7 @@ describe('target values (the iterative method)', () => {
         const q = solve(method, u, c, { targetValues: K, ...extra });
         checkInvariants(u, q, K);
         const want = attainedBelow(method, u, c, K, extra);
-            expect(q.levels.length).toBe(want);
+        expect(q.levels.length).toBe(want);
         if (want < K) short++;
       }
     }

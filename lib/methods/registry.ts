@@ -49,11 +49,11 @@ export interface MethodEntry {
 
 const four = () => 4;
 const rateBits = (o: MethodOptions) => Math.min(8, Math.ceil(o.rate ?? 4) + 3);
-const sparseBits = (o: MethodOptions) => (o.targetValues ? Math.max(1, Math.ceil(Math.log2(o.targetValues))) : 8);
+// With a target K: just enough bits for K values; with a lambda: room for what it leaves (the solver refuses more
+// than 2^bits); with neither: 4 bits, and the solver searches for 16 values.
+const sparseBits = (o: MethodOptions) => (o.targetValues ? Math.max(1, Math.ceil(Math.log2(o.targetValues))) : o.lambda !== undefined ? 8 : 4);
 const needsRate = (name: string, lambdaOk: boolean) => (o: MethodOptions) =>
   o.rate === undefined && !(lambdaOk && o.lambda !== undefined) ? `method ${name} needs rate (target bits per weight after entropy coding)${lambdaOk ? ' or lambda' : ''}` : undefined;
-const needsLambda = (name: string) => (o: MethodOptions) =>
-  o.lambda === undefined && o.targetValues === undefined ? `method ${name} needs lambda or targetValues` : undefined;
 
 export const METHODS: readonly MethodEntry[] = [
   {
@@ -90,22 +90,21 @@ export const METHODS: readonly MethodEntry[] = [
     name: 'sparse-l1', summary: 'sparse least squares, l1 penalty (weighted 1-D TV on sorted values, exact)',
     paper: 'Wang et al., Scalar Quantization as Sparse Least Square Optimization, TPAMI 2019',
     exact: true, seeded: false, solver: () => 'sparse-l1', importance: 'optional', entropy: 'none', defaultBits: sparseBits,
-    check: needsLambda('sparse-l1'),
   },
   {
     name: 'sparse-l1l2', summary: 'sparse least squares, l1 + l2 (elastic net) penalty',
     paper: 'Wang et al. 2019', exact: true, seeded: false, solver: () => 'sparse-l1l2', importance: 'optional', entropy: 'none',
-    defaultBits: sparseBits, check: needsLambda('sparse-l1l2'),
+    defaultBits: sparseBits,
   },
   {
     name: 'sparse-l0', summary: 'sparse least squares, l0 penalty (1-D Potts, exact DP)',
     paper: 'Wang et al. 2019', exact: true, seeded: false, solver: () => 'sparse-l0', importance: 'optional', entropy: 'none',
-    defaultBits: sparseBits, check: needsLambda('sparse-l0'),
+    defaultBits: sparseBits,
   },
   {
     name: 'sparse-cluster', summary: 'sparse least squares, clustering-based method (an improved k-means)',
     paper: 'Wang et al. 2019', exact: false, seeded: false, solver: () => 'sparse-cluster', importance: 'optional', entropy: 'none',
-    defaultBits: sparseBits, check: needsLambda('sparse-cluster'),
+    defaultBits: sparseBits,
   },
 ];
 
