@@ -1,6 +1,7 @@
 #include "kmeans_dp.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 
 #include "../error.h"
@@ -12,6 +13,9 @@ namespace wp {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Knuth-Yao style bound: with a Monge cost the leftmost optimal split of j points into c+1 clusters is no
+// earlier than into c clusters, so each scan starts there (about a fifth fewer evaluations).
+bool kKnuthBound = std::getenv("WEIGHTPRESS_DP_NO_BOUND") == nullptr;
 
 // Segment costs in the form the inner loop wants: prefix sums interleaved (one cache line per lookup) and,
 // when the weights are counts, a reciprocal table instead of a division.
@@ -51,10 +55,11 @@ class LayerSolver {
   // Rows j in [jlo, jhi]; split points i in [ilo, ihi]. With several threads, the top levels of the recursion
   // run first and leave independent subproblems for the threads (each row's minimum does not depend on who
   // computes it, so the result is the same for any thread count).
-  void run(const double* prev, double* cur, int* arg, int jlo, int jhi, int ilo, int ihi) {
+  void run(const double* prev, double* cur, int* arg, const int* argprev, int jlo, int jhi, int ilo, int ihi) {
     prev_ = prev;
     cur_ = cur;
     arg_ = arg;
+    argprev_ = argprev;
     if (threads_ <= 1 || jhi - jlo < (1 << 14)) {
       if (c_.inv.empty()) solve<false>(jlo, jhi, ilo, ihi);
       else solve<true>(jlo, jhi, ilo, ihi);
@@ -77,6 +82,7 @@ class LayerSolver {
   const double* prev_ = nullptr;
   double* cur_ = nullptr;
   int* arg_ = nullptr;
+  const int* argprev_ = nullptr;  // the previous layer's argmins: a lower bound on this layer's (monotone in c)
 
   struct Task { int jlo, jhi, ilo, ihi; };
 
@@ -86,6 +92,7 @@ class LayerSolver {
     const Costs::P* p = c_.p.data();
     const double* inv = c_.inv.data();
     const int hi = std::min(ihi, jm - 1);
+    if (argprev_ && argprev_[jm] > ilo) ilo = std::min(argprev_[jm], hi);
     const Costs::P pj = p[jm];
     double best = kInf;
     int bi = ilo;
@@ -156,7 +163,8 @@ std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* sta
     // c+1 clusters over j points: j in [c+1, m-(k-1-c)], split i in [c, j-1].
     int jlo = c + 1, jhi = (int)m - (k - 1 - c);
     std::fill(cur.begin(), cur.end(), kInf);
-    ls.run(prev.data(), cur.data(), arg.data() + (size_t)c * (m + 1), jlo, jhi, c, jhi - 1);
+    const int* argprev = kKnuthBound && c > 1 ? arg.data() + (size_t)(c - 1) * (m + 1) : nullptr;
+    ls.run(prev.data(), cur.data(), arg.data() + (size_t)c * (m + 1), argprev, jlo, jhi, c, jhi - 1);
     prev.swap(cur);
   }
   // Last layer: only j = m is needed.
