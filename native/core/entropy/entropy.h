@@ -17,6 +17,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "../context.h"
@@ -58,10 +59,34 @@ struct EntropyInfo {
   EntropyStats stats;
 };
 
+// Memory for blobs: large ones (>= 4 MiB) are mapped with transparent huge pages where the OS allows it
+// (Linux: mmap + madvise(MADV_HUGEPAGE)), which makes the first touch of a fresh output several times cheaper;
+// elements are default-initialized (not zeroed): the encoder writes every byte.
+void* blob_alloc(size_t bytes);
+void blob_free(void* p, size_t bytes) noexcept;
+template <class T>
+struct BlobAllocator {
+  using value_type = T;
+  BlobAllocator() = default;
+  template <class U>
+  BlobAllocator(const BlobAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(blob_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { blob_free(p, n * sizeof(T)); }
+  template <class U>
+  void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) { ::new (static_cast<void*>(p)) U(static_cast<Args&&>(args)...); }
+  template <class U>
+  bool operator==(const BlobAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const BlobAllocator<U>&) const noexcept { return false; }
+};
+using Blob = std::vector<uint8_t, BlobAllocator<uint8_t>>;
+
 // Encodes sym[0, n) into one blob. Throws Code::Argument on bad parameters or a symbol >= alphabet,
 // Code::Cancelled when ctx's flag is raised. stats may be null.
-std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyParams& params, const Context& ctx,
-                                    EntropyStats* stats = nullptr);
+Blob entropy_encode(const uint8_t* sym, size_t n, const EntropyParams& params, const Context& ctx,
+                    EntropyStats* stats = nullptr);
 
 // Decodes a blob into out[0, n). n must be the blob's symbol count (else Code::Argument); a malformed blob
 // throws Code::Format (out may then hold partial results).

@@ -1,11 +1,13 @@
 // The entropy-coded blob (layout, checksums, histogram, entry points) and the canonical Huffman coder.
 //
 // Huffman: code lengths by package-merge (optimal under the length cap), canonical codes as in DEFLATE, bits
-// packed LSB first (each code bit-reversed), 4 streams per chunk (quarters of the chunk). Encoding: a 64-bit
-// bit buffer flushed with one unaligned 8-byte store every K symbols. Decoding: a 2^11-entry table that yields
-// up to 3 symbols per lookup, 4 streams interleaved, a branch-free 64-bit bit reader (Giesen's "variant 4"
-// refill), bounds checked once per batch of lookups; codes longer than 11 bits fall back to a full table.
-// docs/ENTROPY.md describes the bytes.
+// packed LSB first (each code bit-reversed), 4 streams per chunk (quarters of the chunk). Encoding: a first
+// pass counts every stream's symbols (SIMD for small alphabets), which gives the code and every stream's
+// exact size, so chunks are coded straight into the blob in parallel; a 64-bit bit buffer, two symbols per
+// lookup for alphabets up to 32, one unaligned 8-byte store per flush. Decoding: a 2^12-entry table that
+// yields up to 3 symbols per lookup, 4 streams interleaved, a branch-free 64-bit bit reader (Giesen's
+// "variant 4" refill), bounds checked once per batch of lookups; codes longer than 12 bits fall back to a full
+// table. docs/ENTROPY.md describes the bytes.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -21,6 +23,10 @@
 #endif
 
 #include "entropy.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__GNUC__)
 #define WP_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -342,22 +348,27 @@ bool cpu_has_avx2() {
 }
 #endif
 
-// Histogram of sym[0, n): all 256 byte values counted (a small alphabet may take the SIMD path).
+// Counts all 256 byte values of p[0, n) into h (a small alphabet may take a SIMD path).
+void count_any(const uint8_t* p, size_t n, int alphabet, uint64_t* h) {
+#if defined(WP_HAVE_AVX2_HIST)
+  if (alphabet <= 16 && cpu_has_avx2()) {
+    if (count_block_small_avx2(p, n, h)) return;
+  } else
+#endif
+#if defined(__SSE2__)
+  if (alphabet <= 16 && count_block_small(p, n, h)) return;
+#endif
+  count_block(p, n, h);
+}
+
+// Histogram of sym[0, n): all 256 byte values counted.
 void histogram(const uint8_t* sym, size_t n, int alphabet, const Context& ctx, uint64_t* hist) {
   std::fill(hist, hist + 256, 0);
   const size_t nb = (n + kHistBlock - 1) / kHistBlock;
   std::vector<uint64_t> part(nb * 256);
   parallel_for(ctx, nb, [&](size_t b) {
     const size_t lo = b * kHistBlock, hi = std::min(n, lo + kHistBlock);
-#if defined(WP_HAVE_AVX2_HIST)
-    if (alphabet <= 16 && cpu_has_avx2()) {
-      if (count_block_small_avx2(sym + lo, hi - lo, &part[b * 256])) return;
-    } else
-#endif
-#if defined(__SSE2__)
-    if (alphabet <= 16 && count_block_small(sym + lo, hi - lo, &part[b * 256])) return;
-#endif
-    count_block(sym + lo, hi - lo, &part[b * 256]);
+    count_any(sym + lo, hi - lo, alphabet, &part[b * 256]);
   });
   for (size_t b = 0; b < nb; ++b)
     for (int s = 0; s < 256; ++s) hist[s] += part[b * 256 + s];
@@ -472,14 +483,17 @@ void put_stream(const HuffEnc& e, const uint8_t* s, size_t m, BitW& w) {
 
 size_t huff_bound(size_t m, int lmax) { return 12 + (m * (size_t)lmax + 7) / 8 + kStreams + 16; }
 
-// Encodes one chunk into out (huff_bound bytes): the 12-byte stream-size header, then the 4 streams.
-size_t encode_huff_chunk(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* out) {
-  std::memset(out, 0, 12);
-  if (e.single >= 0) return 12;
+// Encodes the 4 streams of one chunk of m symbols one after another from dst; bytes[k] = stream k's size.
+// Writes up to 8 bytes past the last stream (zeros, see put_stream). The degenerate code writes nothing.
+void encode_huff_streams(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* dst, size_t* bytes) {
+  if (e.single >= 0) {
+    for (int k = 0; k < kStreams; ++k) bytes[k] = 0;
+    return;
+  }
   const int lmax = std::max(1, e.lmax);
   const bool pair = !e.pair_code.empty();
   const int K = pair ? std::max(1, std::min(4, 28 / lmax)) : std::max(1, std::min(8, 56 / lmax));
-  uint8_t* p = out + 12;
+  uint8_t* p = dst;
   for (int k = 0; k < kStreams; ++k) {
     const size_t b = m * k / kStreams, en = m * (k + 1) / kStreams;
     BitW w{0, 0, p};
@@ -503,11 +517,14 @@ size_t encode_huff_chunk(const HuffEnc& e, const uint8_t* s, size_t m, uint8_t* 
       }
     }
     store64(w.p, w.buf);
-    const size_t bytes = (size_t)(w.p - p) + ((w.cnt + 7) >> 3);
-    if (k < kStreams - 1) store32(out + 4 * k, (uint32_t)bytes);
-    p += bytes;
+    bytes[k] = (size_t)(w.p - p) + ((w.cnt + 7) >> 3);
+    p += bytes[k];
   }
-  return (size_t)(p - out);
+}
+
+// The 12-byte chunk header: the sizes of streams 0..2.
+void huff_header(uint8_t* out, const size_t* bytes) {
+  for (int k = 0; k < kStreams - 1; ++k) store32(out + 4 * k, (uint32_t)bytes[k]);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -576,7 +593,9 @@ inline void refill_safe(Reader& r) {
 }
 
 // Decodes 4 streams; returns the code bits consumed. Throws Code::Format if a stream does not end exactly at
-// its end (with zero padding).
+// its end (with zero padding). The fast loop runs batches of refills and table lookups with the 4 streams
+// interleaved, each batch's bounds checked once up front (reads stay inside the chunk, 4-byte stores inside
+// each stream's output); the ends are finished one symbol at a time with checked reads.
 template <bool LONG>
 uint64_t decode4(const HuffDec& d, Reader* rd, const size_t* len, uint8_t* const* ob, uint8_t* const* oe) {
   const uint32_t* T = d.multi.data();
@@ -584,8 +603,8 @@ uint64_t decode4(const HuffDec& d, Reader* rd, const size_t* len, uint8_t* const
   const uint64_t MASK = (1u << kTB) - 1;
   const uint64_t LMASK = (uint64_t(1) << d.lmax) - 1;
   constexpr size_t LOOKUPS = LONG ? 3 : 56 / kTB;  // per refill (>= 56 bits): codes up to 16 bits if LONG, else <= kTB
-  constexpr size_t PER = LOOKUPS * 3;        // symbols per iteration at most
-  constexpr size_t MARGIN = PER + 4;         // output room an iteration needs (4-byte stores)
+  constexpr size_t PER = LOOKUPS * 3;                // symbols per batch at most
+  constexpr size_t MARGIN = PER + 4;                 // output room a batch needs (4-byte stores)
 
   const uint8_t *B0 = rd[0].base, *B1 = rd[1].base, *B2 = rd[2].base, *B3 = rd[3].base;
   size_t P0 = 0, P1 = 0, P2 = 0, P3 = 0;
@@ -705,15 +724,49 @@ uint64_t decode_huff_chunk(const HuffDec& d, const uint8_t* c, size_t size, uint
 // ---------------------------------------------------------------------------------------------------------
 // Thread-local scratch for chunk encoding.
 
-std::vector<uint8_t>& scratch() {
-  static thread_local std::vector<uint8_t> s;
-  return s;
+std::vector<uint8_t>& scratch(int which) {
+  static thread_local std::vector<uint8_t> s[2];
+  return s[which];
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
 // Public helpers.
+
+namespace {
+constexpr size_t kBigBlob = size_t(4) << 20;
+constexpr size_t kHuge = size_t(2) << 20;
+}  // namespace
+
+void* blob_alloc(size_t bytes) {
+#if defined(__linux__)
+  if (bytes >= kBigBlob) {
+    // Map 2 MiB more than needed, keep a 2 MiB-aligned window (so that whole huge pages fit), unmap the rest.
+    const size_t len = (bytes + kHuge - 1) & ~(kHuge - 1);
+    void* raw = mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t a = (r + kHuge - 1) & ~(uintptr_t)(kHuge - 1);
+    if (a > r) munmap(raw, a - r);
+    if (a + len < r + len + kHuge) munmap(reinterpret_cast<void*>(a + len), r + len + kHuge - (a + len));
+    madvise(reinterpret_cast<void*>(a), len, MADV_HUGEPAGE);  // advice only: failure is fine
+    return reinterpret_cast<void*>(a);
+  }
+#endif
+  return ::operator new(bytes);
+}
+
+void blob_free(void* p, size_t bytes) noexcept {
+  if (!p) return;
+#if defined(__linux__)
+  if (bytes >= kBigBlob) {
+    munmap(p, (bytes + kHuge - 1) & ~(kHuge - 1));
+    return;
+  }
+#endif
+  ::operator delete(p);
+}
 
 uint64_t xxh64(const void* data, size_t len, uint64_t seed) {
   constexpr uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full, P3 = 0x165667B19E3779F9ull,
@@ -764,6 +817,69 @@ uint64_t xxh64(const void* data, size_t len, uint64_t seed) {
   h ^= h >> 32;
   return h;
 }
+
+namespace {
+// XXH64 (seed 0) of the concatenation a[0, na) b[0, nb), without copying b.
+uint64_t xxh64_2(const uint8_t* a, size_t na, const uint8_t* b, size_t nb) {
+  if (na + nb < 64 || na >= 32) {
+    std::vector<uint8_t> tmp(a, a + na);
+    tmp.insert(tmp.end(), b, b + nb);
+    return xxh64(tmp.data(), tmp.size(), 0);
+  }
+  // XXH64's stripes are 32 bytes: hash the first stripe from a copy, then the rest of b in place by running
+  // the same rounds (kept identical to xxh64 above).
+  constexpr uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full, P3 = 0x165667B19E3779F9ull,
+                     P4 = 0x85EBCA77C2B2AE63ull, P5 = 0x27D4EB2F165667C5ull;
+  (void)P5;
+  auto round = [](uint64_t acc, uint64_t in) { return rotl64(acc + in * P2, 31) * P1; };
+  auto merge = [&](uint64_t acc, uint64_t v) { return (acc ^ round(0, v)) * P1 + P4; };
+  uint8_t first[32];
+  std::memcpy(first, a, na);
+  std::memcpy(first + na, b, 32 - na);
+  const size_t len = na + nb;
+  uint64_t v1 = P1 + P2, v2 = P2, v3 = 0, v4 = 0 - P1;
+  v1 = round(v1, load64(first));
+  v2 = round(v2, load64(first + 8));
+  v3 = round(v3, load64(first + 16));
+  v4 = round(v4, load64(first + 24));
+  const uint8_t* p = b + (32 - na);
+  const uint8_t* const end = b + nb;
+  while ((size_t)(end - p) >= 32) {
+    v1 = round(v1, load64(p));
+    v2 = round(v2, load64(p + 8));
+    v3 = round(v3, load64(p + 16));
+    v4 = round(v4, load64(p + 24));
+    p += 32;
+  }
+  uint64_t h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+  h = merge(h, v1);
+  h = merge(h, v2);
+  h = merge(h, v3);
+  h = merge(h, v4);
+  h += (uint64_t)len;
+  while (p + 8 <= end) {
+    h ^= round(0, load64(p));
+    h = rotl64(h, 27) * P1 + P4;
+    p += 8;
+  }
+  if (p + 4 <= end) {
+    h ^= (uint64_t)load32(p) * P1;
+    h = rotl64(h, 23) * P2 + P3;
+    p += 4;
+  }
+  while (p < end) {
+    h ^= (uint64_t)(*p) * P5;
+    h = rotl64(h, 11) * P1;
+    ++p;
+  }
+  h ^= h >> 33;
+  h *= P2;
+  h ^= h >> 29;
+  h *= P3;
+  h ^= h >> 32;
+  return h;
+}
+}  // namespace
 
 double histogram_entropy(const uint64_t* hist, int count) {
   double total = 0;
@@ -844,8 +960,8 @@ std::vector<uint8_t> huffman_code_lengths(const uint64_t* hist, int A, int max_l
 // ---------------------------------------------------------------------------------------------------------
 // Entry points.
 
-std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyParams& params, const Context& ctx,
-                                    EntropyStats* stats) {
+Blob entropy_encode(const uint8_t* sym, size_t n, const EntropyParams& params, const Context& ctx,
+                    EntropyStats* stats) {
   const int A = params.alphabet;
   if (A < 1 || A > 256) throw Error(Code::Argument, "alphabet must be from 1 to 256, got " + std::to_string(A));
   if (params.chunk < 1 || params.chunk > kMaxChunk) throw Error(Code::Argument, "chunk must be from 1 to 2^28 symbols, got " + std::to_string(params.chunk));
@@ -856,10 +972,39 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
     throw Error(Code::Argument, "probBits must be from 8 to 15 (or 0 for automatic), got " + std::to_string(params.prob_bits));
   if (n > 0 && sym == nullptr) throw Error(Code::Argument, "null symbols");
 
+  const uint64_t nchunks = n == 0 ? 0 : (n - 1) / params.chunk + 1;
+  // Huffman with chunks that are large next to the alphabet: count each stream's symbols (quarters of
+  // chunks) instead of the whole input, so that every stream's exact size is known before coding and the
+  // chunks can be coded straight into the blob (no per-chunk buffers, no copy).
+  const bool exact = params.coder == Coder::Huffman && nchunks > 0 &&
+                     (uint64_t)A * 16 * nchunks <= (uint64_t)n / 4 + (uint64_t(1) << 20);
   uint64_t hist[256];
-  histogram(sym, n, A, ctx, hist);
-  for (int s = A; s < 256; ++s) {
-    if (!hist[s]) continue;
+  std::vector<uint32_t> qhist;  // exact: [chunk][stream][symbol < A]
+  bool bad = false;
+  if (exact) {
+    qhist.resize(nchunks * kStreams * A);
+    std::atomic<bool> any_bad{false};
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+      uint64_t h[256];
+      for (int k = 0; k < kStreams; ++k) {
+        const size_t b = m * k / kStreams, e = m * (k + 1) / kStreams;
+        count_any(sym + lo + b, e - b, A, h);
+        for (int x = A; x < 256; ++x)
+          if (h[x]) any_bad = true;
+        uint32_t* q = &qhist[(c * kStreams + k) * A];
+        for (int x = 0; x < A; ++x) q[x] = (uint32_t)h[x];
+      }
+    });
+    bad = any_bad;
+    std::fill(hist, hist + 256, 0);
+    if (!bad)
+      for (size_t i = 0; i < qhist.size(); ++i) hist[i % A] += qhist[i];
+  } else {
+    histogram(sym, n, A, ctx, hist);
+    for (int x = A; x < 256; ++x) bad = bad || hist[x] != 0;
+  }
+  if (bad) {
     size_t i = 0;
     while (i < n && sym[i] < A) ++i;
     throw Error(Code::Argument, "symbol " + std::to_string(sym[i]) + " at index " + std::to_string(i) +
@@ -874,52 +1019,117 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
   if (params.coder == Coder::Huffman) {
     std::vector<uint8_t> l = huffman_code_lengths(hist, A, params.max_len);
     int used = 0;
-    for (int s = 0; s < A; ++s) table[s] = l[s], used += l[s] != 0;
+    for (int x = 0; x < A; ++x) table[x] = l[x], used += l[x] != 0;
     if (used > 1)
-      for (int s = 0; s < A; ++s) code_bits += hist[s] * l[s];
+      for (int x = 0; x < A; ++x) code_bits += hist[x] * l[x];
     param = params.max_len;
   } else {
     param = params.prob_bits ? params.prob_bits : rans_choose_bits(hist, A);
     table = rans_normalize(hist, A, param);
   }
 
-  // The chunks.
-  const uint64_t nchunks = n == 0 ? 0 : (n - 1) / params.chunk + 1;
-  // Chunk payloads, each in a buffer of its bound (uninitialized: the coders write every byte they report).
-  std::vector<std::unique_ptr<uint8_t[]>> payload(nchunks);
-  std::vector<size_t> psize(nchunks);
-  std::vector<uint32_t> sums(nchunks);
-  if (params.coder == Coder::Huffman) {
-    const HuffEnc enc = make_encoder(table.data(), A);
-    parallel_for(ctx, nchunks, [&](size_t c) {
-      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
-      payload[c].reset(new uint8_t[huff_bound(m, std::max(1, enc.lmax))]);
-      psize[c] = encode_huff_chunk(enc, sym + lo, m, payload[c].get());
-      sums[c] = (uint32_t)xxh64(payload[c].get(), psize[c], 0);
-    });
-  } else {
-    const RansEncoder enc(table.data(), A, param);
-    parallel_for(ctx, nchunks, [&](size_t c) {
-      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
-      std::vector<uint8_t>& tmp = scratch();
-      const size_t need = RansEncoder::bound(m);
-      if (tmp.size() < need) tmp.resize(need);
-      payload[c].reset(new uint8_t[need]);
-      psize[c] = enc.encode_chunk(sym + lo, m, payload[c].get(), tmp.data());
-      sums[c] = (uint32_t)xxh64(payload[c].get(), psize[c], 0);
-    });
-  }
-
-  // The blob.
   const uint64_t tbytes = (uint64_t)A * (params.coder == Coder::Huffman ? 1 : 2);
   const uint64_t meta = kHeaderBytes + round8(tbytes);
   const uint64_t base = round8(meta + 12 * nchunks);
   std::vector<uint64_t> ends(nchunks);
+  std::vector<uint32_t> sums(nchunks);
+  Blob blob;
   uint64_t total = 0;
-  for (uint64_t c = 0; c < nchunks; ++c) ends[c] = (total += psize[c]);
+
+  if (exact) {
+    // Stream sizes from the counts, then every chunk coded in place. A stream's writer may store up to 7
+    // bytes (zeros) past its end: into the next stream of its chunk, which is written later by the same
+    // thread, or into the next chunk's 12-byte header, which is written only after all chunks are done.
+    // So each chunk's checksum is taken over its header as it will be (from a local copy) and its streams.
+    const HuffEnc enc = make_encoder(table.data(), A);
+    std::vector<uint64_t> sbytes(nchunks * kStreams);
+    for (uint64_t c = 0; c < nchunks; ++c) {
+      for (int k = 0; k < kStreams; ++k) {
+        uint64_t bits = 0;
+        if (enc.single < 0) {
+          const uint32_t* q = &qhist[(c * kStreams + k) * A];
+          for (int x = 0; x < A; ++x) bits += (uint64_t)q[x] * enc.len[x];
+        }
+        sbytes[c * kStreams + k] = (bits + 7) / 8;
+        total += (bits + 7) / 8;
+      }
+      total += 12;
+      ends[c] = total;
+    }
+    std::vector<uint32_t>().swap(qhist);
+    blob.resize(base + total + 8);
+    uint8_t* const payload = blob.data() + base;
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+      uint8_t* out = payload + (c ? ends[c - 1] : 0);
+      size_t bytes[kStreams];
+      encode_huff_streams(enc, sym + lo, m, out + 12, bytes);
+      size_t sb = 0;
+      for (int k = 0; k < kStreams; ++k) {
+        if (bytes[k] != sbytes[c * kStreams + k]) throw Error(Code::Internal, "Huffman stream size differs from its count");
+        sb += bytes[k];
+      }
+      uint8_t head[12] = {0};
+      huff_header(head, bytes);
+      sums[c] = (uint32_t)xxh64_2(head, 12, out + 12, sb);
+    });
+    for (uint64_t c = 0; c < nchunks; ++c) {
+      size_t bytes[kStreams];
+      for (int k = 0; k < kStreams; ++k) bytes[k] = (size_t)sbytes[c * kStreams + k];
+      uint8_t* out = payload + (c ? ends[c - 1] : 0);
+      std::memset(out, 0, 12);
+      huff_header(out, bytes);
+    }
+    blob.resize(base + total);
+  } else {
+    // Each chunk into per-thread scratch of its bound, then kept in a buffer of its exact size (small heap
+    // blocks: bound-sized ones would each be a fresh mapping), then copied into the blob.
+    std::vector<std::unique_ptr<uint8_t[]>> payload(nchunks);
+    std::vector<size_t> psize(nchunks);
+    auto keep = [&](size_t c, const uint8_t* data, size_t bytes) {
+      payload[c].reset(new uint8_t[std::max<size_t>(bytes, 1)]);
+      std::memcpy(payload[c].get(), data, bytes);
+      psize[c] = bytes;
+      sums[c] = (uint32_t)xxh64(data, bytes, 0);
+    };
+    if (params.coder == Coder::Huffman) {
+      const HuffEnc enc = make_encoder(table.data(), A);
+      parallel_for(ctx, nchunks, [&](size_t c) {
+        const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+        std::vector<uint8_t>& buf = scratch(0);
+        const size_t need = huff_bound(m, std::max(1, enc.lmax));
+        if (buf.size() < need) buf.resize(need);
+        uint8_t* out = buf.data();
+        size_t bytes[kStreams];
+        encode_huff_streams(enc, sym + lo, m, out + 12, bytes);
+        std::memset(out, 0, 12);
+        huff_header(out, bytes);
+        keep(c, out, 12 + bytes[0] + bytes[1] + bytes[2] + bytes[3]);
+      });
+    } else {
+      const RansEncoder enc(table.data(), A, param);
+      parallel_for(ctx, nchunks, [&](size_t c) {
+        const size_t lo = c * (size_t)params.chunk, m = std::min<size_t>(params.chunk, n - lo);
+        std::vector<uint8_t>& buf = scratch(0);
+        std::vector<uint8_t>& tmp = scratch(1);
+        const size_t need = RansEncoder::bound(m);
+        if (buf.size() < need) buf.resize(need);
+        if (tmp.size() < need) tmp.resize(need);
+        keep(c, buf.data(), enc.encode_chunk(sym + lo, m, buf.data(), tmp.data()));
+      });
+    }
+    for (uint64_t c = 0; c < nchunks; ++c) ends[c] = (total += psize[c]);
+    blob.resize(base + total);
+    uint8_t* const b = blob.data();
+    parallel_for(ctx, nchunks, [&](size_t c) {
+      std::memcpy(b + base + (c ? ends[c - 1] : 0), payload[c].get(), psize[c]);
+      payload[c].reset();
+    });
+  }
   if (params.coder == Coder::Rans) code_bits = 8 * total;
-  std::vector<uint8_t> blob(base + total);
-  uint8_t* b = blob.data();
+
+  // Header, code table, chunk table.
+  uint8_t* const b = blob.data();
   std::memcpy(b, kMagic, 4);
   b[8] = kVersion;
   b[9] = (uint8_t)params.coder;
@@ -931,19 +1141,16 @@ std::vector<uint8_t> entropy_encode(const uint8_t* sym, size_t n, const EntropyP
   store32(b + 28, 0);
   store64(b + 32, code_bits);
   std::memcpy(b + 40, &H, 8);
-  for (int s = 0; s < A; ++s) {
-    if (params.coder == Coder::Huffman) b[kHeaderBytes + s] = (uint8_t)table[s];
-    else store16(b + kHeaderBytes + 2 * s, table[s]);
+  std::memset(b + kHeaderBytes, 0, base - kHeaderBytes);
+  for (int x = 0; x < A; ++x) {
+    if (params.coder == Coder::Huffman) b[kHeaderBytes + x] = (uint8_t)table[x];
+    else store16(b + kHeaderBytes + 2 * x, table[x]);
   }
   for (uint64_t c = 0; c < nchunks; ++c) {
     store64(b + meta + 8 * c, ends[c]);
     store32(b + meta + 8 * nchunks + 4 * c, sums[c]);
   }
   store32(b + 4, (uint32_t)xxh64(b + 8, base - 8, 0));
-  parallel_for(ctx, nchunks, [&](size_t c) {
-    std::memcpy(b + base + (c ? ends[c - 1] : 0), payload[c].get(), psize[c]);
-    payload[c].reset();
-  });
 
   if (stats) {
     stats->entropy_bits = H;

@@ -52,10 +52,10 @@ double cost_of(const uint64_t* hist, const std::vector<uint32_t>& f, int alphabe
 
 std::vector<uint32_t> rans_normalize(const uint64_t* hist, int alphabet, int prob_bits) {
   std::vector<uint32_t> f(alphabet, 0);
-  unsigned __int128 total = 0;
+  double total = 0;
   int used = 0;
   for (int s = 0; s < alphabet; ++s) {
-    total += hist[s];
+    total += (double)hist[s];
     used += hist[s] != 0;
   }
   if (used == 0) return f;
@@ -65,8 +65,8 @@ std::vector<uint32_t> rans_normalize(const uint64_t* hist, int alphabet, int pro
   int64_t sum = 0;
   for (int s = 0; s < alphabet; ++s) {
     if (!hist[s]) continue;
-    unsigned __int128 v = ((unsigned __int128)hist[s] * M * 2 + total) / (total * 2);
-    f[s] = std::max<uint32_t>(1, (uint32_t)std::min<unsigned __int128>(v, M));
+    const double v = std::floor((double)hist[s] * M / total + 0.5);  // IEEE: the same on every platform
+    f[s] = std::max<uint32_t>(1, (uint32_t)std::min(v, (double)M));
     sum += f[s];
   }
   // Cost of taking one from / giving one to s, in bits (hist_s * log2 ratio).
