@@ -128,7 +128,10 @@ export interface GgufExportOptions {
    * Default true; false keeps them unquantized.
    */
   flatten?: boolean;
-  /** Quantize only tensors with at least this many elements (default 32). */
+  /**
+   * Quantize only tensors with at least 2 dimensions and this many elements (default 4096, weightpress's
+   * default plan); the others (biases, norms, small kernels) are kept as they are, as llama.cpp does.
+   */
   minElements?: number;
   threads?: number;
   signal?: AbortSignal;
@@ -228,7 +231,7 @@ export async function exportGguf(input: string, output: string, options: GgufExp
   const type = options?.type;
   if (type !== 'IQ4_NL' && type !== 'Q4_0') throw new ArgumentError(`type must be IQ4_NL or Q4_0, got ${String(type)}`);
   const flatten = options.flatten ?? true;
-  const minElements = options.minElements ?? QK;
+  const minElements = Math.max(QK, options.minElements ?? 4096);
   const out = resolve(output);
   const ck = await Checkpoint.open(input);
   const native = blockAddon();
@@ -251,8 +254,8 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       let quantize = false, flattened = false;
       let ne = shape.length ? [...shape].reverse() : [1];
       let cols = shape.length ? shape[shape.length - 1] : 1;
-      if (isFloatDtype(t.dtype) && numel >= minElements && numel > 0) {
-        if (shape.length >= 1 && cols % QK === 0) quantize = true;
+      if (isFloatDtype(t.dtype) && numel >= minElements && shape.length >= 2) {
+        if (cols % QK === 0) quantize = true;
         else if (flatten && shape.length >= 2 && (numel / shape[0]) % QK === 0) {
           quantize = true;
           flattened = true;
@@ -362,6 +365,8 @@ export async function exportGguf(input: string, output: string, options: GgufExp
         numel: p.numel, bytes: p.bytes, sse: st.sse, signal: st.signal, sqnrDb: st.sse > 0 ? 10 * Math.log10(st.signal / st.sse) : null,
         maxAbsErr: st.maxAbsErr, bitsPerWeight: (8 * p.bytes) / p.numel });
     }
+    // The data section ends padded to the alignment too (ggml reads every tensor's padded size).
+    if (pos < dataStart + offset) await write(new Uint8Array(dataStart + offset - pos));
     await fh.sync();
     await fh.close();
     fh = undefined;

@@ -35,7 +35,7 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   else if (table == "row") p.table = wp::BlockTable::Row;
   else throw_arg(env, "table must be tensor or row, got '" + table + "'");
   p.solver = str_of(o, "solver", "kmeans-optimal");
-  p.rounds = (int)integer("rounds", 8, 0, 1000);
+  p.rounds = (int)integer("rounds", 4, 0, 1000);
   p.tol = num_of(o, "tol", 1e-6);
   p.scale_steps = (int)integer("scaleSteps", 8, 1, 1000);
   p.scale_steps_later = (int)integer("scaleStepsLater", 1, 1, 1000);
@@ -43,7 +43,7 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   p.hist_bins = (int)integer("histBins", 65536, 2, 1 << 24);
   p.ls_iters = (int)integer("lsIters", 2, 0, 100);
   p.dq_steps = (int)integer("dqSteps", 5, 1, 1000);
-  p.lloyd_steps = (int)integer("lloydSteps", 8, 0, 10000);
+  p.lloyd_steps = (int)integer("lloydSteps", 4, 0, 10000);
   p.pack_bits = (int)integer("packBits", 0, 0, 8);
   p.solver_params.seed = (uint64_t)num_of(o, "seed", 0);
   p.solver_params.max_iter = (int)num_of(o, "maxIter", 1000);

@@ -235,7 +235,6 @@ class BlockQuantizer {
         st.rounds = r + 1;
         const double after = st.history.back();
         if (!(before > 0) || (before - after) < p_.tol * before) break;
-        if (!learned_) break;  // fixed table: one scale step is its own fixed point
         if (ctx_.progress) ctx_.progress(r + 1, p_.rounds);
       }
       finish(out, st);
@@ -591,7 +590,7 @@ class BlockQuantizer {
   // when few, else a histogram of hist_bins bins over [-max|u|, max|u|] carrying each bin's weight and
   // weighted sum (so each bin's point is its exact weighted mean; the DP over the bins is exact for
   // partitions that do not split a bin).
-  void range_points(uint64_t b0, uint64_t b1, const Context& ctx, WeightedPoints& pts) const {
+  void range_points(uint64_t b0, uint64_t b1, const Context& ctx, WeightedPoints& pts, bool unit = false) const {
     pts.clear();
     const uint64_t nvals = (b1 - b0) * B_;
     const uint64_t nch = (b1 - b0 + kChunkBlocks - 1) / kChunkBlocks;
@@ -608,7 +607,7 @@ class BlockQuantizer {
           const float inv = 1.0f / s;
           const double s2 = (double)s * s;
           for (int i = 0; i < B_; ++i) {
-            double w = s2 * bf.w[j * B_ + i];
+            double w = s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
             if (w > 0) v.emplace_back((double)(bf.x[j * B_ + i] * inv), w);
           }
         }
@@ -632,7 +631,7 @@ class BlockQuantizer {
         if (s == 0) continue;
         const float inv = 1.0f / s;
         for (int i = 0; i < B_; ++i)
-          if (bf.w[j * B_ + i] > 0) m = std::max(m, (double)std::fabs(bf.x[j * B_ + i] * inv));
+          if ((unit ? 1.0f : bf.w[j * B_ + i]) > 0) m = std::max(m, (double)std::fabs(bf.x[j * B_ + i] * inv));
       }
       cmax[c] = m;
     });
@@ -649,7 +648,7 @@ class BlockQuantizer {
         double s = 0;
         for (uint64_t j = 0; j < n; ++j) {
           double s2 = (double)scale_[c0 + j] * scale_[c0 + j];
-          for (int i = 0; i < B_; ++i) s += s2 * bf.w[j * B_ + i];
+          for (int i = 0; i < B_; ++i) s += s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
         }
         cw[c] = s;
       });
@@ -676,7 +675,7 @@ class BlockQuantizer {
           const float inv = 1.0f / s;
           const double s2 = (double)s * s;
           for (int i = 0; i < B_; ++i) {
-            const double w = s2 * bf.w[j * B_ + i];
+            const double w = s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
             if (!(w > 0)) continue;
             const double u = (double)(bf.x[j * B_ + i] * inv);
             long k = (long)std::floor((u + U) * scale);
@@ -723,6 +722,8 @@ class BlockQuantizer {
     const uint64_t n = b1 - b0;
     WeightedPoints pts;
     range_points(b0, b1, ctx, pts);
+    // A table whose importance is zero everywhere carries no preference: weigh its values equally.
+    if (pts.size() == 0 && in_.importance) range_points(b0, b1, ctx, pts, true);
     Tab A = solve(pts, g);
     pts = WeightedPoints{};
     std::vector<double> dA(n), LW, LU;

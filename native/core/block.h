@@ -40,7 +40,7 @@ struct BlockParams {
   BlockTable table = BlockTable::Tensor;
   std::string solver = "kmeans-optimal";  // a registry solver for the table; "hessian-kmeans" = kmeans-optimal
   SolverParams solver_params;            // k is set from bits; seed is mixed with the table index
-  int rounds = 8;                        // alternating rounds at most (0: initial solve only)
+  int rounds = 4;                        // alternating rounds at most (0: initial solve only)
   double tol = 1e-6;                     // stop when a round lowers the distortion by less than this (relative)
   int scale_steps = 8;                   // optimal: grid points per sign in the per-block scale search (round 1)
   int scale_steps_later = 1;             // optimal: grid points per sign in later rounds (which also start
@@ -49,7 +49,7 @@ struct BlockParams {
   int ls_iters = 2;                      // optimal: least-squares refinements after each grid candidate
   int dq_steps = 5;                      // double quantization: super-scale factors tried per sign
   int hist_bins = 65536;                 // histogram bins when a table's group has more values than this
-  int lloyd_steps = 8;                   // exact Lloyd steps over the raw values after each solve
+  int lloyd_steps = 4;                   // exact Lloyd steps over the raw values after each solve
   int dq_bits = 0;                       // 0: F16 scales; 2..8: double-quantized scale codes of this many bits
   uint32_t super_block = 256;            // double quantization: weights per super-scale (a multiple of B)
   Dtype super_dtype = Dtype::F16;        // double quantization: F16 or F32 super-scales
