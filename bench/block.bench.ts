@@ -21,7 +21,7 @@ import './env.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
-import type { BlockAddon, NativeBlockParams } from '../lib/gguf.js';
+import type { NativeAddon as BlockAddon, NativeBlockParams } from '../lib/native.js';
 import { loadNative } from '../lib/load.js';
 import { QUICK, Rng, emit, envInt, fmtMs, isMain, machineInfo, mdTable, note } from './common.js';
 

@@ -2,7 +2,12 @@
 /** The weightpress command line: quantize, decode, inspect, backends. */
 import { parseArgs } from 'node:util';
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { decode, inspect } from './decode.js';
+import { exportGguf } from './gguf.js';
 import { ArgumentError, WeightpressError } from './errors.js';
 import { loadNative } from './load.js';
 import { METHODS, type MethodName } from './methods/registry.js';
@@ -19,6 +24,7 @@ commands:
   quantize <input> -o <output>   quantize a checkpoint (file, shard index or directory)
   decode <input> -o <output>     turn a weightpress file back into dense safetensors
   inspect <file>                 print the scheme and metrics stored in a weightpress file
+  export-gguf <input> -o <out>   write GGUF (IQ4_NL or Q4_0) for llama.cpp, and the SQNR the export costs
   backends                       show the CPU/CUDA backends of this build
 
 Run 'weightpress <command> --help' for its options. --version prints the version.`,
@@ -28,8 +34,15 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --method NAME            ${METHODS.map((m) => m.name).join(' | ')} (default kmeans-optimal)
 ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).join('\n')}
   --bits N                 bits per code, 1-8 (default 4)
-  --granularity G          tensor | row | group | network (default row): one codebook per tensor, per output
-                           row, per group, or one for all quantized tensors together (Choi et al.'s all-layers mode)
+  --granularity G          tensor | row | group | network | block (default row): one codebook per tensor, per
+                           output row, per group, one for all quantized tensors together (Choi et al.'s all-layers
+                           mode), or block: a scale per block of weights and a learned level table (docs/BLOCK.md)
+  --block-size B           block: weights per block (default 16)
+  --scale S                block: optimal | absmax scales (default optimal)
+  --table T                block: one learned table per tensor | row (default tensor)
+  --double-quant Q/S       block: scales as Q-bit codes under an F16 super-scale per S weights (default 6/256),
+                           or none (F16 scales)
+  --rounds N               block: alternating scale/table refinement rounds at most (default 4)
   --group-size N           weights per group with --granularity group (default 128)
   --include PATTERN        quantize tensors whose name matches (glob * ? or /regex/); repeatable.
                            Without it: float tensors with >= 2 dims and >= 4096 elements
@@ -66,6 +79,19 @@ ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).joi
   Prints every tensor's method, bits, granularity and stored metrics (MSE, SQNR, max error, bits per weight
   including codebooks, bytes, seconds) and the totals. --json prints the same fields as 'quantize --json'.`,
   backends: `usage: weightpress backends [--json]`,
+  'export-gguf': `usage: weightpress export-gguf <input> -o <output.gguf> [options]
+
+  Writes a GGUF v3 file for llama.cpp: float tensors with >= 2 dims and >= 4096 elements whose rows are a multiple
+  of 32 as IQ4_NL (fixed table) or Q4_0, the rest as they are. Prints the SQNR of the export and, unless
+  --no-compare, the SQNR of weightpress's learned-table block format on the same tensors: the difference is what
+  the fixed-table export costs.
+
+  -o, --output FILE        output .gguf (temporary file, renamed into place)
+  --type T                 IQ4_NL | Q4_0 (default IQ4_NL)
+  --no-flatten             keep tensors whose innermost dimension is not a multiple of 32 (conv kernels) unquantized
+  --no-compare             skip the learned-table comparison
+  --threads N              CPU threads
+  --json                   print the report as JSON`,
 };
 
 class UsageError extends Error {}
@@ -74,6 +100,14 @@ function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw new ArgumentError(`option --${name}: expected an integer, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+function doubleQuantArg(v: string | undefined): QuantizeOptions['doubleQuant'] {
+  if (v === undefined) return undefined;
+  if (v === 'none' || v === 'off') return false;
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  if (!m) throw new ArgumentError(`option --double-quant: expected BITS/SUPERBLOCK (e.g. 6/256) or none, got ${JSON.stringify(v)}`);
+  return { bits: Number(m[1]), superBlock: Number(m[2]) };
 }
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -109,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(loadNative().versions().weightpress + '\n');
     return 0;
   }
-  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, backends)`);
+  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, export-gguf, backends)`);
   const rest = argv.slice(1);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(HELP[cmd] + '\n');
@@ -133,6 +167,8 @@ async function main(argv: string[]): Promise<number> {
           importance: { type: 'string' }, 'importance-kind': { type: 'string' }, 'importance-map': { type: 'string', multiple: true },
           lloyd: { type: 'boolean' }, rate: { type: 'string' }, lambda: { type: 'string' }, lambda2: { type: 'string' },
           'target-values': { type: 'string' }, entropy: { type: 'string' }, huffman: { type: 'boolean' },
+          'block-size': { type: 'string' }, scale: { type: 'string' }, table: { type: 'string' },
+          'double-quant': { type: 'string' }, rounds: { type: 'string' },
         },
       });
       if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
@@ -161,6 +197,11 @@ async function main(argv: string[]): Promise<number> {
         lambda2: num('lambda2', values.lambda2),
         targetValues: int('target-values', values['target-values']),
         entropy: (values.entropy ?? (values.huffman ? 'huffman' : undefined)) as QuantizeOptions['entropy'],
+        blockSize: int('block-size', values['block-size']),
+        scale: values.scale as QuantizeOptions['scale'],
+        table: values.table as QuantizeOptions['table'],
+        doubleQuant: doubleQuantArg(values['double-quant']),
+        rounds: int('rounds', values.rounds),
         signal: ac.signal,
         onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
       };
@@ -197,6 +238,43 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError('inspect takes one file (see --help)');
       const report = await inspect(positionals[0]);
       process.stdout.write((values.json ? JSON.stringify(toJson(report)) : formatTable(report, 1000)) + '\n');
+      return 0;
+    }
+    if (cmd === 'export-gguf') {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: {
+          output: { type: 'string', short: 'o' }, type: { type: 'string' }, 'no-flatten': { type: 'boolean' },
+          'no-compare': { type: 'boolean' }, threads: { type: 'string' }, json: { type: 'boolean' },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError('export-gguf takes one input path (see --help)');
+      if (!values.output) throw new UsageError('export-gguf needs -o <output.gguf>');
+      const type = (values.type ?? 'IQ4_NL').toUpperCase() as 'IQ4_NL' | 'Q4_0';
+      const threads = int('threads', values.threads);
+      const r = await exportGguf(positionals[0], values.output, { type, flatten: !values['no-flatten'], threads, signal: ac.signal });
+      let learned: number | null | undefined;
+      if (!values['no-compare']) {
+        const names = r.tensors.filter((t) => t.quantized).map((t) => t.name);
+        if (names.length) {
+          const dir = mkdtempSync(join(tmpdir(), 'wp-gguf-'));
+          try {
+            const esc = names.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|');
+            const q = await quantize(positionals[0], join(dir, 'learned.safetensors'), { granularity: 'block', include: [`/^(${esc})$/`], threads, signal: ac.signal });
+            learned = q.total.quantizedSqnrDb;
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+        }
+      }
+      if (values.json) process.stdout.write(JSON.stringify({ ...r, ...(learned !== undefined ? { learnedBlockSqnrDb: learned } : {}) }) + '\n');
+      else {
+        const T = r.total;
+        process.stdout.write(`wrote ${r.output}: ${T.quantizedTensors} of ${T.tensors} tensors as ${type}, ${T.bitsPerWeight.toFixed(3)} bits/weight (whole file)\n`);
+        process.stdout.write(`SQNR of the ${type} export (quantized tensors): ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
+        if (learned !== undefined && learned !== null && T.sqnrDb !== null)
+          process.stdout.write(`weightpress learned-table block format on the same tensors: ${learned.toFixed(2)} dB; the export loses ${(learned - T.sqnrDb).toFixed(2)} dB\n`);
+      }
       return 0;
     }
     // backends

@@ -7,6 +7,7 @@ import { FormatError, fromNative } from './errors.js';
 import { FORMAT_KEY, isQuantized, parseScheme, type QuantizedScheme } from './format.js';
 import { Cancel, OutputFile, reportProgress } from './job.js';
 import { loadNative } from './load.js';
+import type { NativeBlockParams } from './native.js';
 import { codeBytes } from './plan.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
@@ -28,6 +29,20 @@ function checkStored(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
   const levels = 2 ** s.bits;
   if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
     throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
+  if (s.granularity === 'block') {
+    const b = s.block!;
+    if (!ckpt.has(s.scales!)) throw new FormatError(`scheme names "${s.scales}", which the file does not hold`, { file, tensor: name });
+    let sizes;
+    try {
+      sizes = loadNative().blockSizes(numel(s.shape), b.cols, blockParamsOf(s));
+    } catch (e) {
+      throw fromNative(e, { file, tensor: name });
+    }
+    const sc = ckpt.info(s.scales!);
+    if (sc.dtype !== 'U8' || sc.numel < sizes.scalesBytes)
+      throw new FormatError(`scales "${s.scales}" are ${sc.dtype} with ${sc.numel} bytes, expected U8 with at least ${sizes.scalesBytes}`, { file, tensor: name });
+    if (sizes.tables !== s.slices) throw new FormatError(`block format needs ${sizes.tables} tables, the scheme says ${s.slices}`, { file, tensor: name });
+  }
   if (s.stream !== undefined) {
     if (!ckpt.has(s.stream)) throw new FormatError(`scheme names "${s.stream}", which the file does not hold`, { file, tensor: name });
     const st = ckpt.info(s.stream);
@@ -47,6 +62,12 @@ function checkStored(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
   const need = codeBytes(numel(s.shape), s.bits);
   if (codes.dtype !== 'U8' || codes.numel < need)
     throw new FormatError(`codes "${s.codes}" are ${codes.dtype} with ${codes.numel} bytes, expected U8 with at least ${need}`, { file, tensor: name });
+}
+
+/** The native parameters that describe a stored block-format tensor. */
+function blockParamsOf(s: QuantizedScheme): NativeBlockParams {
+  const b = s.block!;
+  return { bits: s.bits, blockSize: b.blockSize, table: b.table, scale: b.scale, doubleQuant: b.doubleQuant };
 }
 
 export async function decode(input: string, output: string, options: DecodeOptions = {}): Promise<DecodeResult> {
@@ -90,10 +111,17 @@ export async function decode(input: string, output: string, options: DecodeOptio
           } else {
             codes = ckpt.bytes(s.codes!);
           }
-          await native.dequantize(
-            { codes, codebook: ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: s.stream !== undefined ? 8 : s.bits },
-            dt, dense, o.threads, cancel.flag,
-          );
+          if (s.granularity === 'block') {
+            await native.blockDequantize(
+              { codes, scales: ckpt.bytes(s.scales!), table: ckpt.bytes(s.codebook), numel: n, cols: s.block!.cols, name },
+              { ...blockParamsOf(s), ...(s.stream !== undefined ? { packBits: 8 } : {}) }, dt, dense, o.threads, cancel.flag,
+            );
+          } else {
+            await native.dequantize(
+              { codes, codebook: ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: s.stream !== undefined ? 8 : s.bits },
+              dt, dense, o.threads, cancel.flag,
+            );
+          }
         } catch (e) {
           throw fromNative(e, { file: ckpt.path, tensor: name }, at);
         }

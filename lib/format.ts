@@ -29,8 +29,18 @@ export interface StoredMetrics {
 export interface QuantizedScheme {
   method: string;
   bits: number;
-  granularity: 'tensor' | 'row' | 'group' | 'network';
+  granularity: 'tensor' | 'row' | 'group' | 'network' | 'block';
   groupSize?: number;
+  /** granularity 'block' (docs/BLOCK.md): the U8 scales tensor, and the format's parameters. The codebook is
+   * the learned table, [tables, K] F32 (one table, or one per row). */
+  scales?: string;
+  block?: {
+    blockSize: number;
+    cols: number;
+    table: 'tensor' | 'row';
+    scale: 'optimal' | 'absmax';
+    doubleQuant: { bits: number; superBlock: number } | null;
+  };
   /** Consecutive elements (row-major) that share one codebook row. */
   sliceSize: number;
   /** Number of codebook rows: ceil(numel / sliceSize). */
@@ -72,6 +82,9 @@ export function codesName(tensor: string): string {
 export function streamName(tensor: string): string {
   return `${tensor}.__wp_stream`;
 }
+export function scalesName(tensor: string): string {
+  return `${tensor}.__wp_scales`;
+}
 export function codebookName(tensor: string): string {
   return `${tensor}.__wp_codebook`;
 }
@@ -103,8 +116,13 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 8) throw bad(`bits must be 1-8, got ${t.bits}`);
     if (!Number.isInteger(t.sliceSize) || t.sliceSize < 1) throw bad('sliceSize must be a positive integer');
     const n = numel(t.shape);
-    if (t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
-    if (!['tensor', 'row', 'group', 'network'].includes(t.granularity)) throw bad(`unknown granularity ${JSON.stringify(t.granularity)}`);
+    if (t.granularity !== 'block' && t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
+    if (t.granularity === 'block') {
+      const b = t.block;
+      if (!b || !Number.isInteger(b.blockSize) || b.blockSize < 1 || !Number.isInteger(b.cols) || b.cols % b.blockSize !== 0 || typeof t.scales !== 'string')
+        throw bad('block entry needs scales and block {blockSize, cols, table, scale, doubleQuant}');
+    }
+    if (!['tensor', 'row', 'group', 'network', 'block'].includes(t.granularity)) throw bad(`unknown granularity ${JSON.stringify(t.granularity)}`);
     if (t.codebookDtype !== 'F32' && t.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
     if (typeof t.codebook !== 'string') throw bad('codebook must name a tensor');
     if (t.stream === undefined ? typeof t.codes !== 'string' : typeof t.stream !== 'string' || !['huffman', 'ans'].includes(t.entropy as string) || !Number.isInteger(t.streamBytes))

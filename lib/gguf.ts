@@ -18,87 +18,7 @@ import { Checkpoint } from './checkpoint.js';
 import { ArgumentError, CancelledError, IoError, WeightpressError, fromNative } from './errors.js';
 import { loadNative } from './load.js';
 import { isFloatDtype } from './dtype.js';
-
-// ----- the native block-scaled functions (native/addon/block.cpp); the lead moves these into native.ts -----
-
-export interface NativeBlockParams {
-  bits?: number;
-  blockSize?: number;
-  scale?: 'absmax' | 'optimal';
-  table?: 'tensor' | 'row';
-  solver?: string;
-  rounds?: number;
-  tol?: number;
-  doubleQuant?: { bits: number; superBlock: number; dtype?: 'F16' | 'F32' } | null;
-  packBits?: number;
-  threads?: number;
-  rate?: number;
-  seed?: number;
-  maxIter?: number;
-  lambda?: number;
-  scaleSteps?: number;
-  scaleStepsLater?: number;
-  scaleSpan?: number;
-  lsIters?: number;
-  dqSteps?: number;
-  histBins?: number;
-  lloydSteps?: number;
-  fixedTable?: Float32Array | number[];
-}
-
-export interface NativeBlockStats {
-  n: number;
-  blocks: number;
-  tables: number;
-  sse: number;
-  signal: number;
-  maxAbsErr: number;
-  weightedDistortion: number;
-  rounds: number;
-  history: number[];
-  historySteps: ('init' | 'scale' | 'table')[];
-  codeEntropy: number;
-  levelsUsed: number;
-  bits: number;
-  bitsPerWeight: number;
-}
-
-export interface NativeBlockSizes {
-  codesBytes: number;
-  scalesBytes: number;
-  tableBytes: number;
-  superBytes: number;
-  rows: number;
-  blocks: number;
-  superBlocks: number;
-  tables: number;
-  bits: number;
-  bitsPerWeight: number;
-}
-
-export interface BlockAddon {
-  blockSizes(numel: number, cols: number, params: NativeBlockParams): NativeBlockSizes;
-  blockQuantize(
-    tensor: { data: Uint8Array; dtype: string; numel: number; cols: number; importance?: Float32Array | null; name?: string },
-    params: NativeBlockParams,
-    codes: Uint8Array,
-    scales: Uint8Array,
-    table: Uint8Array,
-    cancel?: Int32Array | null,
-  ): Promise<NativeBlockStats>;
-  blockDequantize(
-    source: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array; numel: number; cols: number; name?: string },
-    params: NativeBlockParams,
-    outDtype: string,
-    out: Uint8Array,
-    threads?: number,
-    cancel?: Int32Array | null,
-  ): Promise<void>;
-}
-
-export function blockAddon(): BlockAddon {
-  return loadNative() as unknown as BlockAddon;
-}
+import type { NativeBlockStats } from './native.js';
 
 // ----- GGUF -----
 
@@ -234,7 +154,7 @@ export async function exportGguf(input: string, output: string, options: GgufExp
   const minElements = Math.max(QK, options.minElements ?? 4096);
   const out = resolve(output);
   const ck = await Checkpoint.open(input);
-  const native = blockAddon();
+  const native = loadNative();
   const cancel = new Int32Array(1);
   const onAbort = () => { cancel[0] = 1; };
   options.signal?.addEventListener('abort', onAbort);

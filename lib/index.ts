@@ -11,6 +11,7 @@ import { findMethod } from './methods/registry.js';
 import { ArgumentError } from './errors.js';
 
 export { quantize } from './quantize.js';
+export { exportGguf, IQ4_NL_VALUES, Q4_0_VALUES, type GgufExportOptions, type GgufExportReport, type GgufTensorReport } from './gguf.js';
 export { decode, inspect, type DecodeResult } from './decode.js';
 export { Checkpoint, type TensorRef } from './checkpoint.js';
 export {

@@ -76,6 +76,61 @@ export interface NativeEntropyStats {
   totalBytes: number;
 }
 
+export interface NativeBlockParams {
+  bits?: number;
+  blockSize?: number;
+  scale?: 'absmax' | 'optimal';
+  table?: 'tensor' | 'row';
+  solver?: string;
+  rounds?: number;
+  tol?: number;
+  doubleQuant?: { bits: number; superBlock: number; dtype?: 'F16' | 'F32' } | null;
+  packBits?: number;
+  threads?: number;
+  rate?: number;
+  seed?: number;
+  maxIter?: number;
+  lambda?: number;
+  scaleSteps?: number;
+  scaleStepsLater?: number;
+  scaleSpan?: number;
+  lsIters?: number;
+  dqSteps?: number;
+  histBins?: number;
+  lloydSteps?: number;
+  fixedTable?: Float32Array | number[];
+}
+
+export interface NativeBlockStats {
+  n: number;
+  blocks: number;
+  tables: number;
+  sse: number;
+  signal: number;
+  maxAbsErr: number;
+  weightedDistortion: number;
+  rounds: number;
+  history: number[];
+  historySteps: ('init' | 'scale' | 'table')[];
+  codeEntropy: number;
+  levelsUsed: number;
+  bits: number;
+  bitsPerWeight: number;
+}
+
+export interface NativeBlockSizes {
+  codesBytes: number;
+  scalesBytes: number;
+  tableBytes: number;
+  superBytes: number;
+  rows: number;
+  blocks: number;
+  superBlocks: number;
+  tables: number;
+  bits: number;
+  bitsPerWeight: number;
+}
+
 export interface NativeBackend {
   name: 'cpu' | 'cuda';
   available: boolean;
@@ -133,6 +188,25 @@ export interface NativeAddon {
   ): Promise<NativeEntropyStats & { blob: Uint8Array }>;
   entropyDecode(blob: Uint8Array, out: Uint8Array, threads?: number, cancel?: Int32Array | null): Promise<void>;
   entropyInfo(blob: Uint8Array): NativeEntropyStats & { codeLengths?: number[]; frequencies?: number[] };
+
+  // Block-scaled formats with a learned table (native/addon/block.cpp; docs/BLOCK.md).
+  blockSizes(numel: number, cols: number, params: NativeBlockParams): NativeBlockSizes;
+  blockQuantize(
+    tensor: { data: Uint8Array; dtype: string; numel: number; cols: number; importance?: Float32Array | null; name?: string },
+    params: NativeBlockParams,
+    codes: Uint8Array,
+    scales: Uint8Array,
+    table: Uint8Array,
+    cancel?: Int32Array | null,
+  ): Promise<NativeBlockStats>;
+  blockDequantize(
+    source: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array; numel: number; cols: number; name?: string },
+    params: NativeBlockParams,
+    outDtype: string,
+    out: Uint8Array,
+    threads?: number,
+    cancel?: Int32Array | null,
+  ): Promise<void>;
 
   summaryNew(): unknown;
   summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;

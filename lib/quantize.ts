@@ -4,13 +4,13 @@ import { resolve } from 'node:path';
 import { Checkpoint } from './checkpoint.js';
 import { DTYPE_SIZE } from './dtype.js';
 import { fromNative } from './errors.js';
-import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, streamName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
+import { FORMAT_KEY, FORMAT_VERSION, codebookName, codesName, scalesName, streamName, type FileScheme, type StoredMetrics, type TensorScheme } from './format.js';
 import { Importance } from './importance.js';
 import { Cancel, OutputFile, reportProgress } from './job.js';
 import { loadNative } from './load.js';
 import { findMethod, type MethodEntry } from './methods/registry.js';
 import type { NativeEntropyStats, NativeQuantizeParams } from './native.js';
-import { makePlan, type QuantizeStep, type Step } from './plan.js';
+import { blockParams, makePlan, type BlockStep, type QuantizeStep, type Step } from './plan.js';
 import type { TensorRef } from './checkpoint.js';
 import { sqnrDb, totals, type Report, type TensorReport } from './report.js';
 import { resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
@@ -29,8 +29,9 @@ export async function quantize(input: string, output: string, options: QuantizeO
   let importance: Importance | undefined;
   try {
     cancel.check(ckpt.path);
-    const plan = makePlan(ckpt.tensors(), o, ckpt.path);
-    const warnings: string[] = [];
+    const fallbacks: string[] = [];
+    const plan = makePlan(ckpt.tensors(), o, ckpt.path, fallbacks);
+    const warnings: string[] = fallbacks.map((n) => `tensor "${n}": rows are not a multiple of the block size ${o.blockSize}: quantized per row instead`);
     if (o.importance !== undefined) importance = await Importance.open(o.importance, o.importanceKind, o.importanceMap);
     const job: Job = { ckpt, o, cancel, importance, warnings, method: findMethod(o.method)! };
     // One codebook for the whole network: summarize every quantized tensor, solve once.
@@ -44,7 +45,7 @@ export async function quantize(input: string, output: string, options: QuantizeO
     // Quantized tensors first (each codebook + codes pair ends 8-byte aligned), then kept tensors by
     // descending element size, so that every tensor's data is aligned for its dtype.
     const ordered = [
-      ...plan.filter((s) => s.kind === 'quantize'),
+      ...plan.filter((s) => s.kind !== 'keep'),
       ...plan.filter((s) => s.kind === 'keep').sort((a, b) => DTYPE_SIZE[b.tensor.dtype] - DTYPE_SIZE[a.tensor.dtype]),
     ];
     if (ordered.length) ckpt.advise(ordered[0].tensor.name, 'willneed');
@@ -53,13 +54,14 @@ export async function quantize(input: string, output: string, options: QuantizeO
       // Ask the kernel to read the next tensor ahead while this one is worked on.
       if (i + 1 < ordered.length) ckpt.advise(ordered[i + 1].tensor.name, 'willneed');
       const t0 = performance.now();
-      const r = step.kind === 'quantize' ? await quantizeOne(job, out, step) : await keepOne(ckpt, out, step);
+      const r =
+        step.kind === 'quantize' ? await quantizeOne(job, out, step) : step.kind === 'block' ? await blockOne(job, out, step) : await keepOne(ckpt, out, step);
       // The file stores no timings (the same input and options give a byte-identical file); the report does.
       scheme.tensors[step.tensor.name] = r.scheme;
       reports.push(r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 }));
       bytesDone += step.tensor.byteLength;
       reportProgress(o.onProgress, {
-        phase: step.kind === 'quantize' ? 'quantize' : 'copy', tensor: step.tensor.name, index: ++index, count: plan.length, bytesDone, bytesTotal,
+        phase: step.kind === 'keep' ? 'copy' : 'quantize', tensor: step.tensor.name, index: ++index, count: plan.length, bytesDone, bytesTotal,
       });
     }
     cancel.check(ckpt.path);
@@ -148,7 +150,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   const codes = new Uint8Array(step.codesBytes);
   const codebook = new Uint8Array(step.codebookBytes);
   const params: NativeQuantizeParams = {
-    method: method.solver(o), bits: o.bits, granularity: o.granularity === 'network' ? 'tensor' : o.granularity,
+    method: method.solver(o), bits: o.bits, granularity: step.granularity === 'network' || step.granularity === 'block' ? 'tensor' : step.granularity,
     sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, device: o.device, ...solverParams(o),
     ...(job.fixed ? { fixedLevels: job.fixed.levels, fixedThresholds: job.fixed.thresholds } : {}),
     ...(o.entropy !== 'none' ? { packBits: 8 } : {}),
@@ -164,26 +166,61 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   if (o.targetValues !== undefined && stats.levelsUsed < o.targetValues)
     job.warnings.push(`tensor "${t.name}": ${o.targetValues} values were not attainable in every slice (mean ${stats.levelsUsed.toFixed(4)} per slice)`);
   const cbName = codebookName(t.name);
-  const cName = codesName(t.name);
-  const sName = streamName(t.name);
-  let stored: Uint8Array = codes;
-  let coded: (NativeEntropyStats & { blob: Uint8Array }) | undefined;
-  if (o.entropy !== 'none') {
-    // Entropy-code the one-byte codes; the stream tensor is padded so that codebook + stream end 8-aligned.
-    const at2 = new Error();
-    try {
-      coded = await native.entropyEncode(codes.subarray(0, t.numel), { coder: o.entropy, alphabet: 2 ** o.bits, threads: o.threads }, job.cancel.flag);
-    } catch (e) {
-      throw fromNative(e, { file: t.file, tensor: t.name }, at2);
-    }
-    const padded = Math.ceil((step.codebookBytes + coded.blob.byteLength) / 8) * 8 - step.codebookBytes;
-    stored = new Uint8Array(padded);
-    stored.set(coded.blob);
-  }
   await out.add(cbName, o.codebookDtype, [step.slices, step.levels], codebook);
-  await out.add(coded ? sName : cName, 'U8', [stored.byteLength], stored);
+  const codesOut = await storeCodes(job, out, t, codes, step.codebookBytes);
   ckpt.advise(t.name, 'dontneed');
-  const bytesOut = stored.byteLength + step.codebookBytes;
+  const metrics = metricsOf(t, stats, step.codebookBytes + codesOut.bytes, codesOut.coded, step.slices * stats.levelsUsed);
+  const used: Record<string, unknown> = { solver: params.method };
+  if (method.seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
+  if (o.method === 'uniform') Object.assign(used, { symmetric: o.symmetric, step: o.step });
+  for (const k of ['rate', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
+  if (o.importance !== undefined) Object.assign(used, { importance: o.importanceKind });
+  const scheme: TensorScheme = {
+    method: o.method, bits: o.bits, granularity: step.granularity,
+    ...(step.granularity === 'group' ? { groupSize: o.groupSize } : {}),
+    sliceSize: step.sliceSize, slices: step.slices, dtype: t.dtype, shape: t.shape, ...codesOut.scheme,
+    codebook: cbName, codebookDtype: o.codebookDtype, params: used, metrics,
+  };
+  return {
+    scheme, metrics,
+    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: step.granularity, numel: t.numel, ...m, device: stats.backend }),
+  };
+}
+
+/**
+ * Writes a tensor's codes: packed as they are, or entropy-coded into a stream (from one byte per code). `head` is
+ * the bytes written just before for this tensor; the result is padded so that head + codes end 8-byte aligned.
+ */
+async function storeCodes(job: Job, out: OutputFile, t: TensorRef, codes: Uint8Array, head: number) {
+  const { o } = job;
+  let coded: (NativeEntropyStats & { blob: Uint8Array }) | undefined;
+  let stored = codes;
+  if (o.entropy !== 'none') {
+    const at = new Error();
+    try {
+      coded = await loadNative().entropyEncode(codes.subarray(0, t.numel), { coder: o.entropy, alphabet: 2 ** o.bits, threads: o.threads }, job.cancel.flag);
+    } catch (e) {
+      throw fromNative(e, { file: t.file, tensor: t.name }, at);
+    }
+    stored = new Uint8Array(Math.ceil((head + coded.blob.byteLength) / 8) * 8 - head);
+    stored.set(coded.blob);
+  } else if ((head + codes.byteLength) % 8) {
+    stored = new Uint8Array(Math.ceil((head + codes.byteLength) / 8) * 8 - head);
+    stored.set(codes);
+  }
+  const name = coded ? streamName(t.name) : codesName(t.name);
+  await out.add(name, 'U8', [stored.byteLength], stored);
+  const scheme = coded
+    ? { stream: name, entropy: o.entropy as 'huffman' | 'ans', streamBytes: coded.blob.byteLength }
+    : { codes: name };
+  return { bytes: stored.byteLength, coded, scheme };
+}
+
+/** A quantized tensor's metrics from the native stats; with entropy coding, H, L and the compression ratios. */
+function metricsOf(
+  t: TensorRef, stats: { n: number; sse: number; signal: number; maxAbsErr: number }, bytesOut: number,
+  coded: (NativeEntropyStats & { blob: Uint8Array }) | undefined, codebookEntries: number,
+): StoredMetrics {
   const metrics: StoredMetrics = {
     mse: stats.n ? stats.sse / stats.n : 0,
     sqnrDb: sqnrDb(stats.signal, stats.sse),
@@ -194,12 +231,11 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
     seconds: 0,
   };
   if (coded) {
-    const info = native.entropyInfo(coded.blob);
+    const info = loadNative().entropyInfo(coded.blob);
     // Choi et al. Eq. 1: N*b / (sum_i (|C_i| + 1) * b_i + k*b): the coded payload, one codeword per symbol in
     // the table (Huffman; rANS: its frequency table), and k codebook entries of b bits.
     const b = DTYPE_SIZE[t.dtype] * 8;
     const tableBits = info.codeLengths ? info.codeLengths.reduce((a, x) => a + x, 0) : info.tableBytes * 8;
-    const codebookEntries = step.slices * stats.levelsUsed;
     Object.assign(metrics, {
       entropy: coded.entropy,
       avgCodeLength: coded.avgCodeLength,
@@ -207,21 +243,47 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
       paperCompressionRatio: (t.numel * b) / (coded.avgCodeLength * t.numel + tableBits + codebookEntries * b),
     });
   }
-  const used: Record<string, unknown> = { solver: params.method };
-  if (method.seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
-  if (o.method === 'uniform') Object.assign(used, { symmetric: o.symmetric, step: o.step });
-  for (const k of ['rate', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
-  if (o.importance !== undefined) Object.assign(used, { importance: o.importanceKind });
+  return metrics;
+}
+
+/** The block-scaled format with a learned table (docs/BLOCK.md): table, scales, then codes. */
+async function blockOne(job: Job, out: OutputFile, step: BlockStep): Promise<StepResult> {
+  const { ckpt, o, method } = job;
+  const native = loadNative();
+  const t = step.tensor;
+  const sz = step.sizes;
+  const codes = new Uint8Array(sz.codesBytes);
+  const scales = new Uint8Array(sz.scalesBytes);
+  const table = new Uint8Array(sz.tableBytes);
+  const params = blockParams(o);
+  const at = new Error();
+  let stats;
+  try {
+    const importance = await importanceFor(job, t);
+    stats = await native.blockQuantize(
+      { data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols: step.cols, name: t.name, importance }, params, codes, scales, table, job.cancel.flag,
+    );
+  } catch (e) {
+    throw fromNative(e, { file: t.file, tensor: t.name }, at);
+  }
+  const K = 2 ** o.bits;
+  const cbName = codebookName(t.name);
+  const scName = scalesName(t.name);
+  await out.add(cbName, 'F32', [sz.tables, K], table);
+  await out.add(scName, 'U8', [scales.byteLength], scales);
+  const codesOut = await storeCodes(job, out, t, codes, 0);
+  ckpt.advise(t.name, 'dontneed');
+  const metrics = metricsOf(t, stats, table.byteLength + scales.byteLength + codesOut.bytes, codesOut.coded, sz.tables * stats.levelsUsed);
   const scheme: TensorScheme = {
-    method: o.method, bits: o.bits, granularity: o.granularity,
-    ...(o.granularity === 'group' ? { groupSize: o.groupSize } : {}),
-    sliceSize: step.sliceSize, slices: step.slices, dtype: t.dtype, shape: t.shape,
-    ...(coded ? { stream: sName, entropy: o.entropy as 'huffman' | 'ans', streamBytes: coded.blob.byteLength } : { codes: cName }),
-    codebook: cbName, codebookDtype: o.codebookDtype, params: used, metrics,
+    method: o.method, bits: o.bits, granularity: 'block', sliceSize: o.table === 'row' ? step.cols : t.numel, slices: sz.tables,
+    dtype: t.dtype, shape: t.shape, ...codesOut.scheme, codebook: cbName, codebookDtype: 'F32', scales: scName,
+    block: { blockSize: o.blockSize, cols: step.cols, table: o.table, scale: o.scale, doubleQuant: o.doubleQuant || null },
+    params: { solver: params.solver, rounds: o.rounds, ...(o.importance !== undefined ? { importance: o.importanceKind } : {}), ...(o.rate !== undefined ? { rate: o.rate } : {}) },
+    metrics,
   };
   return {
     scheme, metrics,
-    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: o.granularity, numel: t.numel, ...m, device: stats.backend }),
+    report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: 'block', numel: t.numel, ...m, device: 'cpu' }),
   };
 }
 

@@ -9,7 +9,7 @@ export interface TensorReport extends StoredMetrics {
   method: string;
   /** Bits per code; for kept tensors the dtype's bits. */
   bits: number;
-  granularity: 'tensor' | 'row' | 'group' | 'network' | null;
+  granularity: 'tensor' | 'row' | 'group' | 'network' | 'block' | null;
   /** Elements. */
   numel: number;
   /** Where the bandwidth-bound passes ran ('cpu' or 'cuda'); absent for kept tensors and in files. */

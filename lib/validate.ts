@@ -5,7 +5,7 @@
 import { ArgumentError } from './errors.js';
 import { METHODS, findMethod, type MethodName } from './methods/registry.js';
 
-export type Granularity = 'tensor' | 'row' | 'group' | 'network';
+export type Granularity = 'tensor' | 'row' | 'group' | 'network' | 'block';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
 export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
@@ -78,6 +78,16 @@ export interface QuantizeOptions extends CommonOptions {
   targetValues?: number;
   /** Entropy-code the codes: 'huffman', 'ans', or 'none'. Default: the method's (huffman for ecsq). */
   entropy?: EntropyCoder;
+  /** granularity 'block': weights per block along a row (each block has a scale). */
+  blockSize?: number;
+  /** granularity 'block': 'optimal' (MSE search per block) or 'absmax' scales. */
+  scale?: 'optimal' | 'absmax';
+  /** granularity 'block': one learned level table per tensor or per row. */
+  table?: 'tensor' | 'row';
+  /** granularity 'block': block scales as q-bit codes with one F16 super-scale per superBlock weights, or false (F16 scales). */
+  doubleQuant?: { bits: number; superBlock: number } | false;
+  /** granularity 'block': alternating scale/table refinement rounds at most. */
+  rounds?: number;
 }
 
 export type ResolvedQuantizeOptions = Required<
@@ -117,6 +127,13 @@ export const QUANTIZE_DEFAULTS = {
   importanceKind: 'hessian' as ImportanceKind,
   exact: true,
   entropy: 'none' as EntropyCoder, // or the method's default
+  // The block format: 16-weight blocks with 6-bit scales under an F16 super-scale per 256 weights (4.44 bits per
+  // weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
+  blockSize: 16,
+  scale: 'optimal' as 'optimal' | 'absmax',
+  table: 'tensor' as 'tensor' | 'row',
+  doubleQuant: { bits: 6, superBlock: 256 } as { bits: number; superBlock: number } | false,
+  rounds: 4,
 };
 
 const EXTRA_KEYS = ['importance', 'importanceMap', 'rate', 'lambda', 'lambda2', 'targetValues'] as const;
@@ -210,7 +227,12 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   return {
     method,
     bits,
-    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network'] as const),
+    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network', 'block'] as const),
+    blockSize: intIn('blockSize', o.blockSize ?? d.blockSize, 1, 1 << 20),
+    scale: oneOf('scale', o.scale ?? d.scale, ['optimal', 'absmax'] as const),
+    table: oneOf('table', o.table ?? d.table, ['tensor', 'row'] as const),
+    doubleQuant: doubleQuantOf(o.doubleQuant === undefined ? d.doubleQuant : o.doubleQuant, o.blockSize ?? d.blockSize),
+    rounds: intIn('rounds', o.rounds ?? d.rounds, 1, 100),
     groupSize: intIn('groupSize', o.groupSize ?? d.groupSize, 1, 2 ** 40),
     include: patterns('include', o.include),
     exclude: patterns('exclude', o.exclude),
@@ -235,6 +257,16 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };
+}
+
+function doubleQuantOf(v: unknown, blockSize: number): { bits: number; superBlock: number } | false {
+  if (v === false) return false;
+  if (typeof v !== 'object' || v === null) fail('doubleQuant', 'must be {bits, superBlock} or false');
+  const dq = v as { bits: unknown; superBlock: unknown };
+  const bits = intIn('doubleQuant.bits', dq.bits, 2, 8);
+  const superBlock = intIn('doubleQuant.superBlock', dq.superBlock, 1, 1 << 24);
+  if (superBlock % blockSize !== 0) fail('doubleQuant.superBlock', `must be a multiple of blockSize ${blockSize}, got ${superBlock}`);
+  return { bits, superBlock };
 }
 
 function boolOf(option: string, v: unknown): boolean {

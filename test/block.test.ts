@@ -14,7 +14,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import type { BlockAddon, NativeBlockParams } from '../lib/gguf.js';
+import type { NativeAddon as BlockAddon, NativeBlockParams } from '../lib/native.js';
 import { loadNative } from '../lib/load.js';
 import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, toF16, unpackCodes } from './helpers.js';
 

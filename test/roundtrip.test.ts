@@ -196,3 +196,39 @@ describe('entropy-coded codes', () => {
     expect(s.entropy).toBe('huffman');
   });
 });
+
+describe("granularity 'block' (learned table, block scales)", () => {
+  it('stores table, scales and codes; decode matches the stored metrics; rows blocks cannot tile fall back to per-row', async () => {
+    const out = join(tmp.dir, 'block.safetensors');
+    const r = await quantize(input, out, { granularity: 'block', blockSize: 16, doubleQuant: { bits: 6, superBlock: 256 } });
+    // layer.0.w has rows of 96, layer.1.w 100 (not a multiple of 16: per row), layer.2.w 72 (no), layer.3.w 70 (no).
+    const g = Object.fromEntries(r.tensors.filter((t) => t.method !== 'keep').map((t) => [t.name, t.granularity]));
+    expect(g).toEqual({ 'layer.0.w': 'block', 'layer.1.w': 'row', 'layer.2.w': 'row', 'layer.3.w': 'row' });
+    expect(r.warnings?.filter((w) => w.includes('block size')).length).toBe(3);
+    const f = readSafetensors(out);
+    const s = JSON.parse(f.metadata.weightpress).tensors['layer.0.w'];
+    expect(s.block).toEqual({ blockSize: 16, cols: 96, table: 'tensor', scale: 'optimal', doubleQuant: { bits: 6, superBlock: 256 } });
+    expect(f.header[s.codebook].shape).toEqual([1, 16]);
+    await decode(out, out + '.dense', { dtype: 'F32' });
+    const d = readSafetensors(out + '.dense');
+    const x = decodeBytes(original[0].data, 'F32');
+    const y = decodeBytes(d.tensor('layer.0.w'), 'F32');
+    let sse = 0, sig = 0;
+    for (let i = 0; i < x.length; i++) { sse += (x[i] - y[i]) ** 2; sig += x[i] ** 2; }
+    const rep = r.tensors.find((t) => t.name === 'layer.0.w')!;
+    expect(rep.mse).toBeCloseTo(sse / x.length, 12);
+    expect(rep.sqnrDb!).toBeCloseTo(10 * Math.log10(sig / sse), 6);
+    // Scales (6-bit codes + F16 super-scales), 4-bit codes and the table: about 4.44 bits per weight + the table.
+    expect(rep.bitsPerWeight).toBeLessThan(4 + 6 / 16 + 16 / 256 + (16 * 32) / x.length + 0.05);
+  });
+
+  it('entropy-coded block codes decode to the same tensors', async () => {
+    const a = join(tmp.dir, 'block-a.safetensors');
+    const b = join(tmp.dir, 'block-b.safetensors');
+    await quantize(input, a, { granularity: 'block', include: ['layer.0.w'] });
+    await quantize(input, b, { granularity: 'block', include: ['layer.0.w'], entropy: 'huffman' });
+    await decode(a, a + '.dense');
+    await decode(b, b + '.dense');
+    expect(readFileSync(a + '.dense').equals(readFileSync(b + '.dense'))).toBe(true);
+  });
+});
