@@ -1,7 +1,7 @@
 /**
  * Runs the bench suites and prints markdown that can be pasted into bench/RESULTS.md (progress goes to stderr).
  *
- *   npm run bench                       every suite: kmeans1d, perrow, e2e, rd, entropy
+ *   npm run bench                       every suite: kmeans1d, perrow, e2e, rd, entropy, block
  *   npm run bench -- kmeans1d perrow    only these
  *   BENCH_QUICK=1 npm run bench         reduced sizes (numbers are then preliminary)
  *   npm run -s bench > out.md           stdout is the markdown only (-s keeps npm's own banner out of it)
@@ -16,6 +16,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   e2e: () => import('./e2e.bench.js'),
   rd: async () => ({ run: (await import('./rd.bench.js')).runRd }),
   entropy: () => import('./entropy.bench.js'),
+  block: () => import('./block.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');
