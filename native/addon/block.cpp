@@ -114,16 +114,8 @@ class BlockQuantizeWorker : public PromiseWorker {
   wp::BlockParams params;
   wp::BlockOut out;
   wp::Context ctx;
-  std::string tensor;
   wp::BlockStats stats;
-  void Run() override {
-    try {
-      wp::block_quantize(in, params, out, ctx, &stats);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
-  }
+  void Run() override { wp::block_quantize(in, params, out, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override {
     const wp::BlockStats& s = stats;
     Napi::Object o = Napi::Object::New(env);
@@ -207,15 +199,7 @@ class BlockDequantizeWorker : public PromiseWorker {
   wp::Dtype out_dtype = wp::Dtype::F32;
   void* out = nullptr;
   wp::Context ctx;
-  std::string tensor;
-  void Run() override {
-    try {
-      wp::block_dequantize(src, params, out_dtype, out, ctx);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
-  }
+  void Run() override { wp::block_dequantize(src, params, out_dtype, out, ctx); }
 };
 
 // blockDequantize({codes, scales, table, numel, cols, name?}, params, outDtype, out, threads?, cancel?)

@@ -44,6 +44,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Keep(const Napi::Value& v) {
     if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
+  // The tensor the work is about: named in any error it throws that does not name one already.
+  std::string tensor;
 
  protected:
   virtual void Run() = 0;
@@ -55,6 +57,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       Run();
     } catch (const wp::Error& e) {
       err_ = std::make_unique<wp::Error>(e);
+      err_->with_tensor(tensor);
     } catch (const std::bad_alloc&) {
       err_ = std::make_unique<wp::Error>(wp::Code::Internal, "out of memory");
     } catch (const std::exception& e) {

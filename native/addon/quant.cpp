@@ -58,17 +58,9 @@ class QuantizeWorker : public PromiseWorker {
   wp::QuantizeParams params;
   wp::QuantizeOut out;
   wp::Context ctx;
-  std::string tensor;
   wp::QuantizeStats stats;
   wp::Quantizer fixed;
-  void Run() override {
-    try {
-      wp::quantize_tensor(in, params, out, ctx, &stats);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
-  }
+  void Run() override { wp::quantize_tensor(in, params, out, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override { return stats_to_js(env, stats); }
 };
 
@@ -161,15 +153,7 @@ class DequantizeWorker : public PromiseWorker {
   wp::Dtype out_dtype = wp::Dtype::F32;
   void* out = nullptr;
   wp::Context ctx;
-  std::string tensor;
-  void Run() override {
-    try {
-      wp::dequantize_tensor(in, out_dtype, out, ctx);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
-  }
+  void Run() override { wp::dequantize_tensor(in, out_dtype, out, ctx); }
 };
 
 // dequantize({codes, codebook, codebookDtype, numel, bits, sliceSize, name?}, outDtype, out: TypedArray,
@@ -326,15 +310,7 @@ class ConvertWorker : public PromiseWorker {
   wp::Dtype from = wp::Dtype::F32, to = wp::Dtype::F32;
   uint64_t n = 0;
   void* dst = nullptr;
-  std::string tensor;
-  void Run() override {
-    try {
-      wp::convert_float(src, from, n, to, dst);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
-  }
+  void Run() override { wp::convert_float(src, from, n, to, dst); }
 };
 
 // convert(src: TypedArray, fromDtype, toDtype, dst: TypedArray, name?) -> Promise<void>: float dtype conversion
@@ -369,16 +345,10 @@ class SummarizeWorker : public PromiseWorker {
   wp::Dtype dtype = wp::Dtype::F32;
   uint64_t numel = 0;
   const float* importance = nullptr;
-  std::string tensor;
   void Run() override {
-    try {
-      wp::WeightedPoints pts;
-      wp::summarize_slice(data, dtype, 0, numel, importance, pts);
-      wp::merge_points(*acc, pts);
-    } catch (wp::Error& e) {
-      e.with_tensor(tensor);
-      throw;
-    }
+    wp::WeightedPoints pts;
+    wp::summarize_slice(data, dtype, 0, numel, importance, pts);
+    wp::merge_points(*acc, pts);
   }
 };
 
