@@ -590,6 +590,19 @@ class BlockQuantizer {
   // when few, else a histogram of hist_bins bins over [-max|u|, max|u|] carrying each bin's weight and
   // weighted sum (so each bin's point is its exact weighted mean; the DP over the bins is exact for
   // partitions that do not split a bin).
+  // Calls f(u, w) for every value of blocks [c0, c0 + n) (loaded into bf), in order: u = x / s_b normalized by
+  // its block's scale, w = s_b^2 x importance (1 with `unit`). Blocks whose scale is 0 hold no information.
+  template <typename F>
+  void each_value(uint64_t c0, uint64_t n, const Buf& bf, bool unit, F&& f) const {
+    for (uint64_t j = 0; j < n; ++j) {
+      const float s = scale_[c0 + j];
+      if (s == 0) continue;
+      const float inv = 1.0f / s;
+      const double s2 = (double)s * s;
+      for (int i = 0; i < B_; ++i) f((double)(bf.x[j * B_ + i] * inv), s2 * (unit ? 1.0f : bf.w[j * B_ + i]));
+    }
+  }
+
   void range_points(uint64_t b0, uint64_t b1, const Context& ctx, WeightedPoints& pts, bool unit = false) const {
     pts.clear();
     const uint64_t nvals = (b1 - b0) * B_;
@@ -601,16 +614,7 @@ class BlockQuantizer {
       for (uint64_t c = 0; c < nch; ++c) {
         uint64_t c0 = b0 + c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, b1 - c0);
         load(c0, n, bf);
-        for (uint64_t j = 0; j < n; ++j) {
-          const float s = scale_[c0 + j];
-          if (s == 0) continue;
-          const float inv = 1.0f / s;
-          const double s2 = (double)s * s;
-          for (int i = 0; i < B_; ++i) {
-            double w = s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
-            if (w > 0) v.emplace_back((double)(bf.x[j * B_ + i] * inv), w);
-          }
-        }
+        each_value(c0, n, bf, unit, [&](double u, double w) { if (w > 0) v.emplace_back(u, w); });
       }
       std::sort(v.begin(), v.end());
       for (auto& e : v) {
@@ -626,13 +630,7 @@ class BlockQuantizer {
       uint64_t c0 = b0 + c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, b1 - c0);
       load(c0, n, bf);
       double m = 0;
-      for (uint64_t j = 0; j < n; ++j) {
-        const float s = scale_[c0 + j];
-        if (s == 0) continue;
-        const float inv = 1.0f / s;
-        for (int i = 0; i < B_; ++i)
-          if ((unit ? 1.0f : bf.w[j * B_ + i]) > 0) m = std::max(m, (double)std::fabs(bf.x[j * B_ + i] * inv));
-      }
+      each_value(c0, n, bf, unit, [&](double u, double w) { if (w > 0) m = std::max(m, std::fabs(u)); });
       cmax[c] = m;
     });
     double U = 0;
@@ -646,10 +644,7 @@ class BlockQuantizer {
         uint64_t c0 = b0 + c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, b1 - c0);
         load(c0, n, bf);
         double s = 0;
-        for (uint64_t j = 0; j < n; ++j) {
-          double s2 = (double)scale_[c0 + j] * scale_[c0 + j];
-          for (int i = 0; i < B_; ++i) s += s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
-        }
+        each_value(c0, n, bf, unit, [&](double, double w) { s += w; });
         cw[c] = s;
       });
       for (double v : cw) W += v;
@@ -669,21 +664,13 @@ class BlockQuantizer {
         ctx.check_cancel();
         uint64_t c0 = b0 + c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, b1 - c0);
         load(c0, n, bf);
-        for (uint64_t j = 0; j < n; ++j) {
-          const float s = scale_[c0 + j];
-          if (s == 0) continue;
-          const float inv = 1.0f / s;
-          const double s2 = (double)s * s;
-          for (int i = 0; i < B_; ++i) {
-            const double w = s2 * (unit ? 1.0f : bf.w[j * B_ + i]);
-            if (!(w > 0)) continue;
-            const double u = (double)(bf.x[j * B_ + i] * inv);
-            long k = (long)std::floor((u + U) * scale);
-            k = std::min<long>(std::max<long>(k, 0), nbins - 1);
-            W[k] += w;
-            S[k] += w * u;
-          }
-        }
+        each_value(c0, n, bf, unit, [&](double u, double w) {
+          if (!(w > 0)) return;
+          long k = (long)std::floor((u + U) * scale);
+          k = std::min<long>(std::max<long>(k, 0), nbins - 1);
+          W[k] += w;
+          S[k] += w * u;
+        });
       }
     });
     for (int k = 0; k < nbins; ++k) {
