@@ -58,6 +58,7 @@ ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).joi
   --importance-map RULE    FROM=>TO regex rule mapping a tensor name to its importance name; repeatable
   --lloyd                  hessian-kmeans: Lloyd's instead of the exact DP
   --rate BITS              ecsq methods: target average bits per weight after entropy coding
+  --compression-ratio C    ecsq methods, instead of --rate: each tensor's rate is its dtype's bits / C
   --lambda X               sparse methods: penalty weight; ecsq: Lagrange multiplier
   --lambda2 X              sparse-l1l2: l2 weight
   --target-values K        sparse methods: search the penalty until K distinct values per slice
@@ -165,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
           'codebook-dtype': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' },
           json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
           importance: { type: 'string' }, 'importance-kind': { type: 'string' }, 'importance-map': { type: 'string', multiple: true },
-          lloyd: { type: 'boolean' }, rate: { type: 'string' }, lambda: { type: 'string' }, lambda2: { type: 'string' },
+          lloyd: { type: 'boolean' }, rate: { type: 'string' }, 'compression-ratio': { type: 'string' }, lambda: { type: 'string' }, lambda2: { type: 'string' },
           'target-values': { type: 'string' }, entropy: { type: 'string' }, huffman: { type: 'boolean' },
           'block-size': { type: 'string' }, scale: { type: 'string' }, table: { type: 'string' },
           'double-quant': { type: 'string' }, rounds: { type: 'string' },
@@ -193,6 +194,7 @@ async function main(argv: string[]): Promise<number> {
         importanceMap: values['importance-map'],
         exact: values.lloyd ? false : undefined,
         rate: num('rate', values.rate),
+        compressionRatio: num('compression-ratio', values['compression-ratio']),
         lambda: num('lambda', values.lambda),
         lambda2: num('lambda2', values.lambda2),
         targetValues: int('target-values', values['target-values']),

@@ -44,12 +44,13 @@ export function sliceSizeOf(t: TensorRef, o: Pick<ResolvedQuantizeOptions, 'gran
 }
 
 /** The native parameters of the block format for these options. */
-export function blockParams(o: ResolvedQuantizeOptions): NativeBlockParams {
+export function blockParams(o: ResolvedQuantizeOptions, dtypeBits = 32): NativeBlockParams {
   const m = findMethod(o.method)!;
+  const rate = o.rate ?? (o.compressionRatio !== undefined ? Math.min(8, dtypeBits / o.compressionRatio) : undefined);
   return {
     bits: o.bits, blockSize: o.blockSize, scale: o.scale, table: o.table, solver: m.solver(o), rounds: o.rounds,
     doubleQuant: o.doubleQuant ? { bits: o.doubleQuant.bits, superBlock: o.doubleQuant.superBlock } : null,
-    seed: o.seed, maxIter: o.maxIter, ...(o.rate !== undefined ? { rate: o.rate } : {}), ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    seed: o.seed, maxIter: o.maxIter, ...(rate !== undefined ? { rate } : {}), ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
     threads: o.threads, ...(o.entropy !== 'none' ? { packBits: 8 } : {}),
   };
 }

@@ -98,13 +98,20 @@ interface Job {
   fixed?: { levels: Float64Array; thresholds: Float64Array };
 }
 
-function solverParams(o: ResolvedQuantizeOptions) {
+/** The rate of a tensor (bits per weight): the option, or its dtype's bits / the compression ratio. */
+function rateOf(o: ResolvedQuantizeOptions, dtypeBits: number): number | undefined {
+  if (o.rate !== undefined) return o.rate;
+  return o.compressionRatio !== undefined ? Math.min(8, dtypeBits / o.compressionRatio) : undefined;
+}
+
+function solverParams(o: ResolvedQuantizeOptions, dtypeBits = 32) {
+  const rate = rateOf(o, dtypeBits);
   return {
     seed: o.seed, maxIter: o.maxIter, symmetric: o.symmetric, step: o.step,
     ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
     ...(o.lambda2 !== undefined ? { lambda2: o.lambda2 } : {}),
     ...(o.targetValues !== undefined ? { targetValues: o.targetValues } : {}),
-    ...(o.rate !== undefined ? { rate: o.rate } : {}),
+    ...(rate !== undefined ? { rate } : {}),
   };
 }
 
@@ -130,7 +137,10 @@ async function solveNetwork(job: Job, steps: QuantizeStep[]): Promise<{ levels: 
   }
   const at = new Error();
   try {
-    return await native.summarySolve(acc, job.method.solver(job.o), { ...solverParams(job.o), k: 2 ** job.o.bits });
+    // One codebook for tensors of several dtypes: their bits averaged by weight count set the rate.
+    const n = steps.reduce((a, s) => a + s.tensor.numel, 0);
+    const bits = n ? steps.reduce((a, s) => a + DTYPE_SIZE[s.tensor.dtype] * 8 * s.tensor.numel, 0) / n : 32;
+    return await native.summarySolve(acc, job.method.solver(job.o), { ...solverParams(job.o, bits), k: 2 ** job.o.bits });
   } catch (e) {
     throw fromNative(e, { file: job.ckpt.path }, at);
   }
@@ -151,7 +161,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   const codebook = new Uint8Array(step.codebookBytes);
   const params: NativeQuantizeParams = {
     method: method.solver(o), bits: o.bits, granularity: step.granularity === 'network' || step.granularity === 'block' ? 'tensor' : step.granularity,
-    sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, device: o.device, ...solverParams(o),
+    sliceSize: step.sliceSize, codebookDtype: o.codebookDtype, threads: o.threads, device: o.device, ...solverParams(o, DTYPE_SIZE[t.dtype] * 8),
     ...(job.fixed ? { fixedLevels: job.fixed.levels, fixedThresholds: job.fixed.thresholds } : {}),
     ...(o.entropy !== 'none' ? { packBits: 8 } : {}),
   };
@@ -173,7 +183,7 @@ async function quantizeOne(job: Job, out: OutputFile, step: QuantizeStep): Promi
   const used: Record<string, unknown> = { solver: params.method };
   if (method.seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
   if (o.method === 'uniform') Object.assign(used, { symmetric: o.symmetric, step: o.step });
-  for (const k of ['rate', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
+  for (const k of ['rate', 'compressionRatio', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
   if (o.importance !== undefined) Object.assign(used, { importance: o.importanceKind });
   const scheme: TensorScheme = {
     method: o.method, bits: o.bits, granularity: step.granularity,
@@ -255,7 +265,7 @@ async function blockOne(job: Job, out: OutputFile, step: BlockStep): Promise<Ste
   const codes = new Uint8Array(sz.codesBytes);
   const scales = new Uint8Array(sz.scalesBytes);
   const table = new Uint8Array(sz.tableBytes);
-  const params = blockParams(o);
+  const params = blockParams(o, DTYPE_SIZE[t.dtype] * 8);
   const at = new Error();
   let stats;
   try {

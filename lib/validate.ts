@@ -70,6 +70,11 @@ export interface QuantizeOptions extends CommonOptions {
   exact?: boolean;
   /** ecsq methods: the target entropy of the codes, bits per weight. */
   rate?: number;
+  /**
+   * ecsq methods, instead of rate: the target compression ratio C against the original dtype; each tensor's rate is
+   * its dtype's bits / C (Choi et al.: H < R ~ b / C).
+   */
+  compressionRatio?: number;
   /** sparse methods: the penalty weight; ecsq: the Lagrange multiplier (instead of rate). */
   lambda?: number;
   /** sparse-l1l2: the l2 weight. */
@@ -91,13 +96,14 @@ export interface QuantizeOptions extends CommonOptions {
 }
 
 export type ResolvedQuantizeOptions = Required<
-  Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'lambda' | 'lambda2' | 'targetValues'>
+  Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues'>
 > & {
   include: string[];
   exclude: string[];
   importance?: string;
   importanceMap: string[];
   rate?: number;
+  compressionRatio?: number;
   lambda?: number;
   lambda2?: number;
   targetValues?: number;
@@ -136,7 +142,7 @@ export const QUANTIZE_DEFAULTS = {
   rounds: 4,
 };
 
-const EXTRA_KEYS = ['importance', 'importanceMap', 'rate', 'lambda', 'lambda2', 'targetValues'] as const;
+const EXTRA_KEYS = ['importance', 'importanceMap', 'rate', 'compressionRatio', 'lambda', 'lambda2', 'targetValues'] as const;
 
 function fail(option: string, problem: string): never {
   throw new ArgumentError(`option ${option}: ${problem}`);
@@ -209,6 +215,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   if (!entry) fail('method', `unknown method ${JSON.stringify(method)} (known: ${METHODS.map((m) => m.name).join(', ')})`);
   const rate = positive('rate', o.rate);
   if (rate !== undefined && rate > 8) fail('rate', `must be at most 8 bits per weight, got ${rate}`);
+  const compressionRatio = positive('compressionRatio', o.compressionRatio);
+  if (compressionRatio !== undefined && rate !== undefined) fail('compressionRatio', 'give rate or compressionRatio, not both');
+  if (compressionRatio !== undefined && !method.startsWith('ecsq')) fail('compressionRatio', `applies to the ecsq methods only, not ${method}`);
+  if (compressionRatio !== undefined && compressionRatio < 1) fail('compressionRatio', `must be at least 1, got ${compressionRatio}`);
   const lambda = positive('lambda', o.lambda);
   const lambda2 = o.lambda2 === undefined ? undefined : positive('lambda2', o.lambda2);
   const targetValues = o.targetValues === undefined ? undefined : intIn('targetValues', o.targetValues, 1, 256);
@@ -216,7 +226,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   if (targetValues !== undefined && !method.startsWith('sparse-')) fail('targetValues', `applies to the sparse methods only, not ${method}`);
   const importance = o.importance;
   if (importance !== undefined && (typeof importance !== 'string' || !importance)) fail('importance', 'must be a file path');
-  const mopts = { bits: o.bits, rate, lambda, targetValues, exact: o.exact, importance };
+  // A compression ratio stands for a rate (at most F32's 32 bits / C) in the method's checks and default bits.
+  const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda, targetValues, exact: o.exact, importance };
   const problem = entry.check?.(mopts);
   if (problem) fail('method', problem);
   if (entry.importance === 'required' && importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
@@ -250,6 +261,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     importanceMap,
     exact: boolOf('exact', o.exact ?? d.exact),
     rate,
+    compressionRatio,
     lambda,
     lambda2,
     targetValues,

@@ -107,3 +107,30 @@ describe('ecsq-dp is the exact Lagrangian optimum over contiguous partitions', (
     }
   });
 });
+
+describe('the target as a compression ratio', () => {
+  it("each tensor's rate is its dtype's bits / C (F32 at C = 8: 4 bits; BF16 at C = 8: 2 bits)", async () => {
+    const { quantize } = await import('../lib/index.js');
+    const { encode, readSafetensors, tempDir, writeSafetensors } = await import('./helpers.js');
+    const { join } = await import('node:path');
+    const tmp = tempDir();
+    try {
+      const x = gaussian(64 * 1024, 8);
+      const input = join(tmp.dir, 'in.safetensors');
+      writeSafetensors(input, [
+        { name: 'a', dtype: 'F32', shape: [64, 1024], data: encode(x, 'F32') },
+        { name: 'b', dtype: 'BF16', shape: [64, 1024], data: encode(x, 'BF16') },
+      ]);
+      const r = await quantize(input, join(tmp.dir, 'out.safetensors'), { method: 'ecsq', compressionRatio: 8, granularity: 'tensor' });
+      const a = r.tensors.find((t) => t.name === 'a')!;
+      const b = r.tensors.find((t) => t.name === 'b')!;
+      expect(Math.abs(a.entropy! - 4)).toBeLessThan(0.05);
+      expect(Math.abs(b.entropy! - 2)).toBeLessThan(0.05);
+      const s = JSON.parse(readSafetensors(join(tmp.dir, 'out.safetensors')).metadata.weightpress).tensors.a;
+      expect(s.params.compressionRatio).toBe(8);
+      await expect(quantize(input, join(tmp.dir, 'x'), { method: 'ecsq', compressionRatio: 8, rate: 3 })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});

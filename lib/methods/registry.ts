@@ -53,7 +53,9 @@ const rateBits = (o: MethodOptions) => Math.min(8, Math.ceil(o.rate ?? 4) + 3);
 // than 2^bits); with neither: 4 bits, and the solver searches for 16 values.
 const sparseBits = (o: MethodOptions) => (o.targetValues ? Math.max(1, Math.ceil(Math.log2(o.targetValues))) : o.lambda !== undefined ? 8 : 4);
 const needsRate = (name: string, lambdaOk: boolean) => (o: MethodOptions) =>
-  o.rate === undefined && !(lambdaOk && o.lambda !== undefined) ? `method ${name} needs rate (target bits per weight after entropy coding)${lambdaOk ? ' or lambda' : ''}` : undefined;
+  o.rate === undefined && !(lambdaOk && o.lambda !== undefined)
+    ? `method ${name} needs rate (target bits per weight after entropy coding) or compressionRatio${lambdaOk ? ' or lambda' : ''}`
+    : undefined;
 
 export const METHODS: readonly MethodEntry[] = [
   {
