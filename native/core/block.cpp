@@ -317,10 +317,7 @@ class BlockQuantizer {
     double amax = 0;
     if (learned_) {
       std::vector<double> cm((nb_ + kChunkBlocks - 1) / kChunkBlocks, 0.0);
-      parallel_for(ctx_, cm.size(), [&](size_t c) {
-        Buf& bf = buf();
-        uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
-        load(b0, n, bf);
+      each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
         double m = 0;
         for (size_t i = 0; i < n * B_; ++i) m = std::max(m, (double)std::fabs(bf.x[i]));
         cm[c] = m;
@@ -339,10 +336,7 @@ class BlockQuantizer {
     // Absmax scales: map each block's signed largest-magnitude weight onto +unit (learned) or onto the fixed
     // table's largest-magnitude level.
     std::vector<float> sstar(nb_);
-    parallel_for(ctx_, (nb_ + kChunkBlocks - 1) / kChunkBlocks, [&](size_t c) {
-      Buf& bf = buf();
-      uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
-      load(b0, n, bf);
+    each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
       for (uint64_t j = 0; j < n; ++j) {
         float xe = signed_max(bf.x.data() + j * B_, B_);
         float s = learned_ ? xe / unit_ : xe / text;
@@ -376,11 +370,20 @@ class BlockQuantizer {
     }
   }
 
-  void block_distortions() {
+  // Runs f(c, b0, n, bf) for every chunk c of kChunkBlocks blocks (b0 its first block, n its count) in parallel,
+  // with the chunk's values and importance loaded into the thread's buffer.
+  template <typename F>
+  void each_chunk(F&& f) {
     parallel_for(ctx_, (nb_ + kChunkBlocks - 1) / kChunkBlocks, [&](size_t c) {
       Buf& bf = buf();
-      uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
+      const uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
       load(b0, n, bf);
+      f(c, b0, n, bf);
+    });
+  }
+
+  void block_distortions() {
+    each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
       for (uint64_t j = 0; j < n; ++j) {
         uint64_t b = b0 + j;
         bd_[b] = eval_d(bf.x.data() + j * B_, bf.w.data() + j * B_, B_, scale_[b], view(tabs_[group_of(b)]));
@@ -462,10 +465,7 @@ class BlockQuantizer {
 
   void scale_step(bool full) {
     if (!dq_) {
-      parallel_for(ctx_, (nb_ + kChunkBlocks - 1) / kChunkBlocks, [&](size_t c) {
-        Buf& bf = buf();
-        uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
-        load(b0, n, bf);
+      each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
         for (uint64_t j = 0; j < n; ++j) {
           uint64_t b = b0 + j;
           double d = bd_[b];
@@ -757,11 +757,8 @@ class BlockQuantizer {
     const uint64_t nch = (nb_ + kChunkBlocks - 1) / kChunkBlocks;
     std::vector<double> c_sse(nch), c_sig(nch), c_max(nch), c_wd(nch);
     std::vector<uint64_t> hist(nch * K_, 0);
-    parallel_for(ctx_, nch, [&](size_t c) {
-      Buf& bf = buf();
+    each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
       thread_local std::vector<uint8_t> codes;
-      uint64_t b0 = c * kChunkBlocks, n = std::min<uint64_t>(kChunkBlocks, nb_ - b0);
-      load(b0, n, bf);
       codes.resize(n * B_);
       double sse = 0, sig = 0, mx = 0, wd = 0;
       uint64_t* h = hist.data() + c * K_;
