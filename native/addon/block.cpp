@@ -224,17 +224,12 @@ Napi::Value BlockDequantize(const Napi::CallbackInfo& info) {
   w->src.cols = (uint64_t)num_of(s, "cols", (double)w->src.numel);
   w->params = block_params_of(env, info[1]);
   layout_or_throw(env, w->src.numel, w->src.cols, w->params, w->tensor);
-  w->out_dtype = dtype_of(env, info[2].As<Napi::String>().Utf8Value());
-  Bytes out = bytes_of(info[3], "out");
-  if (out.size != w->src.numel * wp::dtype_size(w->out_dtype)) throw_arg(env, "out buffer has the wrong size");
-  w->out = out.data;
-  w->ctx.threads = info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 0;
-  w->ctx.cancel = cancel_of(info[5]);
+  DenseOut o = dense_out_of(info, 2, w->src.numel, w->ctx, *w);
+  w->out_dtype = o.dtype;
+  w->out = o.data;
   w->Keep(s.Get("codes"));
   w->Keep(s.Get("scales"));
   w->Keep(s.Get("table"));
-  w->Keep(info[3]);
-  w->Keep(info[5]);
   guard.release();
   return w->Queue();
 }

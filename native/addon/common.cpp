@@ -63,6 +63,21 @@ const int32_t* cancel_of(const Napi::Value& v) {
   return reinterpret_cast<const int32_t*>(b.data);
 }
 
+DenseOut dense_out_of(const Napi::CallbackInfo& info, size_t i, uint64_t numel, wp::Context& ctx, PromiseWorker& w) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsString()) throw_arg(env, "outDtype must be a string");
+  DenseOut o;
+  o.dtype = dtype_of(env, info[i].As<Napi::String>().Utf8Value());
+  Bytes out = bytes_of(info[i + 1], "out");
+  if (out.size != numel * wp::dtype_size(o.dtype)) throw_arg(env, "out buffer has the wrong size");
+  o.data = out.data;
+  ctx.threads = info[i + 2].IsNumber() ? info[i + 2].As<Napi::Number>().Int32Value() : 0;
+  ctx.cancel = cancel_of(info[i + 3]);
+  w.Keep(info[i + 1]);
+  w.Keep(info[i + 3]);
+  return o;
+}
+
 }  // namespace wpa
 
 namespace {

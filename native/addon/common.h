@@ -84,6 +84,15 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::unique_ptr<wp::Error> err_;
 };
 
+// The (outDtype, out, threads?, cancel?) arguments of a decode call, from info[i] on: the output dtype, the
+// checked out buffer (numel values of that dtype), threads and cancel flag into ctx; the worker keeps out and the
+// flag alive.
+struct DenseOut {
+  wp::Dtype dtype = wp::Dtype::F32;
+  void* data = nullptr;
+};
+DenseOut dense_out_of(const Napi::CallbackInfo& info, size_t i, uint64_t numel, wp::Context& ctx, PromiseWorker& w);
+
 void init_io(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
 void init_backends(Napi::Env env, Napi::Object exports);

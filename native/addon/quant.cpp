@@ -185,16 +185,11 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   if (cb.size != ns * ((size_t)1 << w->in.bits) * wp::dtype_size(w->in.codebook_dtype))
     throw to_js_error(env, wp::Error(wp::Code::Format, "codebook has " + std::to_string(cb.size) + " bytes, expected " +
                                                            std::to_string(ns * ((size_t)1 << w->in.bits) * wp::dtype_size(w->in.codebook_dtype)), w->tensor));
-  w->out_dtype = dtype_of(env, info[1].As<Napi::String>().Utf8Value());
-  Bytes out = bytes_of(info[2], "out");
-  if (out.size != w->in.numel * wp::dtype_size(w->out_dtype)) throw_arg(env, "out buffer has the wrong size");
-  w->out = out.data;
-  w->ctx.threads = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
-  w->ctx.cancel = cancel_of(info[4]);
+  DenseOut o = dense_out_of(info, 1, w->in.numel, w->ctx, *w);
+  w->out_dtype = o.dtype;
+  w->out = o.data;
   w->Keep(s.Get("codes"));
   w->Keep(s.Get("codebook"));
-  w->Keep(info[2]);
-  w->Keep(info[4]);
   guard.release();
   return w->Queue();
 }
