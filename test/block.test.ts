@@ -227,12 +227,6 @@ function decodeRaw(r: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array
   return { values: out, scales: s, codes };
 }
 
-function sqnrOf(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let s = 0, e = 0;
-  for (let i = 0; i < x.length; i++) { s += x[i] * x[i]; e += (x[i] - y[i]) ** 2; }
-  return 10 * Math.log10(s / e);
-}
-
 /** An LLM-like matrix: Student-t (5 dof) rows of varying scale, a few outlier columns x20. */
 function llmLike(rows: number, cols: number, seed: number): Float32Array {
   const r = mulberry32(seed);
