@@ -135,6 +135,11 @@ export class Checkpoint {
     return new Checkpoint(indexPath, shards, entries, metadata);
   }
 
+  /** Each file's path and its own __metadata__ (one entry for a single file, one per shard). */
+  shardMetadata(): { file: string; metadata: Record<string, string> }[] {
+    return this.shards.map((s) => ({ file: s.path, metadata: { ...s.metadata } }));
+  }
+
   /** Every tensor, in file order (shard by shard). */
   tensors(): TensorRef[] {
     return [...this.entries.values()].map(({ shard: _s, index: _i, ...t }) => t);

@@ -10,6 +10,7 @@ import { decode, inspect } from './decode.js';
 import { exportGguf } from './gguf.js';
 import { ArgumentError, WeightpressError } from './errors.js';
 import { loadNative } from './load.js';
+import { CODECS } from './codecs/registry.js';
 import { METHODS, type MethodName } from './methods/registry.js';
 import { quantize } from './quantize.js';
 import { formatTable, toJson } from './report.js';
@@ -30,13 +31,17 @@ commands:
 Run 'weightpress <command> --help' for its options. --version prints the version.`,
   quantize: `usage: weightpress quantize <input> -o <output> [options]
 
-  -o, --output FILE        output file (written to a temporary file, renamed into place at the end)
+  -o, --output FILE        output file, or a directory (written to temporary files, renamed into place at the end)
+  --max-shard-size SIZE    largest output file (default 5GB); a larger output is written as shards
+                           x-00001-of-0000N.safetensors and the index x.safetensors.index.json
   --method NAME            ${METHODS.map((m) => m.name).join(' | ')} (default kmeans-optimal)
 ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).join('\n')}
   --bits N                 bits per code, 1-8 (default 4)
-  --granularity G          tensor | row | group | network | block (default row): one codebook per tensor, per
-                           output row, per group, one for all quantized tensors together (Choi et al.'s all-layers
-                           mode), or block: a scale per block of weights and a learned level table (docs/BLOCK.md)
+  --codec C                ${CODECS.filter((c) => c.phase === 'quantize').map((c) => c.name).join(' | ')} (default scalar): the storage scheme
+${CODECS.filter((c) => c.phase === 'quantize').map((c) => `                             ${c.name}: ${c.summary}`).join('\n')}
+  --granularity G          scalar codec: tensor | row | group | network (default row): one codebook per tensor, per
+                           output row, per group, or one for all quantized tensors together (Choi et al.'s all-layers
+                           mode). 'block' is the deprecated spelling of --codec block
   --block-size B           block: weights per block (default 16)
   --scale S                block: optimal | absmax scales (default optimal)
   --table T                block: one learned table per tensor | row (default tensor)
@@ -70,7 +75,8 @@ ${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).joi
   --quiet                  no progress bar and no table`,
   decode: `usage: weightpress decode <input> -o <output> [options]
 
-  -o, --output FILE        dense safetensors output
+  -o, --output FILE        dense safetensors output, or a directory
+  --max-shard-size SIZE    largest output file (default 5GB); larger outputs are sharded as quantize does
   --dtype D                f32 | f16 | bf16 | f64: dtype of float tensors (default: each tensor's original dtype)
   --threads N              CPU threads (default: all cores)
   --json                   print a JSON summary on stdout
@@ -160,6 +166,7 @@ async function main(argv: string[]): Promise<number> {
         args: rest, allowPositionals: true, strict: true,
         options: {
           output: { type: 'string', short: 'o' }, method: { type: 'string' }, bits: { type: 'string' },
+          codec: { type: 'string' }, 'max-shard-size': { type: 'string' },
           granularity: { type: 'string' }, 'group-size': { type: 'string' }, include: { type: 'string', multiple: true },
           exclude: { type: 'string', multiple: true }, 'min-elements': { type: 'string' }, seed: { type: 'string' },
           'max-iter': { type: 'string' }, symmetric: { type: 'boolean' }, step: { type: 'string' },
@@ -176,6 +183,8 @@ async function main(argv: string[]): Promise<number> {
       if (!values.output) throw new UsageError('quantize needs -o <output>');
       const opts: QuantizeOptions = {
         method: values.method as MethodName | undefined,
+        codec: values.codec as QuantizeOptions['codec'],
+        maxShardSize: values['max-shard-size'],
         bits: int('bits', values.bits),
         granularity: values.granularity as QuantizeOptions['granularity'],
         groupSize: int('group-size', values['group-size']),
@@ -219,7 +228,7 @@ async function main(argv: string[]): Promise<number> {
         args: rest, allowPositionals: true, strict: true,
         options: {
           output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
-          device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+          'max-shard-size': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
         },
       });
       if (positionals.length !== 1) throw new UsageError('decode takes one input path (see --help)');
@@ -228,6 +237,7 @@ async function main(argv: string[]): Promise<number> {
         ...(values.dtype ? { dtype: values.dtype.toUpperCase() as 'F32' } : {}),
         ...(values.threads ? { threads: int('threads', values.threads) } : {}),
         ...(values.device ? { device: values.device as 'auto' } : {}),
+        ...(values['max-shard-size'] ? { maxShardSize: values['max-shard-size'] } : {}),
         signal: ac.signal,
         onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
       });
@@ -262,7 +272,7 @@ async function main(argv: string[]): Promise<number> {
           const dir = mkdtempSync(join(tmpdir(), 'wp-gguf-'));
           try {
             const esc = names.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|');
-            const q = await quantize(positionals[0], join(dir, 'learned.safetensors'), { granularity: 'block', include: [`/^(${esc})$/`], threads, signal: ac.signal });
+            const q = await quantize(positionals[0], join(dir, 'learned.safetensors'), { codec: 'block', include: [`/^(${esc})$/`], threads, signal: ac.signal });
             learned = q.total.quantizedSqnrDb;
           } finally {
             rmSync(dir, { recursive: true, force: true });

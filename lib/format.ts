@@ -4,7 +4,7 @@
  * tensor; kept tensors are stored as they were.
  */
 import { FormatError } from './errors.js';
-import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
+import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 
 export const FORMAT_KEY = 'weightpress';
 export const FORMAT_VERSION = 1;
@@ -115,18 +115,7 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (!isFloatDtype(t.dtype)) throw bad(`quantized tensor has non-float dtype ${t.dtype}`);
     if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 8) throw bad(`bits must be 1-8, got ${t.bits}`);
     if (!Number.isInteger(t.sliceSize) || t.sliceSize < 1) throw bad('sliceSize must be a positive integer');
-    const n = numel(t.shape);
-    if (t.granularity !== 'block' && t.slices !== Math.ceil(n / t.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / t.sliceSize)}`);
-    if (t.granularity === 'block') {
-      const b = t.block;
-      if (!b || !Number.isInteger(b.blockSize) || b.blockSize < 1 || !Number.isInteger(b.cols) || b.cols % b.blockSize !== 0 || typeof t.scales !== 'string')
-        throw bad('block entry needs scales and block {blockSize, cols, table, scale, doubleQuant}');
-    }
-    if (!['tensor', 'row', 'group', 'network', 'block'].includes(t.granularity)) throw bad(`unknown granularity ${JSON.stringify(t.granularity)}`);
-    if (t.codebookDtype !== 'F32' && t.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
-    if (typeof t.codebook !== 'string') throw bad('codebook must name a tensor');
-    if (t.stream === undefined ? typeof t.codes !== 'string' : typeof t.stream !== 'string' || !['huffman', 'ans'].includes(t.entropy as string) || !Number.isInteger(t.streamBytes))
-      throw bad('needs either codes, or stream with entropy and streamBytes');
+    // The rest is the codec's (lib/codecs/): its fields, sizes and stored tensors.
   }
   return s;
 }

@@ -25,8 +25,13 @@ export class Cancel {
   }
 }
 
+/** Where a codec writes the tensors it stores. */
+export interface TensorSink {
+  add(name: string, dtype: string, shape: number[], data: Uint8Array): Promise<void>;
+}
+
 /** The output file, written to a temporary file next to it and renamed into place by finish(). */
-export class OutputFile {
+export class OutputFile implements TensorSink {
   private readonly native = loadNative();
   private readonly handle: unknown;
   private open = true;

@@ -167,6 +167,8 @@ export interface NativeAddon {
     codes: Uint8Array,
     codebook: Uint8Array,
     cancel?: Int32Array | null,
+    /** Called on the main thread as slices are done (done, total), at most every ~50 ms. */
+    onProgress?: (done: number, total: number) => void,
   ): Promise<NativeQuantizeStats>;
   dequantize(
     source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; packBits?: number; name?: string },

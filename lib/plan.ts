@@ -1,93 +1,135 @@
-/** The plan: which tensors are quantized (and how they are sliced), which are kept as they are. */
+/**
+ * The plan: which tensors are quantized, by which codec and method with which options, and which are kept; and,
+ * for large outputs, which shard each tensor goes to. A plan is plain JSON (JSON.stringify / JSON.parse give it
+ * back unchanged), so that it can be written down, split into work units and run elsewhere (quantizeTasks).
+ */
 import type { TensorRef } from './checkpoint.js';
+import { Checkpoint } from './checkpoint.js';
+import type { CodecName, TaskOptions, TensorTask } from './codecs/codec.js';
+import { findCodec, CODECS } from './codecs/registry.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
-import { codebookName, codesName, scalesName, streamName } from './format.js';
 import { FormatError } from './errors.js';
-import { loadNative } from './load.js';
+import { Importance } from './importance.js';
+import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
-import type { NativeBlockParams, NativeBlockSizes } from './native.js';
-import { compilePattern, type Granularity, type ResolvedQuantizeOptions } from './validate.js';
+import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
-export interface QuantizeStep {
-  kind: 'quantize';
-  tensor: TensorRef;
-  /** The options' granularity, or 'row' where 'block' cannot tile the rows. */
-  granularity: Granularity;
-  sliceSize: number;
-  slices: number;
-  levels: number;
-  codebookBytes: number;
-  codesBytes: number;
-}
-export interface BlockStep {
-  kind: 'block';
-  tensor: TensorRef;
-  cols: number;
-  sizes: NativeBlockSizes;
-}
-export interface KeepStep {
-  kind: 'keep';
-  tensor: TensorRef;
-}
-export type Step = QuantizeStep | BlockStep | KeepStep;
+export type { TensorTask, TaskOptions, CodecName };
 
-/** Bytes of the packed codes of n codes of `bits` bits. */
-export function codeBytes(n: number, bits: number): number {
-  return Math.ceil((n * bits) / 8);
+/** A shard of the output: its file name (in the output directory) and the indices of its tasks, in write order. */
+export interface PlannedShard {
+  file: string;
+  tasks: number[];
 }
 
-export function sliceSizeOf(t: TensorRef, o: Pick<ResolvedQuantizeOptions, 'granularity' | 'groupSize'>): number {
-  if (o.granularity === 'tensor' || o.granularity === 'network') return Math.max(1, t.numel);
-  if (o.granularity === 'group') return o.groupSize;
-  const rows = t.shape.length ? t.shape[0] : 1;
-  return Math.max(1, rows ? t.numel / rows : 1);
+export interface Plan {
+  /** The checkpoint the plan reads (absolute path: a file or a shard index). */
+  input: string;
+  /** The input's metadata, copied into every output file. */
+  metadata: Record<string, string>;
+  /** One task per tensor of the input, in the input's order. */
+  tasks: TensorTask[];
+  /** Things the caller should know (fallbacks, deprecated options). */
+  warnings: string[];
 }
 
-/** The native parameters of the block format for these options. */
-export function blockParams(o: ResolvedQuantizeOptions, dtypeBits = 32): NativeBlockParams {
-  const m = findMethod(o.method)!;
-  const rate = o.rate ?? (o.compressionRatio !== undefined ? Math.min(8, dtypeBits / o.compressionRatio) : undefined);
-  return {
-    bits: o.bits, blockSize: o.blockSize, scale: o.scale, table: o.table, solver: m.solver(o), rounds: o.rounds,
-    doubleQuant: o.doubleQuant ? { bits: o.doubleQuant.bits, superBlock: o.doubleQuant.superBlock } : null,
-    seed: o.seed, maxIter: o.maxIter, ...(rate !== undefined ? { rate } : {}), ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
-    threads: o.threads, ...(o.entropy !== 'none' ? { packBits: 8 } : {}),
-  };
+/** The options a task carries: the resolved options without the run's callbacks and runtime settings. */
+export function taskOptions(o: ResolvedQuantizeOptions): TaskOptions {
+  const { signal: _s, onProgress: _p, threads: _t, device: _d, warnings: _w, maxShardSize: _m, ...rest } = o;
+  return rest;
 }
 
-/** fallbacks, when given, collects the tensors that granularity 'block' could not tile (quantized per row). */
-export function makePlan(tensors: TensorRef[], o0: ResolvedQuantizeOptions, file: string, fallbacks?: string[]): Step[] {
-  const o = o0;
+/**
+ * The tasks for a checkpoint's tensors (no I/O beyond the tensors' names, shapes and dtypes). Tensors that the
+ * rules do not select, non-float and empty tensors get the 'keep' codec; a codec that cannot take a tensor hands
+ * it to another (a warning says so). Throws a FormatError when the input already holds a name weightpress would write.
+ */
+export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file: string, warnings: string[]): TensorTask[] {
   const inc = o.include.map((p) => compilePattern('include', p));
   const exc = o.exclude.map((p) => compilePattern('exclude', p));
   const names = new Set(tensors.map((t) => t.name));
-  return tensors.map((t): Step => {
-    let o = o0;
+  const base = taskOptions(o);
+  return tensors.map((t): TensorTask => {
     const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
     const excluded = exc.some((r) => r.test(t.name));
-    if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { kind: 'keep', tensor: t };
-    for (const n of [codesName(t.name), codebookName(t.name), streamName(t.name), scalesName(t.name)])
-      if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
-    if (o.granularity === 'block') {
-      const cols = t.shape.length ? t.numel / t.shape[0] : t.numel;
-      const dq = o.doubleQuant;
-      const fits = cols % o.blockSize === 0 && (!dq || o.table !== 'row' || cols % dq.superBlock === 0);
-      if (fits) {
-        const sizes = loadNative().blockSizes(t.numel, cols, blockParams(o));
-        return { kind: 'block', tensor: t, cols, sizes };
-      }
-      fallbacks?.push(t.name);
-      o = { ...o, granularity: 'row' }; // rows that blocks do not tile: one codebook per row instead
+    if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {} };
+    let codec = findCodec(o.codec)!;
+    let options = base;
+    for (const c of CODECS)
+      for (const n of c.storedNames(t.name))
+        if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
+    for (;;) {
+      const r = codec.plan(t, options);
+      if ('layout' in r) return { tensor: t, codec: codec.name, method: options.method, options, layout: r.layout };
+      warnings.push(r.warning);
+      codec = findCodec(r.fallback.codec)!;
+      options = { ...options, ...r.fallback.options };
     }
-    const sliceSize = sliceSizeOf(t, o);
-    const slices = Math.ceil(t.numel / sliceSize);
-    const levels = 2 ** o.bits;
-    const codebookBytes = slices * levels * DTYPE_SIZE[o.codebookDtype];
-    // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
-    // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
-    // With entropy coding the codes are first written one byte each, then coded into a stream.
-    const used = o.entropy === 'none' ? codeBytes(t.numel, o.bits) : t.numel;
-    const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
-    return { kind: 'quantize', tensor: t, granularity: o.granularity, sliceSize, slices, levels, codebookBytes, codesBytes };
   });
+}
+
+/** Runs the codecs' prepare steps (e.g. the one codebook of granularity 'network'), which need every task. */
+export async function prepareTasks(ckpt: Checkpoint, tasks: TensorTask[], o: ResolvedQuantizeOptions, cancel: Cancel, warnings: string[]): Promise<void> {
+  let importance: Importance | undefined;
+  try {
+    for (const c of CODECS) {
+      const mine = tasks.filter((t) => t.codec === c.name);
+      if (!c.prepare || !mine.length) continue;
+      if (o.importance !== undefined && !importance) importance = await Importance.open(o.importance, o.importanceKind, o.importanceMap);
+      await c.prepare(mine, { ckpt, cancel, threads: o.threads, device: o.device, importance, warnings }, findMethod(mine[0].method)!);
+    }
+  } finally {
+    importance?.close();
+  }
+}
+
+/**
+ * The plan of quantizing `input` with `options`: every tensor's task, JSON-serializable. Reads the tensors only
+ * where a codec needs all of them first (granularity 'network' solves its one codebook here and stores it in
+ * the tasks). Throws ArgumentError for bad options, FormatError/IoError for a bad input, CancelledError on abort.
+ */
+export async function plan(input: string, options: QuantizeOptions = {}): Promise<Plan> {
+  const o = resolveQuantizeOptions(options);
+  const cancel = new Cancel(o.signal);
+  const ckpt = await Checkpoint.open(input);
+  try {
+    cancel.check(ckpt.path);
+    const warnings = [...o.warnings];
+    const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
+    await prepareTasks(ckpt, tasks, o, cancel, warnings);
+    return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
+  } finally {
+    cancel.dispose();
+    ckpt.close();
+  }
+}
+
+/** The order tasks are written in: codecs placed 'first', then the rest by descending element size (alignment). */
+export function writeOrder(tasks: TensorTask[]): number[] {
+  const idx = tasks.map((_, i) => i);
+  const last = (i: number) => findCodec(tasks[i].codec)!.placement === 'last';
+  return [...idx.filter((i) => !last(i)), ...idx.filter(last).sort((a, b) => DTYPE_SIZE[tasks[b].tensor.dtype] - DTYPE_SIZE[tasks[a].tensor.dtype])];
+}
+
+/**
+ * Splits the tasks into shards of at most `maxShardSize` input-plus-output bytes each, in write order, the way
+ * Hugging Face's save_pretrained does: a tensor larger than the limit gets a shard of its own. `base` is the
+ * single-file name ("model.safetensors"); shards are named "model-00001-of-00003.safetensors".
+ */
+export function shardTasks(tasks: TensorTask[], maxShardSize: number, base = 'model.safetensors'): PlannedShard[] {
+  const groups: number[][] = [];
+  let size = 0;
+  for (const i of writeOrder(tasks)) {
+    const bytes = findCodec(tasks[i].codec)!.outputBytes(tasks[i]);
+    if (!groups.length || (size + bytes > maxShardSize && groups[groups.length - 1].length)) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1].push(i);
+    size += bytes;
+  }
+  if (groups.length <= 1) return [{ file: base, tasks: groups[0] ?? [] }];
+  const stem = base.replace(/\.safetensors$/, '');
+  const n = String(groups.length).padStart(5, '0');
+  return groups.map((g, k) => ({ file: `${stem}-${String(k + 1).padStart(5, '0')}-of-${n}.safetensors`, tasks: g }));
 }

@@ -3,9 +3,11 @@
  * place. Every failure is an ArgumentError naming the option.
  */
 import { ArgumentError } from './errors.js';
+import { QUANTIZING_CODECS } from './codecs/registry.js';
 import { METHODS, findMethod, type MethodName } from './methods/registry.js';
+import { parseSize } from './shards.js';
 
-export type Granularity = 'tensor' | 'row' | 'group' | 'network' | 'block';
+export type Granularity = 'tensor' | 'row' | 'group' | 'network';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
 export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
@@ -17,9 +19,11 @@ export interface Progress {
   /** Tensors done so far, and in all. */
   index: number;
   count: number;
-  /** Input bytes done so far, and in all. */
+  /** Input bytes done so far, and in all (within a tensor: in proportion to its units done). */
   bytesDone: number;
   bytesTotal: number;
+  /** Within the current tensor: units (slices, blocks) done and in all; absent on the per-tensor call. */
+  within?: { done: number; total: number };
 }
 
 export interface CommonOptions {
@@ -27,7 +31,7 @@ export interface CommonOptions {
   threads?: number;
   /** Abort the job; the output file is then not written. */
   signal?: AbortSignal;
-  /** Called after each tensor. */
+  /** Called after each tensor, and within a long tensor as its slices are done (with `within`). */
   onProgress?: (p: Progress) => void;
   /** Where numeric work runs. 'auto' uses CUDA when a driver and device answer (CPU otherwise). */
   device?: Device;
@@ -35,13 +39,24 @@ export interface CommonOptions {
 
 export interface QuantizeOptions extends CommonOptions {
   method?: MethodName;
+  /**
+   * The storage scheme (lib/codecs/): 'scalar' (one codebook per slice; default) or 'block' (a scale per block of
+   * weights and a learned level table, docs/BLOCK.md).
+   */
+  codec?: 'scalar' | 'block';
+  /**
+   * Bytes per output file at most (default 5 GB, as Hugging Face writes); a larger output is written as shards and a
+   * model.safetensors.index.json. A number of bytes or a string such as "500MB" or "2GiB".
+   */
+  maxShardSize?: number | string;
   /** Bits per code, 1-8: 2^bits levels per slice. */
   bits?: number;
   /**
    * One codebook per tensor, per row (output channel, the first dimension), per group of groupSize weights,
-   * or one for all quantized tensors together ('network', the all-layers mode of Choi et al.).
+   * or one for all quantized tensors together ('network', the all-layers mode of Choi et al.). 'block' is the
+   * deprecated spelling of codec: 'block' (a warning says so).
    */
-  granularity?: Granularity;
+  granularity?: Granularity | 'block';
   groupSize?: number;
   /** Name patterns (glob with * and ?, or /regex/) of tensors to quantize; overrides the default size rule. */
   include?: string[];
@@ -96,8 +111,15 @@ export interface QuantizeOptions extends CommonOptions {
 }
 
 export type ResolvedQuantizeOptions = Required<
-  Omit<QuantizeOptions, 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues'>
+  Omit<
+    QuantizeOptions,
+    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+  >
 > & {
+  granularity: Granularity;
+  maxShardSize: number;
+  /** Things the caller should know about the options (deprecated spellings). */
+  warnings: string[];
   include: string[];
   exclude: string[];
   importance?: string;
@@ -114,10 +136,14 @@ export type ResolvedQuantizeOptions = Required<
 export interface DecodeOptions extends CommonOptions {
   /** Dtype of the dense output's float tensors; default: each tensor's original dtype. */
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64' | 'f32' | 'f16' | 'bf16' | 'f64';
+  /** Bytes per output file at most (default 5 GB); a larger output is written as shards and an index. */
+  maxShardSize?: number | string;
 }
 
 export const QUANTIZE_DEFAULTS = {
   method: 'kmeans-optimal' as MethodName,
+  codec: 'scalar' as 'scalar' | 'block',
+  maxShardSize: 5e9 as number | string,
   bits: 4, // or the method's default (methods/registry.ts)
   granularity: 'row' as Granularity,
   groupSize: 128,
@@ -235,10 +261,22 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   if (targetValues !== undefined && targetValues > 2 ** bits) fail('targetValues', `${targetValues} values do not fit in ${bits} bits`);
   const importanceMap = patterns('importanceMap', o.importanceMap);
   for (const rule of importanceMap) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
+  const warnings: string[] = [];
+  let granularity = oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network', 'block'] as const);
+  let codec = oneOf('codec', o.codec ?? d.codec, QUANTIZING_CODECS as ('scalar' | 'block')[]);
+  if (granularity === 'block') {
+    if (o.codec !== undefined && o.codec !== 'block') fail('granularity', `'block' is the block codec, but codec is ${JSON.stringify(o.codec)}`);
+    warnings.push("option granularity 'block' is deprecated: use codec 'block' (CLI: --codec block)");
+    codec = 'block';
+    granularity = d.granularity;
+  }
   return {
     method,
+    codec,
+    maxShardSize: parseSize('maxShardSize', o.maxShardSize ?? d.maxShardSize),
+    warnings,
     bits,
-    granularity: oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network', 'block'] as const),
+    granularity,
     blockSize: intIn('blockSize', o.blockSize ?? d.blockSize, 1, 1 << 20),
     scale: oneOf('scale', o.scale ?? d.scale, ['optimal', 'absmax'] as const),
     table: oneOf('table', o.table ?? d.table, ['tensor', 'row'] as const),
@@ -288,6 +326,7 @@ function boolOf(option: string, v: unknown): boolean {
 
 export interface ResolvedDecodeOptions {
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64';
+  maxShardSize: number;
   threads: number;
   device: Device;
   signal?: AbortSignal;
@@ -296,10 +335,11 @@ export interface ResolvedDecodeOptions {
 
 export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
-  checkKeys(o, ['dtype', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress'], 'decode');
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
+    maxShardSize: parseSize('maxShardSize', o.maxShardSize ?? QUANTIZE_DEFAULTS.maxShardSize),
     threads: intIn('threads', o.threads ?? 0, 0, 1024),
     device: oneOf('device', o.device ?? 'auto', ['auto', 'cpu', 'cuda'] as const),
     signal: signalOf(o.signal),

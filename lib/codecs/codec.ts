@@ -1,0 +1,103 @@
+/**
+ * The codec interface: one storage scheme per codec (how a tensor is split, what is stored, how it is encoded and
+ * decoded, its exact size). quantize.ts, decode.ts and plan.ts drive codecs through this interface only; each
+ * codec's scheme JSON, sizes and decode live in its own file under lib/codecs/ (docs/ARCHITECTURE.md).
+ */
+import type { Checkpoint, TensorRef } from '../checkpoint.js';
+import type { StoredMetrics, TensorScheme } from '../format.js';
+import type { Importance } from '../importance.js';
+import type { Cancel, TensorSink } from '../job.js';
+import type { MethodEntry } from '../methods/registry.js';
+import type { TensorReport } from '../report.js';
+import type { ResolvedQuantizeOptions } from '../validate.js';
+
+export type CodecName = 'scalar' | 'block' | 'keep';
+
+/**
+ * The options of one task as plain JSON: the resolved quantize options without the run's callbacks and runtime
+ * settings (signal, onProgress, threads, device), which quantizeTasks() takes separately.
+ */
+export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' | 'threads' | 'device' | 'warnings' | 'maxShardSize'>;
+
+/**
+ * One tensor's work: JSON-serializable, so that a plan can be written down, split and run elsewhere.
+ * `layout` is the codec's own (sizes, slicing; for network granularity the solved codebook).
+ */
+export interface TensorTask {
+  tensor: TensorRef;
+  codec: CodecName;
+  method: string;
+  options: TaskOptions;
+  layout: Record<string, unknown>;
+}
+
+/** What a codec's encode needs from the job that runs it. */
+export interface EncodeJob {
+  ckpt: Checkpoint;
+  /** Where the codec writes its stored tensors (one output file, or one shard). */
+  out: TensorSink;
+  cancel: Cancel;
+  /** CPU threads (0 = all) and where bandwidth-bound passes run. */
+  threads: number;
+  device: 'auto' | 'cpu' | 'cuda';
+  importance?: Importance;
+  /** Things the caller should know; a codec appends to it. */
+  warnings: string[];
+  /** Within-tensor progress: done out of total units (slices, blocks), for the progress bar. */
+  onTensorProgress?: (done: number, total: number) => void;
+}
+
+/** What encoding one tensor gives: its scheme entry, its metrics, and its report row. */
+export interface EncodeResult {
+  scheme: TensorScheme;
+  metrics: StoredMetrics;
+  report: (m: StoredMetrics) => TensorReport;
+}
+
+export interface DecodeJob {
+  ckpt: Checkpoint;
+  threads: number;
+  cancel: Cancel;
+}
+
+/** How a codec plans a tensor: a layout, or a hand-over to another codec with the reason (a warning). */
+export type PlanResult = { layout: Record<string, unknown> } | { fallback: { codec: CodecName; options: Partial<TaskOptions> }; warning: string };
+
+export interface Codec {
+  name: CodecName;
+  /** One line for --help. */
+  summary: string;
+  /** Progress phase of its tensors. */
+  phase: 'quantize' | 'copy';
+  /**
+   * Where its tensors go in the file: 'first' (each tensor's stored parts end 8-byte aligned), or 'last' (stored
+   * as they are, ordered by descending element size so that every tensor is aligned for its dtype).
+   */
+  placement: 'first' | 'last';
+  /** Names of the tensors it writes for tensor `name` (checked against the input's names before any work). */
+  storedNames(name: string): string[];
+  /** Sizes and slicing of a tensor, or a hand-over to another codec. */
+  plan(t: TensorRef, o: TaskOptions): PlanResult;
+  /** Work that needs every task of this codec before any is encoded (e.g. one codebook for the whole network). */
+  prepare?(tasks: TensorTask[], job: Omit<EncodeJob, 'out'>, method: MethodEntry): Promise<void>;
+  /** Header bytes to reserve for the task's entries (scheme, metrics, tensor entries). */
+  headerBytes(task: TensorTask): number;
+  /** Data bytes the task writes at most (exact for fixed-length codes; entropy-coded streams are smaller). */
+  outputBytes(task: TensorTask): number;
+  encode(task: TensorTask, job: EncodeJob, method: MethodEntry): Promise<EncodeResult>;
+  /** Does this stored scheme entry belong to this codec? */
+  owns(s: TensorScheme): boolean;
+  /** Checks the codec's fields of a stored scheme entry; `bad` makes the FormatError. */
+  parse(s: TensorScheme, bad: (problem: string) => Error): void;
+  /** Checks the stored tensors of an entry against its scheme (names, dtypes, sizes), before any decoding. */
+  check(ckpt: Checkpoint, name: string, s: TensorScheme): void;
+  /** The dense tensor in `dtype` (a view of the file when nothing changes). */
+  decode(name: string, s: TensorScheme, dtype: string, job: DecodeJob): Promise<Uint8Array>;
+  /** The report's granularity column for a stored entry. */
+  granularity(s: TensorScheme): TensorReport['granularity'];
+}
+
+/** Header bytes of one safetensors entry for `name` with this shape (a generous estimate). */
+export function entryBytes(t: TensorRef): number {
+  return 160 + t.name.length * 2 + t.shape.length * 21;
+}

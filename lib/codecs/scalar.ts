@@ -1,0 +1,211 @@
+/**
+ * Codec 'scalar': one scalar codebook (2^bits levels, F32 or F16) per slice of consecutive weights: the whole
+ * tensor, a row (output channel), a group of groupSize weights, or one codebook for every quantized tensor
+ * ('network', the all-layers mode of Choi et al. 2017 §5). Stored: the codebook [slices, 2^bits] and the codes
+ * (packed, or an entropy-coded stream). Format: docs/FORMAT.md, "Quantized tensors".
+ */
+import type { TensorRef } from '../checkpoint.js';
+import { DTYPE_SIZE, numel } from '../dtype.js';
+import { FormatError, fromNative } from '../errors.js';
+import { codebookName, type QuantizedScheme, type TensorScheme } from '../format.js';
+import { loadNative } from '../load.js';
+import type { NativeQuantizeParams } from '../native.js';
+import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
+import { entryBytes } from './codec.js';
+import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, rateOf, storeCodes } from './codes.js';
+
+/** The slicing and sizes of a tensor under the scalar codec. */
+export interface ScalarLayout {
+  granularity: 'tensor' | 'row' | 'group' | 'network';
+  sliceSize: number;
+  slices: number;
+  levels: number;
+  codebookBytes: number;
+  codesBytes: number;
+  /** granularity 'network': the codebook solved once for all tensors (levels ascending, k-1 thresholds). */
+  fixed?: { levels: number[]; thresholds: number[] };
+}
+
+/** Elements per slice: the tensor, its row length, or the group size. */
+export function sliceSizeOf(t: TensorRef, o: Pick<TaskOptions, 'granularity' | 'groupSize'>): number {
+  if (o.granularity === 'tensor' || o.granularity === 'network') return Math.max(1, t.numel);
+  if (o.granularity === 'group') return o.groupSize;
+  const rows = t.shape.length ? t.shape[0] : 1;
+  return Math.max(1, rows ? t.numel / rows : 1);
+}
+
+/** The native solver parameters of a method's options, at the rate this tensor's dtype implies. */
+export function solverParams(o: TaskOptions, dtypeBits = 32) {
+  const rate = rateOf(o, dtypeBits);
+  return {
+    seed: o.seed,
+    maxIter: o.maxIter,
+    symmetric: o.symmetric,
+    step: o.step,
+    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    ...(o.lambda2 !== undefined ? { lambda2: o.lambda2 } : {}),
+    ...(o.targetValues !== undefined ? { targetValues: o.targetValues } : {}),
+    ...(rate !== undefined ? { rate } : {}),
+  };
+}
+
+function layoutOf(task: TensorTask): ScalarLayout {
+  return task.layout as unknown as ScalarLayout;
+}
+
+export const scalarCodec: Codec = {
+  name: 'scalar',
+  summary: 'one scalar codebook per tensor, row, group of weights, or for the whole network; packed or entropy-coded codes',
+  phase: 'quantize',
+  placement: 'first',
+  storedNames: (name) => [codebookName(name), ...codeNames(name)],
+
+  plan(t, o) {
+    const granularity = o.granularity;
+    const sliceSize = sliceSizeOf(t, o);
+    const slices = Math.ceil(t.numel / sliceSize);
+    const levels = 2 ** o.bits;
+    const codebookBytes = slices * levels * DTYPE_SIZE[o.codebookDtype];
+    // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
+    // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
+    // With entropy coding the codes are first written one byte each, then coded into a stream.
+    const used = o.entropy === 'none' ? codeBytes(t.numel, o.bits) : t.numel;
+    const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
+    const layout: ScalarLayout = { granularity, sliceSize, slices, levels, codebookBytes, codesBytes };
+    return { layout: layout as unknown as Record<string, unknown> };
+  },
+
+  /** granularity 'network': summarize every tensor of the tasks, solve once, and give each task the codebook. */
+  async prepare(tasks, job, method) {
+    const net = tasks.filter((t) => layoutOf(t).granularity === 'network');
+    if (!net.length) return;
+    const o = net[0].options;
+    const native = loadNative();
+    const acc = native.summaryNew();
+    for (const task of net) {
+      job.cancel.check(job.ckpt.path);
+      const t = task.tensor;
+      const at = new Error();
+      try {
+        await native.summaryAdd(acc, { data: job.ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, name: t.name, importance: await importanceFor(job, t) });
+      } catch (e) {
+        throw fromNative(e, { file: t.file, tensor: t.name }, at);
+      }
+    }
+    const at = new Error();
+    let q;
+    try {
+      // One codebook for tensors of several dtypes: their bits averaged by weight count set the rate.
+      const n = net.reduce((a, s) => a + s.tensor.numel, 0);
+      const bits = n ? net.reduce((a, s) => a + DTYPE_SIZE[s.tensor.dtype] * 8 * s.tensor.numel, 0) / n : 32;
+      q = await native.summarySolve(acc, method.solver(o), { ...solverParams(o, bits), k: 2 ** o.bits });
+    } catch (e) {
+      throw fromNative(e, { file: job.ckpt.path }, at);
+    }
+    const fixed = { levels: Array.from(q.levels), thresholds: Array.from(q.thresholds) };
+    for (const task of net) task.layout.fixed = fixed;
+  },
+
+  headerBytes: (task) => 3 * entryBytes(task.tensor) + 900,
+  outputBytes: (task) => layoutOf(task).codebookBytes + layoutOf(task).codesBytes,
+
+  async encode(task, job, method): Promise<EncodeResult> {
+    const { ckpt } = job;
+    const o = task.options;
+    const step = layoutOf(task);
+    const native = loadNative();
+    const t = task.tensor;
+    const data = ckpt.bytes(t.name);
+    const codes = new Uint8Array(step.codesBytes);
+    const codebook = new Uint8Array(step.codebookBytes);
+    const params: NativeQuantizeParams = {
+      method: method.solver(o),
+      bits: o.bits,
+      granularity: step.granularity === 'network' ? 'tensor' : step.granularity,
+      sliceSize: step.sliceSize,
+      codebookDtype: o.codebookDtype,
+      threads: job.threads,
+      device: job.device,
+      ...solverParams(o, DTYPE_SIZE[t.dtype] * 8),
+      ...(step.fixed ? { fixedLevels: Float64Array.from(step.fixed.levels), fixedThresholds: Float64Array.from(step.fixed.thresholds) } : {}),
+      ...(packBitsOf(o) ? { packBits: packBitsOf(o) } : {}),
+    };
+    const at = new Error();
+    let stats;
+    try {
+      const importance = step.fixed ? undefined : await importanceFor(job, t);
+      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
+    } catch (e) {
+      throw fromNative(e, { file: t.file, tensor: t.name }, at);
+    }
+    if (o.targetValues !== undefined && stats.levelsUsed < o.targetValues)
+      job.warnings.push(`tensor "${t.name}": ${o.targetValues} values were not attainable in every slice (mean ${stats.levelsUsed.toFixed(4)} per slice)`);
+    const cbName = codebookName(t.name);
+    await job.out.add(cbName, o.codebookDtype, [step.slices, step.levels], codebook);
+    const codesOut = await storeCodes(job, o, t, codes, step.codebookBytes);
+    ckpt.advise(t.name, 'dontneed');
+    const metrics = metricsOf(t, stats, step.codebookBytes + codesOut.bytes, codesOut.coded, step.slices * stats.levelsUsed);
+    const scheme: TensorScheme = {
+      method: o.method,
+      bits: o.bits,
+      granularity: step.granularity,
+      ...(step.granularity === 'group' ? { groupSize: o.groupSize } : {}),
+      sliceSize: step.sliceSize,
+      slices: step.slices,
+      dtype: t.dtype,
+      shape: t.shape,
+      ...codesOut.scheme,
+      codebook: cbName,
+      codebookDtype: o.codebookDtype,
+      params: { solver: params.method, ...method.recordedParams(o) },
+      metrics,
+    };
+    return {
+      scheme,
+      metrics,
+      report: (m) => ({ name: t.name, dtype: t.dtype, shape: t.shape, method: o.method, bits: o.bits, granularity: step.granularity, numel: t.numel, ...m, device: stats.backend }),
+    };
+  },
+
+  owns: (s) => s.method !== 'keep' && (s as QuantizedScheme).granularity !== 'block',
+
+  parse(s0, bad) {
+    const s = s0 as QuantizedScheme;
+    if (!['tensor', 'row', 'group', 'network'].includes(s.granularity)) throw bad(`unknown granularity ${JSON.stringify(s.granularity)}`);
+    const n = numel(s.shape);
+    if (s.slices !== Math.ceil(n / s.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / s.sliceSize)}`);
+    if (s.codebookDtype !== 'F32' && s.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
+    if (typeof s.codebook !== 'string') throw bad('codebook must name a tensor');
+    parseCodes(s, bad);
+  },
+
+  check(ckpt, name, s0) {
+    const s = s0 as QuantizedScheme;
+    const file = ckpt.path;
+    if (!ckpt.has(s.codebook)) throw new FormatError(`scheme names "${s.codebook}", which the file does not hold`, { file, tensor: name });
+    const cb = ckpt.info(s.codebook);
+    const levels = 2 ** s.bits;
+    if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
+      throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
+    checkCodes(ckpt, name, s);
+  },
+
+  async decode(name, s0, dtype, job) {
+    const s = s0 as QuantizedScheme;
+    const n = numel(s.shape);
+    const dense = new Uint8Array(n * DTYPE_SIZE[dtype]);
+    const { codes, packBits } = await loadCodes(job.ckpt, s, job.threads, job.cancel.flag);
+    await loadNative().dequantize(
+      { codes, codebook: job.ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: packBits ?? s.bits },
+      dtype,
+      dense,
+      job.threads,
+      job.cancel.flag,
+    );
+    return dense;
+  },
+
+  granularity: (s) => (s as QuantizedScheme).granularity,
+};
+
+export type { EncodeJob };
