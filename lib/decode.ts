@@ -10,7 +10,7 @@ import { FormatError, fromNative } from './errors.js';
 import { FORMAT_KEY, isQuantized, type FileScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { ShardWriter, indexName, outputTarget, readScheme } from './shards.js';
+import { ShardWriter, ensureDir, indexName, outputTarget, readScheme } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
 
 export interface DecodeResult {
@@ -68,7 +68,8 @@ export async function decode(input: string, output: string, options: DecodeOptio
       size += bytesOf(n);
     }
     if (!groups.length) groups.push([]);
-    const { dir, base } = outputTarget(output);
+    const { dir, base, isDir } = outputTarget(output);
+    if (isDir) ensureDir(dir);
     const stem = base.replace(/\.safetensors$/, '');
     const total = String(groups.length).padStart(5, '0');
     const files = groups.length === 1 ? [base] : groups.map((_, k) => `${stem}-${String(k + 1).padStart(5, '0')}-of-${total}.safetensors`);

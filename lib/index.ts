@@ -10,7 +10,11 @@ import type { NativeBackend, NativeSolverParams } from './native.js';
 import { findMethod } from './methods/registry.js';
 import { ArgumentError } from './errors.js';
 
-export { quantize } from './quantize.js';
+export { quantize, quantizeTasks, type QuantizeTasksOptions } from './quantize.js';
+export { plan, planTasks, shardTasks, type Plan, type PlannedShard, type TensorTask, type TaskOptions } from './plan.js';
+export { merge, DEFAULT_MAX_SHARD_SIZE } from './shards.js';
+export { CODECS, QUANTIZING_CODECS, findCodec } from './codecs/registry.js';
+export type { Codec, CodecName } from './codecs/codec.js';
 export { exportGguf, IQ4_NL_VALUES, Q4_0_VALUES, type GgufExportOptions, type GgufExportReport, type GgufTensorReport } from './gguf.js';
 export { decode, inspect, type DecodeResult } from './decode.js';
 export { Checkpoint, type TensorRef } from './checkpoint.js';

@@ -3,7 +3,7 @@
  * tensor. quantizeTasks(): runs a plan (lib/plan.ts), or some of its shards, into a directory. Both drive the
  * codecs (lib/codecs/) through their interface only.
  */
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob } from './codecs/codec.js';
@@ -15,7 +15,7 @@ import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planTasks, prepareTasks, shardTasks, type Plan, type PlannedShard } from './plan.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { DEFAULT_MAX_SHARD_SIZE, ShardWriter, indexName, outputTarget, parseSize } from './shards.js';
+import { DEFAULT_MAX_SHARD_SIZE, ShardWriter, ensureDir, indexName, outputTarget, parseSize } from './shards.js';
 import { intIn, resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 /**
@@ -37,7 +37,8 @@ export async function quantize(input: string, output: string, options: QuantizeO
     const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
     await prepareTasks(ckpt, tasks, o, cancel, warnings);
     const plan: Plan = { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
-    const { dir, base } = outputTarget(output);
+    const { dir, base, isDir } = outputTarget(output);
+    if (isDir) ensureDir(dir);
     const shards = shardTasks(tasks, o.maxShardSize, base);
     return await runShards(ckpt, plan, dir, shards, indexName(base), o, cancel, started);
   } finally {
@@ -85,7 +86,8 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
     const chosen = pick.map((k) => all[k]);
     // The index is written only when this call writes every shard; otherwise merge() writes it afterwards.
     const index = chosen.length === all.length ? indexName('model.safetensors') : undefined;
-    return await runShards(ckpt, plan, join(outDir), chosen, index, o, cancel, started);
+    ensureDir(resolve(outDir));
+    return await runShards(ckpt, plan, resolve(outDir), chosen, index, o, cancel, started);
   } finally {
     cancel.dispose();
     ckpt.close();

@@ -4,7 +4,7 @@
  * Every shard is a complete safetensors file (a weightpress shard holds the scheme of its own tensors); nothing is
  * renamed into place before every shard is written, and the index is written last.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -36,10 +36,19 @@ export function parseSize(option: string, v: string | number): number {
  * of it; a file path "x.safetensors" is the single file, or names the shards "x-00001-of-0000N.safetensors" and the
  * index "x.safetensors.index.json" beside it.
  */
-export function outputTarget(output: string): { dir: string; base: string } {
+export function outputTarget(output: string): { dir: string; base: string; isDir: boolean } {
   const abs = resolve(output);
-  if (/[\\/]$/.test(output) || (existsSync(abs) && statSync(abs).isDirectory())) return { dir: abs, base: 'model.safetensors' };
-  return { dir: dirname(abs), base: basename(abs) };
+  if (/[\\/]$/.test(output) || (existsSync(abs) && statSync(abs).isDirectory())) return { dir: abs, base: 'model.safetensors', isDir: true };
+  return { dir: dirname(abs), base: basename(abs), isDir: false };
+}
+
+/** Creates an output directory (and its parents) when it does not exist; an IoError when it cannot. */
+export function ensureDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new IoError(`cannot create the output directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
+  }
 }
 
 export function indexName(base: string): string {

@@ -1,0 +1,120 @@
+/**
+ * Every registered codec x every registered method: quantize, then decode with reference decoders written here from
+ * the published layouts (docs/FORMAT.md for the scalar codec, docs/BLOCK.md for the block codec), independently of
+ * the addon; the library's decode must give the same values bit for bit, the stored metrics must match the
+ * reference values, and entropy-coded codes must decode to the same tensor. A new codec or method is covered as soon
+ * as it is registered (a codec without a reference decoder here fails, by design).
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
+import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
+import { METHODS } from '../lib/methods/registry.js';
+import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, tempDir, unpackCodes, writeSafetensors, type ParsedFile } from './helpers.js';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+const input = join(tmp.dir, 'in.safetensors');
+const r = mulberry32(4);
+const X = Float64Array.from(gaussian(32 * 64, 9), (v, i) => v * 0.02 * (1 + (i % 64) / 64) * (r() < 0.02 ? 6 : 1));
+writeSafetensors(input, [
+  { name: 'w', dtype: 'F32', shape: [32, 64], data: encode(X, 'F32') },
+  { name: 'b', dtype: 'F32', shape: [32], data: encode(X.subarray(0, 32), 'F32') },
+]);
+const imp = join(tmp.dir, 'imp.safetensors');
+writeSafetensors(imp, [{ name: 'w', dtype: 'F32', shape: [32, 64], data: encode(Array.from({ length: 32 * 64 }, () => 0.5 + r()), 'F32') }]);
+
+const fr = Math.fround;
+
+/** Scalar codec (docs/FORMAT.md): x[i] = codebook[floor(i / S)][code(i)]. */
+function refScalar(f: ParsedFile, s: any, n: number): Float64Array {
+  const codes = unpackCodes(f.tensor(s.codes), n, s.bits);
+  const cb = decodeBytes(f.tensor(s.codebook), s.codebookDtype);
+  const K = 2 ** s.bits;
+  return Float64Array.from({ length: n }, (_, i) => fr(cb[Math.floor(i / s.sliceSize) * K + codes[i]]));
+}
+
+/** Block codec (docs/BLOCK.md): x[i] = fl32(s_b * T[g][code(i)]), plain F16 scales or q-bit codes under F16 super-scales. */
+function refBlock(f: ParsedFile, s: any, n: number): Float64Array {
+  const { blockSize: B, cols, table, doubleQuant } = s.block;
+  const K = 2 ** s.bits;
+  const nb = n / B;
+  const raw = f.tensor(s.scales);
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const sc = new Float64Array(nb);
+  if (!doubleQuant) for (let b = 0; b < nb; b++) sc[b] = fromF16(dv.getUint16(2 * b, true));
+  else {
+    const { bits: q, superBlock: S } = doubleQuant;
+    const bps = S / B;
+    const nsb = Math.ceil(nb / bps);
+    const c = unpackCodes(raw.subarray(Math.ceil((nsb * 2) / 8) * 8), nb, q);
+    for (let b = 0; b < nb; b++) sc[b] = fr(fromF16(dv.getUint16(2 * Math.floor(b / bps), true)) * (c[b] - 2 ** (q - 1)));
+  }
+  const T = decodeBytes(f.tensor(s.codebook), 'F32');
+  const codes = unpackCodes(f.tensor(s.codes), n, s.bits);
+  return Float64Array.from({ length: n }, (_, i) => fr(sc[Math.floor(i / B)] * T[(table === 'row' ? Math.floor(i / cols) : 0) * K + codes[i]]));
+}
+
+const REFERENCE: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock };
+
+function methodOptions(method: string): QuantizeOptions {
+  if (method.startsWith('ecsq')) return { rate: 2 };
+  if (method === 'hessian-kmeans') return { importance: imp };
+  if (method.startsWith('sparse-')) return { targetValues: 6, ...(method === 'sparse-l1l2' ? { lambda2: 0.01 } : {}) };
+  return {};
+}
+
+describe.each(QUANTIZING_CODECS as ('scalar' | 'block')[])('codec %s', (codec) => {
+  it.each(METHODS.map((m) => m.name))('method %s: reference decode = decode, metrics match, entropy coding is lossless', async (method) => {
+    const ref = REFERENCE[codec];
+    expect(ref, `a reference decoder for codec ${codec} in this test`).toBeDefined();
+    const out = join(tmp.dir, `${codec}-${method}.safetensors`);
+    const opts: QuantizeOptions = { codec, method, bits: 3, entropy: 'none', include: ['w'], ...methodOptions(method) };
+    const rep = await quantize(input, out, opts);
+    const f = readSafetensors(out);
+    const s = JSON.parse(f.metadata.weightpress).tensors.w;
+    const n = X.length;
+    const want = ref(f, s, n);
+    await decode(out, out + '.dense', { dtype: 'F32' });
+    const got = decodeBytes(readSafetensors(out + '.dense').tensor('w'), 'F32');
+    expect(Array.from(got)).toEqual(Array.from(want));
+    const x = decodeBytes(encode(X, 'F32'), 'F32');
+    let sse = 0;
+    for (let i = 0; i < n; i++) sse += (x[i] - want[i]) ** 2;
+    const t = rep.tensors.find((q) => q.name === 'w')!;
+    expect(t.mse).toBeCloseTo(sse / n, 14);
+    // Bits per weight count every stored byte of the tensor.
+    const stored = Object.keys(f.header).filter((k) => k.startsWith('w.__wp_')).reduce((a, k) => a + f.tensor(k).byteLength, 0);
+    expect(t.bitsPerWeight).toBeCloseTo((stored * 8) / n, 12);
+    // Entropy coding wraps any codec's codes: the same tensor comes back.
+    const coded = join(tmp.dir, `${codec}-${method}-ans.safetensors`);
+    await quantize(input, coded, { ...opts, entropy: 'ans' });
+    await decode(coded, coded + '.dense', { dtype: 'F32' });
+    expect(Array.from(decodeBytes(readSafetensors(coded + '.dense').tensor('w'), 'F32'))).toEqual(Array.from(want));
+  });
+});
+
+describe('registries and --help', () => {
+  it('quantize --help names every codec and every method', () => {
+    const help = execFileSync(process.execPath, [join(__dirname, '..', 'dist', 'cli.js'), 'quantize', '--help'], { encoding: 'utf8' });
+    for (const c of QUANTIZING_CODECS) expect(help).toContain(c);
+    for (const m of METHODS) expect(help).toContain(m.name);
+  });
+
+  it("granularity 'block' still works, with a deprecation warning, and gives the codec's bytes", async () => {
+    const a = join(tmp.dir, 'dep-a.safetensors');
+    const b = join(tmp.dir, 'dep-b.safetensors');
+    const ra = await quantize(input, a, { granularity: 'block', include: ['w'] });
+    const rb = await quantize(input, b, { codec: 'block', include: ['w'] });
+    expect(ra.warnings?.some((w) => w.includes('deprecated'))).toBe(true);
+    expect(rb.warnings ?? []).toEqual([]);
+    expect(readSafetensors(a).metadata.weightpress).toBe(readSafetensors(b).metadata.weightpress);
+  });
+
+  it('an unknown codec is refused with the list of codecs', async () => {
+    await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { codec: 'vq' as 'scalar' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar, block') });
+  });
+});
