@@ -8,7 +8,7 @@
  *
  * Sizes: BENCH_SPARSE_N synthetic values (default 8192, quick 2048); real tensors as they are (the BF16 one
  * subsampled to BENCH_SPARSE_REAL_N elements, default all). A second table times the three sparse-l0 DP
- * algorithms (WEIGHTPRESS_SPARSE_L0=monge|pelt|naive) at a fixed penalty.
+ * algorithms (solver parameter l0Algorithm: monge | pelt | naive) at a fixed penalty.
  *
  * Loss is measured the way the pipeline assigns: each value goes to its group by the solver's thresholds
  * (midpoints between levels when a method returns none). SQNR = 10 log10(sum x^2 / SSE). "vs exact" is
@@ -96,7 +96,7 @@ const METHODS: Method[] = [
   { label: 'kmeans-optimal', solver: 'kmeans-optimal', params: (K) => ({ k: K }) },
 ];
 
-function timed(solver: string, x: Float64Array, w: Float64Array | null, params: Record<string, number>, reps: number) {
+function timed(solver: string, x: Float64Array, w: Float64Array | null, params: Record<string, number | string>, reps: number) {
   const times: number[] = [];
   let q: { levels: Float64Array; thresholds: Float64Array } | undefined;
   for (let r = 0; r < reps; r++) {
@@ -186,12 +186,10 @@ function l0Algorithms(reps: number): string {
       let levels = 0;
       for (const algo of ['monge', 'pelt', 'naive']) {
         if (algo === 'naive' && s.u.length > 20000) { row.push('-'); continue; }
-        process.env.WEIGHTPRESS_SPARSE_L0 = algo;
-        const { q, ms } = timed('sparse-l0', s.u, s.c, { k: 1 << 30, lambda }, algo === 'monge' ? reps : 1);
+        const { q, ms } = timed('sparse-l0', s.u, s.c, { k: 1 << 30, lambda, l0Algorithm: algo }, algo === 'monge' ? reps : 1);
         levels = q.levels.length;
         row.push(fmtMs(ms));
       }
-      delete process.env.WEIGHTPRESS_SPARSE_L0;
       row.splice(3, 0, levels);
       rows.push(row);
       note(`  l0 algorithms n = ${n}, lambda = ${rel} x SSE: ${row.join(' | ')}`);

@@ -43,6 +43,10 @@ export interface NativeSolverParams {
   targetValues?: number;
   /** ecsq*: target entropy of the codes, bits per weight. */
   rate?: number;
+  /** Algorithm switches for tests and benches (docs/SPARSE.md): sparse-l1/l1l2 jump weights, sparse-l0's DP, the DP's bound. */
+  penalty?: 'standardized' | 'uniform';
+  l0Algorithm?: 'monge' | 'pelt' | 'naive';
+  dpBound?: boolean;
 }
 
 export interface NativeQuantizeParams extends NativeSolverParams {

@@ -140,10 +140,15 @@ async function runShards(
         if (next !== undefined) ckpt.advise(plan.tasks[next].tensor.name, 'willneed');
         const codec = findCodec(task.codec)!;
         const done = { index: index_, count: mine.length, bytesDone, bytesTotal };
+        let most = -1; // native progress may arrive out of order from several threads: report it monotone
         const job: EncodeJob = {
           ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance, warnings,
           onTensorProgress: o.onProgress
-            ? (d, n) => reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } })
+            ? (d, n) => {
+                if (d <= most) return;
+                most = d;
+                reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } });
+              }
             : undefined,
         };
         const t0 = performance.now();

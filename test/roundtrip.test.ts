@@ -136,12 +136,23 @@ describe('the event loop stays free', () => {
     const timer = setInterval(() => ticks++, 5);
     const started = performance.now();
     const progress: number[] = [];
-    await quantize(big, join(tmp.dir, 'big.q.safetensors'), { method: 'kmeans-optimal', granularity: 'row', onProgress: (p) => progress.push(p.index) });
+    const within: { done: number; total: number }[] = [];
+    await quantize(big, join(tmp.dir, 'big.q.safetensors'), {
+      method: 'kmeans-optimal', granularity: 'row',
+      onProgress: (p) => (p.within ? within.push(p.within) : progress.push(p.index)),
+    });
     const elapsed = performance.now() - started;
     clearInterval(timer);
     // A blocked loop would run no timer at all until the job ends.
     expect(ticks).toBeGreaterThan(Math.min(20, elapsed / 5 / 4));
     expect(progress).toEqual([1]);
+    // Within the tensor, its rows done reach onProgress as they are solved: movement on a long tensor.
+    expect(within.length).toBeGreaterThan(0);
+    for (let i = 0; i < within.length; i++) {
+      expect(within[i].total).toBe(2048);
+      expect(within[i].done).toBeLessThanOrEqual(2048);
+      if (i) expect(within[i].done).toBeGreaterThanOrEqual(within[i - 1].done);
+    }
   });
 });
 

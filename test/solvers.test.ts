@@ -41,6 +41,19 @@ describe('kmeans-optimal is exact', () => {
     }
   });
 
+  it('gives the same levels with the Knuth-Yao scan bound as without it (dpBound: false scans every split)', () => {
+    const r = mulberry32(77);
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 2 + Math.floor(r() * 300);
+      const x = Float64Array.from({ length: n }, () => Math.round((r() - 0.5) * 4096) / 64);
+      const weights = Float64Array.from({ length: n }, () => 0.05 + r());
+      const k = 1 + Math.floor(r() * 12);
+      const a = solveSync('kmeans-optimal', x, { k, weights });
+      const b = solveSync('kmeans-optimal', x, { k, weights, dpBound: false });
+      expect(nearestSse(x, a, weights)).toBeCloseTo(nearestSse(x, b, weights), 9);
+    }
+  });
+
   /** Brute force: every labelling of n points with k labels (no contiguity assumed), cluster means. */
   function bruteForce(x: number[], w: number[], k: number): number {
     const n = x.length;

@@ -4,7 +4,7 @@
  * l1+l2 problems, every contiguous partition for l0, the closed-form clip for the unscaled l1 problem, and
  * the exact 1-D k-means DP for the clustering-based method. All through the addon.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { loadNative } from '../lib/load.js';
 import { mulberry32, unpackCodes } from './helpers.js';
@@ -12,7 +12,7 @@ import { mulberry32, unpackCodes } from './helpers.js';
 const native = loadNative();
 
 interface Q { levels: Float64Array; thresholds: Float64Array }
-interface Params { k?: number; lambda?: number; lambda2?: number; targetValues?: number; maxIter?: number }
+interface Params { k?: number; lambda?: number; lambda2?: number; targetValues?: number; maxIter?: number; penalty?: 'standardized' | 'uniform'; l0Algorithm?: 'monge' | 'pelt' | 'naive' }
 
 function solve(method: string, u: number[], c: number[] | null, params: Params): Q {
   return native.quantizer(method, Float64Array.from(u), c ? Float64Array.from(c) : null, { k: 1 << 20, ...params });
@@ -208,10 +208,6 @@ function checkGroupMeans(u: number[], c: number[], q: Q): void {
   for (let t = 0; t < q.levels.length; t++) relClose(q.levels[t], sx[t] / sw[t], 1e-12);
 }
 
-afterEach(() => {
-  delete process.env.WEIGHTPRESS_SPARSE_PENALTY;
-  delete process.env.WEIGHTPRESS_SPARSE_L0;
-});
 
 // -----------------------------------------------------------------------------------------------------------
 
@@ -249,7 +245,7 @@ describe('sparse-l1 (weighted TV on the sorted values) is exact', () => {
   });
 });
 
-describe('the unscaled l1 problem (WEIGHTPRESS_SPARSE_PENALTY=uniform) only clips the tails', () => {
+describe('the unscaled l1 problem (penalty: uniform) only clips the tails', () => {
   /** z = clip(u, a, b) with sum c (a - u)_+ = lam and sum c (u - b)_+ = lam; the mean when a >= b. */
   function clipSolution(u: number[], c: number[], lam: number): number[] {
     const level = (side: 1 | -1) => {
@@ -273,13 +269,12 @@ describe('the unscaled l1 problem (WEIGHTPRESS_SPARSE_PENALTY=uniform) only clip
   }
 
   it('equals clip(u, a, b) and the enumerated optimum', () => {
-    process.env.WEIGHTPRESS_SPARSE_PENALTY = 'uniform';
     const r = mulberry32(202);
     for (let trial = 0; trial < 200; trial++) {
       const m = 2 + Math.floor(r() * (trial < 100 ? 6 : 40));
       const { u, c } = randomPoints(r, m, trial % 2 === 0);
       const lam = r() * 4;
-      const q = solve('sparse-l1', u, c, { lambda: lam });
+      const q = solve('sparse-l1', u, c, { lambda: lam, penalty: 'uniform' });
       const z = zOf(u, q);
       const want = clipSolution(u, c, lam);
       z.forEach((v, i) => expect(Math.abs(v - want[i])).toBeLessThanOrEqual(1e-9 * (1 + Math.abs(v))));
@@ -347,9 +342,8 @@ describe('sparse-l1l2 (elastic net on the standardised jumps) is exact', () => {
 });
 
 describe('sparse-l0 (1-D Potts) is exact with every DP algorithm', () => {
-  for (const algo of ['monge', 'pelt', 'naive']) {
+  for (const algo of ['monge', 'pelt', 'naive'] as const) {
     it(`${algo}: equals the best contiguous partition on 300 small weighted inputs`, () => {
-      process.env.WEIGHTPRESS_SPARSE_L0 = algo;
       const r = mulberry32(505);
       for (let trial = 0; trial < 300; trial++) {
         const m = 1 + Math.floor(r() * 10); // 1..10
@@ -358,7 +352,7 @@ describe('sparse-l0 (1-D Potts) is exact with every DP algorithm', () => {
         const lam = r() < 0.5 ? r() * 2 : r() * 20;
         let want = Infinity;
         for (let g = 1; g <= m; g++) want = Math.min(want, bestSse[g] + lam * (g - 1));
-        const q = solve('sparse-l0', u, c, { lambda: lam });
+        const q = solve('sparse-l0', u, c, { lambda: lam, l0Algorithm: algo });
         checkInvariants(u, q, m);
         const got = sseOf(u, c, zOf(u, q)) + lam * (q.levels.length - 1);
         relClose(got, want);
@@ -372,9 +366,8 @@ describe('sparse-l0 (1-D Potts) is exact with every DP algorithm', () => {
     const wt = x.map(() => 0.1 + r());
     const { u, c } = summarize(x, wt);
     const obj: number[] = [];
-    for (const algo of ['monge', 'pelt', 'naive']) {
-      process.env.WEIGHTPRESS_SPARSE_L0 = algo;
-      const q = solve('sparse-l0', u, c, { lambda: 0.5 });
+    for (const algo of ['monge', 'pelt', 'naive'] as const) {
+      const q = solve('sparse-l0', u, c, { lambda: 0.5, l0Algorithm: algo });
       obj.push(sseOf(u, c, zOf(u, q)) + 0.5 * (q.levels.length - 1));
     }
     relClose(obj[1], obj[0], 1e-10);

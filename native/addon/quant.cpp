@@ -1,4 +1,6 @@
 // N-API face of the scalar pipeline: quantize / dequantize a tensor, and solve a 1-D problem directly.
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -32,6 +34,16 @@ wp::SolverParams solver_params_of(const Napi::Object& o) {
   sp.rate = num_of(o, "rate", 0);
   sp.threads = (int)num_of(o, "threads", 0);
   if (sp.threads <= 0) sp.threads = (int)std::thread::hardware_concurrency();
+  std::string pen = str_of(o, "penalty", "standardized");
+  if (pen == "standardized") sp.sparse_penalty = wp::SparsePenalty::Standardized;
+  else if (pen == "uniform") sp.sparse_penalty = wp::SparsePenalty::Uniform;
+  else throw_arg(o.Env(), "penalty must be standardized or uniform, got '" + pen + "'");
+  std::string l0 = str_of(o, "l0Algorithm", "monge");
+  if (l0 == "monge") sp.l0_algo = wp::SparseL0Algo::Monge;
+  else if (l0 == "pelt") sp.l0_algo = wp::SparseL0Algo::Pelt;
+  else if (l0 == "naive") sp.l0_algo = wp::SparseL0Algo::Naive;
+  else throw_arg(o.Env(), "l0Algorithm must be monge, pelt or naive, got '" + l0 + "'");
+  sp.dp_bound = bool_of(o, "dpBound", true);
   std::string step = str_of(o, "step", "mse");
   if (step == "mse") sp.step = wp::UniformStep::Mse;
   else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
@@ -54,6 +66,9 @@ Napi::Object stats_to_js(Napi::Env env, const wp::QuantizeStats& s) {
 class QuantizeWorker : public PromiseWorker {
  public:
   using PromiseWorker::PromiseWorker;
+  ~QuantizeWorker() override {
+    if (progress_) progress_.Release();
+  }
   wp::TensorIn in;
   wp::QuantizeParams params;
   wp::QuantizeOut out;
@@ -62,11 +77,34 @@ class QuantizeWorker : public PromiseWorker {
   wp::Quantizer fixed;
   void Run() override { wp::quantize_tensor(in, params, out, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override { return stats_to_js(env, stats); }
+
+  // onProgress(done, total) on the main thread, at most every 50 ms (and for the last unit), through a
+  // thread-safe function: the core's Context::progress is called from worker threads.
+  void SetProgress(Napi::Env env, const Napi::Function& fn) {
+    progress_ = Napi::ThreadSafeFunction::New(env, fn, "weightpress.progress", 0, 1);
+    progress_.Unref(env);  // a pending progress call never keeps the process alive
+    ctx.progress = [this](double done, double total) {
+      int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+      int64_t last = last_ms_.load(std::memory_order_relaxed);
+      if (done < total && now - last < 50) return;
+      if (!last_ms_.compare_exchange_strong(last, now)) return;
+      progress_.NonBlockingCall([done, total](Napi::Env e, Napi::Function f) {
+        f.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)});
+      });
+    };
+  }
+
+ private:
+  Napi::ThreadSafeFunction progress_;
+  std::atomic<int64_t> last_ms_{0};
 };
 
-// quantize({data, dtype, numel, importance?, name?}, {method, bits, granularity, sliceSize, codebookDtype,
-//           seed, maxIter, symmetric, step, threads}, codes: Uint8Array, codebook: TypedArray, cancel?)
-//   -> Promise<stats>
+// quantize(tensor: {data, dtype, numel, importance?: Float32Array, name?},
+//          params: {method, bits, granularity, sliceSize, codebookDtype, packBits?, fixedLevels?, fixedThresholds?,
+//                   device?, threads?, and the solver's: seed, maxIter, symmetric, step, lambda, lambda2,
+//                   targetValues, rate, penalty, l0Algorithm, dpBound},
+//          codes: Uint8Array, codebook: Uint8Array, cancel?: Int32Array, onProgress?: (done, total) => void)
+//   -> Promise<stats>: one tensor through the scalar pipeline (native/core/quantize.h).
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsObject()) throw_arg(env, "quantize(tensor, params, codes, codebook, cancel?)");
@@ -116,6 +154,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   }
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[4]);
+  if (info.Length() > 5 && info[5].IsFunction()) w->SetProgress(env, info[5].As<Napi::Function>());
   // device: 'cpu' | 'cuda' | 'auto'. auto takes CUDA when a driver and a device answer, and never fails.
   std::string device = str_of(p, "device", "auto");
   if (device != "cpu" && device != "cuda" && device != "auto") throw_arg(env, "device must be auto, cpu or cuda");

@@ -25,12 +25,6 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 inline float f16r(float v) { return f16_to_f32(f32_to_f16(v)); }
 inline uint64_t align8(uint64_t b) { return (b + 7) & ~(uint64_t)7; }
 
-uint64_t mix_seed(uint64_t seed, uint64_t i) {
-  uint64_t z = seed ^ (i * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
-  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull;
-  return z ^ (z >> 33);
-}
-
 void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out) {
   switch (d) {
     case Dtype::F32: std::memcpy(out, (const float*)data + begin, n * 4); return;
@@ -688,17 +682,9 @@ class BlockQuantizer {
   }
 
   Tab solve(const WeightedPoints& pts, uint64_t g) const {
-    if (pts.size() == 0) return make_tab(K_, {0.0}, {});
     SolverParams sp = p_.solver_params;
     sp.k = K_;
-    sp.seed = mix_seed(p_.solver_params.seed, g);
-    Quantizer q = solver_->solve(pts, sp);
-    if (q.levels.empty()) q.levels.push_back(0.0);
-    WP_THROW_IF_NOT((int)q.levels.size() <= K_, Argument,
-                    "the table solver produced " + std::to_string(q.levels.size()) + " levels, more than 2^bits = " + std::to_string(K_));
-    for (double v : q.levels) WP_THROW_IF_NOT(std::isfinite(v), Internal, "table solver returned a non-finite level");
-    WP_THROW_IF_NOT(q.thresholds.empty() || q.thresholds.size() + 1 == q.levels.size(), Internal, "table solver returned a wrong threshold count");
-    if (q.thresholds.empty()) std::sort(q.levels.begin(), q.levels.end());
+    Quantizer q = solve_one(*solver_, pts, sp, g);
     return make_tab(K_, q.levels, q.thresholds);
   }
 

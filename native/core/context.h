@@ -22,8 +22,9 @@ struct Context {
   int thread_count() const;
 };
 
-// Run fn(i) for i in [0, n) on ctx.thread_count() threads. Work is handed out in fixed-size chunks, and
-// every fn(i) writes only its own outputs, so results do not depend on the thread count. The first
+// Run fn(i) for i in [0, n) on ctx.thread_count() threads. Indices are handed out one at a time from a shared
+// counter (dynamic scheduling), and every fn(i) writes only its own outputs, so results do not depend on the
+// thread count or on which thread ran which index. The cancel flag is checked before each fn(i). The first
 // exception thrown by any fn stops the others and is rethrown here.
 void parallel_for(const Context& ctx, size_t n, const std::function<void(size_t)>& fn);
 

@@ -1,5 +1,6 @@
 // wp::Error: the one error type of the native core. Core code throws it through WP_THROW_IF_NOT;
-// the addon maps its code onto WeightpressError (lib/errors.ts) through one table (addon/errors.cpp).
+// the addon maps it onto WeightpressError (lib/errors.ts) in one place: to_js_error (native/addon/common.cpp),
+// with code_name (native/core/context.cpp) giving the E_* name of each code.
 #pragma once
 #include <cstdint>
 #include <stdexcept>

@@ -28,12 +28,6 @@ void codebook_put(void* cb, Dtype d, size_t i, double v) {
   else ((float*)cb)[i] = (float)v;
 }
 
-uint64_t mix_seed(uint64_t seed, uint64_t slice) {
-  uint64_t z = seed ^ (slice * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
-  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull;
-  return z ^ (z >> 33);
-}
-
 }  // namespace
 
 namespace {
@@ -105,44 +99,20 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   if (big16) be.histogram((const uint16_t*)in.data, n, S, hist.data(), ctx);
   ctx.check_cancel();
 
-  // Stages 1-2: summarize and solve every slice; write its codebook row (padded with its last level) and its
-  // decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
+  // Stages 1-2: summarize and solve every slice (one batch of problems); write its codebook row (padded with its
+  // last level) and its decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
   std::vector<uint32_t> used(ns, 0);
   std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
-  parallel_for(ctx, ns, [&](size_t s) {
-    WeightedPoints pts;
+  auto check_finite = [&](size_t s) {
     uint64_t b = s * S, e = std::min(n, b + S);
-    Quantizer q;
     if (big16) {
-      size_t bad = hist16_first_non_finite(hist.data() + s * 65536, in.dtype);
-      if (bad < 65536) throw_non_finite_at(in.data, in.dtype, b, e);
+      if (hist16_first_non_finite(hist.data() + s * 65536, in.dtype) < 65536) throw_non_finite_at(in.data, in.dtype, b, e);
+    } else if (params.fixed && first_non_finite(in.data, in.dtype, b, e) < e) {
+      throw_non_finite_at(in.data, in.dtype, b, e);
     }
-    if (params.fixed) {
-      // No solve, but the slice is still checked for NaN/Inf.
-      if (!big16) {
-        size_t bad = first_non_finite(in.data, in.dtype, b, e);
-        if (bad < e) throw_non_finite_at(in.data, in.dtype, b, e);
-      }
-      q = *params.fixed;
-    } else {
-      if (big16 && !in.importance) points_from_hist16(hist.data() + s * 65536, in.dtype, pts);
-      else summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
-      // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
-      if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
-      SolverParams sp = params.solver;
-      sp.k = k;
-      sp.seed = mix_seed(params.solver.seed, s);
-      sp.threads = ns == 1 ? ctx.thread_count() : 1;  // a lone slice gets every thread for its solve
-      q = pts.size() ? solver->solve(pts, sp) : Quantizer{{0.0}, {}};
-    }
-    std::vector<double>& lv = q.levels;
-    if (lv.empty()) lv.push_back(0.0);
-    WP_THROW_IF_NOT((int)lv.size() <= k, Argument,
-                    "the method produced " + std::to_string(lv.size()) + " levels, more than 2^bits = " + std::to_string(k) +
-                        " (raise bits or the penalty)");
-    for (double v : lv) WP_THROW_IF_NOT(std::isfinite(v), Internal, "solver returned a non-finite level");
-    WP_THROW_IF_NOT(std::is_sorted(lv.begin(), lv.end()), Internal, "solver returned unsorted levels");
-    WP_THROW_IF_NOT(q.thresholds.empty() || q.thresholds.size() + 1 == lv.size(), Internal, "solver returned a wrong threshold count");
+  };
+  auto write_row = [&](size_t s, const Quantizer& q) {
+    const std::vector<double>& lv = q.levels;
     used[s] = (uint32_t)lv.size();
     double* L = lvl.data() + s * (size_t)k;
     double* T = thr.data() + s * (size_t)(k - 1);
@@ -155,7 +125,31 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       if ((size_t)t + 1 < lv.size()) T[t] = q.thresholds.empty() ? 0.5 * (L[t] + L[t + 1]) : q.thresholds[(size_t)t];
       else T[t] = std::numeric_limits<double>::infinity();  // padding entries are never chosen
     }
-  });
+  };
+  if (params.fixed) {
+    // No solve, but every slice is still checked for NaN/Inf.
+    WP_THROW_IF_NOT(!params.fixed->levels.empty() && (int)params.fixed->levels.size() <= k, Argument, "fixed quantizer must have 1 to 2^bits levels");
+    parallel_for(ctx, ns, [&](size_t s) {
+      check_finite(s);
+      write_row(s, *params.fixed);
+      if (ctx.progress) ctx.progress((double)(s + 1), (double)ns);
+    });
+  } else {
+    SolverParams sp = params.solver;
+    sp.k = k;
+    SolveBatch batch;
+    batch.count = ns;
+    batch.problem = [&](size_t s, WeightedPoints& pts) {
+      uint64_t b = s * S, e = std::min(n, b + S);
+      check_finite(s);
+      if (big16 && !in.importance) points_from_hist16(hist.data() + s * 65536, in.dtype, pts);
+      else summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
+      // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
+      if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
+    };
+    batch.result = [&](size_t s, Quantizer& q, const SolveStats&) { write_row(s, q); };
+    solve_batch(*solver, sp, batch, ctx);
+  }
 
   // Stage 3: assign by the thresholds, pack, and measure, chunk by chunk. Large 16-bit slices use a
   // 65,536-entry lookup table (raw code -> level index) and are measured from their histogram instead.

@@ -13,9 +13,6 @@ namespace wp {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Knuth-Yao style bound: with a Monge cost the leftmost optimal split of j points into c+1 clusters is no
-// earlier than into c clusters, so each scan starts there (about a fifth fewer evaluations).
-bool kKnuthBound = std::getenv("WEIGHTPRESS_DP_NO_BOUND") == nullptr;
 
 // Segment costs in the form the inner loop wants: prefix sums interleaved (one cache line per lookup) and,
 // when the weights are counts, a reciprocal table instead of a division.
@@ -139,7 +136,7 @@ class LayerSolver {
 
 }  // namespace
 
-std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats, int threads) {
+std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats, int threads, bool bound) {
   WP_THROW_IF_NOT(k >= 1, Argument, "k must be at least 1");
   const size_t m = p.size();
   if (m == 0) { if (stats) stats->sse = 0; return {}; }
@@ -163,7 +160,9 @@ std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* sta
     // c+1 clusters over j points: j in [c+1, m-(k-1-c)], split i in [c, j-1].
     int jlo = c + 1, jhi = (int)m - (k - 1 - c);
     std::fill(cur.begin(), cur.end(), kInf);
-    const int* argprev = kKnuthBound && c > 1 ? arg.data() + (size_t)(c - 1) * (m + 1) : nullptr;
+    // Knuth-Yao style bound: with a Monge cost the leftmost optimal split of j points into c+1 clusters is no
+    // earlier than into c clusters, so each scan starts there (about a fifth fewer evaluations).
+    const int* argprev = bound && c > 1 ? arg.data() + (size_t)(c - 1) * (m + 1) : nullptr;
     ls.run(prev.data(), cur.data(), arg.data() + (size_t)c * (m + 1), argprev, jlo, jhi, c, jhi - 1);
     prev.swap(cur);
   }

@@ -17,6 +17,7 @@ struct KmeansDpStats {
 // Returns the levels (weighted means of the optimal clusters), ascending; fewer than k when the points
 // have fewer than k distinct values.
 // threads > 1 splits each layer's work across threads (for one large problem; the result does not depend on it).
-std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats = nullptr, int threads = 1);
+// bound = false scans every split (the Knuth-Yao bound off: a check for tests; same result, slower).
+std::vector<double> kmeans_dp(const WeightedPoints& p, int k, KmeansDpStats* stats = nullptr, int threads = 1, bool bound = true);
 
 }  // namespace wp

@@ -1,5 +1,11 @@
 #include "registry.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "../error.h"
+
 #include "kmeans_dp.h"
 #include "kmeans_lloyd.h"
 #include "ecsq.h"
@@ -27,7 +33,7 @@ Quantizer solve_kmeans(const WeightedPoints& p, const SolverParams& sp) {
 }
 
 Quantizer solve_kmeans_optimal(const WeightedPoints& p, const SolverParams& sp) {
-  return {kmeans_dp(p, sp.k, nullptr, sp.threads), {}};
+  return {kmeans_dp(p, sp.k, nullptr, sp.threads, sp.dp_bound), {}};
 }
 
 constexpr SolverRow kSolvers[] = {
@@ -54,6 +60,64 @@ std::string solver_names() {
   std::string s;
   for (const auto& r : kSolvers) { if (!s.empty()) s += ", "; s += r.name; }
   return s;
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t index) {
+  uint64_t z = seed ^ (index * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
+  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull;
+  return z ^ (z >> 33);
+}
+
+Quantizer solve_one(const SolverRow& row, const WeightedPoints& p, const SolverParams& sp0, uint64_t index) {
+  if (p.size() == 0) return Quantizer{{0.0}, {}};
+  SolverParams sp = sp0;
+  sp.seed = mix_seed(sp0.seed, index);
+  Quantizer q = row.solve(p, sp);
+  std::vector<double>& lv = q.levels;
+  if (lv.empty()) lv.push_back(0.0);
+  WP_THROW_IF_NOT((int)lv.size() <= sp.k, Argument,
+                  "the method produced " + std::to_string(lv.size()) + " levels, more than 2^bits = " + std::to_string(sp.k) +
+                      " (raise bits or the penalty)");
+  for (double v : lv) WP_THROW_IF_NOT(std::isfinite(v), Internal, "solver returned a non-finite level");
+  WP_THROW_IF_NOT(q.thresholds.empty() || q.thresholds.size() + 1 == lv.size(), Internal, "solver returned a wrong threshold count");
+  if (q.thresholds.empty()) std::sort(lv.begin(), lv.end());
+  WP_THROW_IF_NOT(std::is_sorted(lv.begin(), lv.end()), Internal, "solver returned unsorted levels");
+  return q;
+}
+
+namespace {
+
+// Weighted squared error of the points under q: each point takes the level of its threshold interval (midpoints
+// when q has no thresholds). Points and thresholds are sorted, so one merge-like pass suffices.
+double distortion_of(const WeightedPoints& p, const Quantizer& q) {
+  const size_t k = q.levels.size();
+  double d = 0;
+  size_t t = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    while (t + 1 < k && p.x[i] > (q.thresholds.empty() ? 0.5 * (q.levels[t] + q.levels[t + 1]) : q.thresholds[t])) ++t;
+    double e = p.x[i] - q.levels[t];
+    d += p.w[i] * e * e;
+  }
+  return d;
+}
+
+}  // namespace
+
+void solve_batch(const SolverRow& row, const SolverParams& sp0, const SolveBatch& batch, const Context& ctx) {
+  std::atomic<size_t> done{0};
+  SolverParams sp = sp0;
+  sp.threads = batch.count == 1 ? ctx.thread_count() : 1;  // a lone problem gets every thread for its solve
+  parallel_for(ctx, batch.count, [&](size_t i) {
+    WeightedPoints pts;
+    batch.problem(i, pts);
+    Quantizer q = solve_one(row, pts, sp, i);
+    SolveStats st;
+    st.levels = (int)q.levels.size();
+    if (batch.want_stats) st.distortion = distortion_of(pts, q);
+    batch.result(i, q, st);
+    size_t d = done.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (ctx.progress) ctx.progress((double)d, (double)batch.count);
+  });
 }
 
 }  // namespace wp

@@ -2,13 +2,19 @@
 // function from WeightedPoints to levels. Adding a scalar method is adding a row here.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "../context.h"
 
 #include "../summarize.h"
 #include "uniform.h"
 
 namespace wp {
+
+enum class SparsePenalty { Standardized, Uniform };
+enum class SparseL0Algo { Monge, Pelt, Naive };
 
 struct SolverParams {
   int k = 16;                      // number of levels at most (2^bits)
@@ -21,6 +27,10 @@ struct SolverParams {
   int target_values = 0;           // sparse-*: search the penalty until this many distinct values (0 = off)
   double rate = 0;                 // ecsq*: target entropy of the codes in bits per weight (0 = off)
   int threads = 1;                 // threads one solve may use (the pipeline gives them to a lone large slice)
+  // Algorithm switches for tests and benches (results are equal up to rounding; docs/SPARSE.md):
+  SparsePenalty sparse_penalty = SparsePenalty::Standardized;  // sparse-l1/l1l2: jump weights (standardized A) or 1
+  SparseL0Algo l0_algo = SparseL0Algo::Monge;  // sparse-l0: the DP's row-minima search
+  bool dp_bound = true;            // kmeans-optimal: start each scan at the previous layer's argmin (Knuth-style)
 };
 
 // What a solver returns: the levels, ascending, and optionally the k-1 decision thresholds between them
@@ -42,5 +52,36 @@ struct SolverRow {
 const SolverRow* find_solver(const std::string& name);
 // Every registered name, for error messages.
 std::string solver_names();
+
+// The seed of problem `index` of a batch: a fixed mix of the caller's seed and the index (splitmix64 finalizer),
+// so that results do not depend on which thread solves which problem.
+uint64_t mix_seed(uint64_t seed, uint64_t index);
+
+// Solves one problem as every caller must: seed mixed with `index`, k = sp.k; an empty problem gives the one level
+// 0; the result is checked (at most k finite levels; levels without thresholds are sorted ascending; thresholds,
+// when given, one fewer than the levels and the levels ascending). Throws Error(Argument) for too many levels
+// (the method's options ask for more than 2^bits) and Error(Internal) for a broken result.
+Quantizer solve_one(const SolverRow& row, const WeightedPoints& p, const SolverParams& sp, uint64_t index);
+
+// Per-problem statistics of a batch.
+struct SolveStats {
+  int levels = 0;           // distinct levels returned
+  double distortion = 0;    // weighted squared error of the problem's points under the result (want_stats)
+};
+
+// A batch of independent 1-D problems solved with one parameter set, as faiss's Clustering takes parameters and
+// reports statistics. Problems are made and consumed on worker threads, one at a time per thread, so a batch over
+// every row of a large tensor never holds all their summaries at once; a GPU backend may take them all at once.
+struct SolveBatch {
+  size_t count = 0;
+  std::function<void(size_t, WeightedPoints&)> problem;                     // fills problem i (may throw)
+  std::function<void(size_t, Quantizer&, const SolveStats&)> result;        // takes problem i's solution
+  bool want_stats = false;                                                  // fill SolveStats::distortion
+};
+
+// Solves every problem of the batch on ctx's threads (a lone problem gets them all for its own solve), problem i
+// with solve_one(row, ·, sp, i). Calls ctx.progress(done, count) after each problem (from worker threads) and
+// stops with Error(Cancelled) when ctx's cancel flag is set. The results do not depend on the thread count.
+void solve_batch(const SolverRow& row, const SolverParams& sp, const SolveBatch& batch, const Context& ctx);
 
 }  // namespace wp

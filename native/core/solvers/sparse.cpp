@@ -53,26 +53,9 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// ---------------------------------------------------------------------------------------------------------
-// Switches for tests and benches (see sparse.h).
-
-enum class Penalty { Standardized, Uniform };
-enum class L0Algo { Monge, Pelt, Naive };
-
-Penalty penalty_mode() {
-  const char* e = std::getenv("WEIGHTPRESS_SPARSE_PENALTY");
-  if (!e || !*e || std::strcmp(e, "standardized") == 0) return Penalty::Standardized;
-  if (std::strcmp(e, "uniform") == 0) return Penalty::Uniform;
-  throw Error(Code::Argument, std::string("WEIGHTPRESS_SPARSE_PENALTY must be standardized or uniform, got '") + e + "'");
-}
-
-L0Algo l0_algo() {
-  const char* e = std::getenv("WEIGHTPRESS_SPARSE_L0");
-  if (!e || !*e || std::strcmp(e, "monge") == 0) return L0Algo::Monge;
-  if (std::strcmp(e, "pelt") == 0) return L0Algo::Pelt;
-  if (std::strcmp(e, "naive") == 0) return L0Algo::Naive;
-  throw Error(Code::Argument, std::string("WEIGHTPRESS_SPARSE_L0 must be monge, pelt or naive, got '") + e + "'");
-}
+// Switches for tests and benches: SolverParams::sparse_penalty and SolverParams::l0_algo (registry.h).
+using Penalty = SparsePenalty;
+using L0Algo = SparseL0Algo;
 
 std::string num(double v) {
   char b[64];
@@ -586,7 +569,7 @@ Quantizer solve_sparse_l1(const WeightedPoints& p, const SolverParams& sp) {
   check_params(sp, "sparse-l1");
   const size_t m = p.size();
   if (m == 0) return {};
-  const Penalty mode = penalty_mode();
+  const Penalty mode = sp.sparse_penalty;
   const int K = target_of(sp);
   std::vector<double> w = jump_weights(p, mode);
   if (K > 0) {
@@ -603,7 +586,7 @@ Quantizer solve_sparse_l1l2(const WeightedPoints& p, const SolverParams& sp) {
   check_params(sp, "sparse-l1l2");
   const size_t m = p.size();
   if (m == 0) return {};
-  const Penalty mode = penalty_mode();
+  const Penalty mode = sp.sparse_penalty;
   const int K = target_of(sp);
   // Newton stops by itself within m + 1 steps (the active set only shrinks); the bound is only a guard.
   L1L2Solver solver(p, mode, sp.lambda2, (int)std::min<size_t>(m + 2, (size_t)INT32_MAX));
@@ -650,7 +633,7 @@ Quantizer solve_sparse_l0(const WeightedPoints& p, const SolverParams& sp) {
   check_params(sp, "sparse-l0");
   const size_t m = p.size();
   if (m == 0) return {};
-  const L0Algo algo = l0_algo();
+  const L0Algo algo = sp.l0_algo;
   const int K = target_of(sp);
   PrefixSums ps(p);
   if (K == 0) {
