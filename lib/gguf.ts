@@ -11,11 +11,13 @@
  * innermost first, type, offset), zero padding to 32, then each tensor's data at a 32-aligned offset.
  * The file is written to a temporary file next to the output and renamed into place.
  */
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename } from 'node:path';
 
+import { AtomicFile } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
-import { ArgumentError, CancelledError, IoError, WeightpressError, fromNative } from './errors.js';
+import { ArgumentError, WeightpressError, fromNative } from './errors.js';
+import { Cancel } from './job.js';
+import { intIn } from './validate.js';
 import { loadNative } from './load.js';
 import { isFloatDtype } from './dtype.js';
 import type { NativeBlockStats } from './native.js';
@@ -29,13 +31,39 @@ export const Q4_0_VALUES: readonly number[] = Array.from({ length: 16 }, (_, i) 
 
 export type GgufQuantType = 'IQ4_NL' | 'Q4_0';
 
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, I8: 24, I16: 25, I32: 26, I64: 27, F64: 28, IQ4_NL: 20, BF16: 30 } as const;
-const KEEP_TYPE: Record<string, number> = { F32: 0, F16: 1, BF16: 30, F64: 28, I8: 24, I16: 25, I32: 26, I64: 27 };
-const FILE_TYPE: Record<GgufQuantType, number> = { Q4_0: 2, IQ4_NL: 25 };  // llama_ftype MOSTLY_Q4_0 / MOSTLY_IQ4_NL
+/**
+ * ggml tensor types, one row each (ggml's type_traits; ids from ggml.h's enum ggml_type). Quantized rows give the
+ * block layout and how weightpress fills it: blocks of `blockSize` weights stored in `blockBytes` bytes (an F16
+ * scale then 16 bytes of nibbles: codes 0..15 of the block in the low nibbles, 16..31 in the high ones, as
+ * ggml-common.h's block_q4_0 / block_iq4_nl), the fixed 16-level table the scale multiplies, and the llama_ftype
+ * of a file of that type. Kept rows name the safetensors dtype they store.
+ */
+interface GgufQuantRow {
+  name: GgufQuantType;
+  id: number;
+  blockSize: number;
+  blockBytes: number;
+  table: readonly number[];
+  fileType: number;
+}
+export const GGUF_QUANT_TYPES: readonly GgufQuantRow[] = [
+  { name: 'Q4_0', id: 2, blockSize: 32, blockBytes: 18, table: Q4_0_VALUES, fileType: 2 }, // LLAMA_FTYPE_MOSTLY_Q4_0
+  { name: 'IQ4_NL', id: 20, blockSize: 32, blockBytes: 18, table: IQ4_NL_VALUES, fileType: 25 }, // LLAMA_FTYPE_MOSTLY_IQ4_NL
+];
+export const GGUF_PLAIN_TYPES: readonly { name: string; id: number; dtype: string }[] = [
+  { name: 'F32', id: 0, dtype: 'F32' },
+  { name: 'F16', id: 1, dtype: 'F16' },
+  { name: 'I8', id: 24, dtype: 'I8' },
+  { name: 'I16', id: 25, dtype: 'I16' },
+  { name: 'I32', id: 26, dtype: 'I32' },
+  { name: 'I64', id: 27, dtype: 'I64' },
+  { name: 'F64', id: 28, dtype: 'F64' },
+  { name: 'BF16', id: 30, dtype: 'BF16' },
+];
+/** Type ids by name (both tables). */
+export const GGML_TYPE: Readonly<Record<string, number>> = Object.fromEntries([...GGUF_QUANT_TYPES, ...GGUF_PLAIN_TYPES].map((r) => [r.name, r.id]));
 const ALIGNMENT = 32;
-const QK = 32;
-const BLOCK_BYTES = 18;  // F16 d + 16 bytes of nibbles
-const MAX_NAME = 63;     // GGML_MAX_NAME (64) including the terminating zero
+const MAX_NAME = 63; // GGML_MAX_NAME (64) including the terminating zero
 
 export interface GgufExportOptions {
   type: GgufQuantType;
@@ -148,20 +176,23 @@ function alignUp(n: number, a: number): number {
  * their rows allow, and returns the SQNR the export costs per tensor and in total.
  */
 export async function exportGguf(input: string, output: string, options: GgufExportOptions): Promise<GgufExportReport> {
-  const type = options?.type;
-  if (type !== 'IQ4_NL' && type !== 'Q4_0') throw new ArgumentError(`type must be IQ4_NL or Q4_0, got ${String(type)}`);
+  if (typeof options !== 'object' || options === null) throw new ArgumentError('option options: must be an object');
+  for (const k of Object.keys(options))
+    if (!['type', 'name', 'flatten', 'minElements', 'threads', 'signal'].includes(k))
+      throw new ArgumentError(`option ${k}: unknown export-gguf option (known: type, name, flatten, minElements, threads, signal)`);
+  const row = GGUF_QUANT_TYPES.find((r) => r.name === options.type);
+  if (!row) throw new ArgumentError(`option type: must be one of ${GGUF_QUANT_TYPES.map((r) => r.name).join(', ')}, got ${JSON.stringify(options.type)}`);
+  const type = row.name;
+  const QK = row.blockSize;
   const flatten = options.flatten ?? true;
-  const minElements = Math.max(QK, options.minElements ?? 4096);
-  const out = resolve(output);
+  const minElements = Math.max(QK, intIn('minElements', options.minElements ?? 4096, 0, Number.MAX_SAFE_INTEGER));
+  const threads = intIn('threads', options.threads ?? 0, 0, 1024);
   const ck = await Checkpoint.open(input);
   const native = loadNative();
-  const cancel = new Int32Array(1);
-  const onAbort = () => { cancel[0] = 1; };
-  options.signal?.addEventListener('abort', onAbort);
-  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.${Date.now().toString(36)}.tmp`);
-  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  const cancel = new Cancel(options.signal);
+  let file: AtomicFile | undefined;
   try {
-    if (options.signal?.aborted) throw new CancelledError('export cancelled', { file: ck.path });
+    cancel.check(ck.path);
     // Plan: what each tensor becomes, and its size.
     const plan: Planned[] = [];
     const skipped: GgufExportReport['skipped'] = [];
@@ -185,11 +216,12 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       }
       let ggType: number;
       let bytes: number;
+      const plain = GGUF_PLAIN_TYPES.find((r) => r.dtype === t.dtype);
       if (quantize) {
-        ggType = GGML_TYPE[type];
-        bytes = (numel / QK) * BLOCK_BYTES;
-      } else if (t.dtype in KEEP_TYPE) {
-        ggType = KEEP_TYPE[t.dtype];
+        ggType = row.id;
+        bytes = (numel / QK) * row.blockBytes;
+      } else if (plain) {
+        ggType = plain.id;
         bytes = t.byteLength;
       } else {
         skipped.push({ name: t.name, dtype: t.dtype, reason: `GGUF has no ${t.dtype} tensor type` });
@@ -208,7 +240,7 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       ['general.name', 'str', options.name ?? basename(ck.path).replace(/\.safetensors$|\.json$/, '')],
       ['general.alignment', 'u32', ALIGNMENT],
       ['general.quantization_version', 'u32', 2],
-      ['general.file_type', 'u32', FILE_TYPE[type]],
+      ['general.file_type', 'u32', row.fileType],
     ];
     if (Object.keys(shapes).length) kvs.push(['weightpress.original_shapes', 'str', JSON.stringify(shapes)]);
     if (Object.keys(names).length) kvs.push(['weightpress.tensor_names', 'str', JSON.stringify(names)]);
@@ -234,26 +266,19 @@ export async function exportGguf(input: string, output: string, options: GgufExp
     w.pad(ALIGNMENT);
     const header = w.buffer();
 
-    fh = await open(tmp, 'wx');
-    let pos = 0;
-    const write = async (b: Uint8Array) => {
-      let done = 0;
-      while (done < b.byteLength) {
-        const { bytesWritten } = await fh!.write(b, done, b.byteLength - done, pos);
-        done += bytesWritten;
-        pos += bytesWritten;
-      }
-    };
+    file = await AtomicFile.create(output);
+    const f = file;
+    const write = (b: Uint8Array) => f.write(b);
     await write(header);
     const dataStart = header.length;
     const reports: GgufTensorReport[] = [];
-    const fixedTable = Float32Array.from(type === 'IQ4_NL' ? IQ4_NL_VALUES : Q4_0_VALUES);
-    const params = { bits: 4, blockSize: QK, scale: 'optimal' as const, table: 'tensor' as const, rounds: 1, packBits: 8, fixedTable, threads: options.threads ?? 0 };
+    const fixedTable = Float32Array.from(row.table);
+    const params = { bits: 4, blockSize: QK, scale: 'optimal' as const, table: 'tensor' as const, rounds: 1, packBits: 8, fixedTable, threads };
     for (let i = 0; i < plan.length; i++) {
       const p = plan[i];
-      if (options.signal?.aborted) throw new CancelledError('export cancelled', { file: ck.path, tensor: p.name });
+      cancel.check(ck.path);
       const target = dataStart + offsets[i];
-      if (pos < target) await write(new Uint8Array(target - pos));
+      if (f.position < target) await write(new Uint8Array(target - f.position));
       const raw = ck.bytes(p.name);
       if (!p.quantize) {
         await write(raw);
@@ -266,7 +291,7 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       const at = new Error();
       let st: NativeBlockStats;
       try {
-        st = await native.blockQuantize({ data: raw, dtype: p.dtype, numel: p.numel, cols: p.cols, name: p.name }, params, codes, scales, table, cancel);
+        st = await native.blockQuantize({ data: raw, dtype: p.dtype, numel: p.numel, cols: p.cols, name: p.name }, params, codes, scales, table, cancel.flag);
       } catch (e) {
         throw fromNative(e, { file: ck.path, tensor: p.name }, at);
       }
@@ -275,10 +300,10 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       const nb = p.numel / QK;
       const blob = new Uint8Array(p.bytes);
       for (let b = 0; b < nb; b++) {
-        const o = b * BLOCK_BYTES, c = b * QK;
+        const o = b * row.blockBytes, c = b * QK;
         blob[o] = scales[2 * b];
         blob[o + 1] = scales[2 * b + 1];
-        for (let j = 0; j < 16; j++) blob[o + 2 + j] = codes[c + j] | (codes[c + 16 + j] << 4);
+        for (let j = 0; j < QK / 2; j++) blob[o + 2 + j] = codes[c + j] | (codes[c + QK / 2 + j] << 4);
       }
       await write(blob);
       reports.push({ name: p.name, ggufName: p.ggufName, dtype: p.dtype, shape: p.shape, ne: p.ne, type, quantized: true,
@@ -286,11 +311,10 @@ export async function exportGguf(input: string, output: string, options: GgufExp
         maxAbsErr: st.maxAbsErr, bitsPerWeight: (8 * p.bytes) / p.numel });
     }
     // The data section ends padded to the alignment too (ggml reads every tensor's padded size).
-    if (pos < dataStart + offset) await write(new Uint8Array(dataStart + offset - pos));
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, out);
+    if (f.position < dataStart + offset) await write(new Uint8Array(dataStart + offset - f.position));
+    cancel.check(ck.path);
+    const pos = f.position;
+    await f.finish();
     let sse = 0, signal = 0, qn = 0, n = 0, mx = 0;
     for (const r of reports) {
       n += r.numel;
@@ -298,7 +322,7 @@ export async function exportGguf(input: string, output: string, options: GgufExp
     }
     return {
       input: ck.path,
-      output: out,
+      output: f.path,
       type,
       tensors: reports,
       skipped,
@@ -316,14 +340,11 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       },
     };
   } catch (e) {
-    if (fh) await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    await file?.abort();
     if (e instanceof WeightpressError) throw e;
-    if (e instanceof Error && typeof (e as NodeJS.ErrnoException).errno === 'number')
-      throw new IoError(`cannot write the GGUF file: ${e.message}`, { file: out, cause: e });
-    throw fromNative(e, { file: out });
+    throw fromNative(e, { file: file?.path ?? output });
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    cancel.dispose();
     ck.close();
   }
 }

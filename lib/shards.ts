@@ -5,9 +5,10 @@
  * renamed into place before every shard is written, and the index is written last.
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
+import { writeFileAtomic } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import { ArgumentError, IoError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, parseScheme, type FileScheme } from './format.js';
@@ -53,18 +54,6 @@ export function ensureDir(dir: string): void {
 
 export function indexName(base: string): string {
   return `${base}.index.json`;
-}
-
-/** Writes a file atomically: a temporary file beside it, renamed into place. */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.wp-${process.pid}-${Date.now()}.tmp`);
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw new IoError(`cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
-  }
 }
 
 /**
@@ -116,7 +105,7 @@ export class ShardWriter {
     this.names.forEach((names, k) => names.forEach((n) => (weightMap[n] = this.shards[k].file)));
     const total = this.bytes.reduce((a, b) => a + b, 0);
     const path = join(this.dir, indexFile);
-    await writeAtomic(path, JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n');
+    await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n');
     return path;
   }
 
@@ -176,7 +165,7 @@ export async function merge(dir: string, options: { files?: string[]; index?: st
     }
   }
   const path = join(d, options.index ?? indexName('model.safetensors'));
-  await writeAtomic(path, JSON.stringify({ metadata: { total_size: total, [FORMAT_KEY]: JSON.stringify(merged) }, weight_map: weightMap }, null, 2) + '\n');
+  await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, [FORMAT_KEY]: JSON.stringify(merged) }, weight_map: weightMap }, null, 2) + '\n');
   return path;
 }
 

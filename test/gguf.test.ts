@@ -171,6 +171,18 @@ describe('exportGguf errors', () => {
     expect(readdirSync(tmp.dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('rejects a misspelled option with the list of valid ones, and bad numbers, as quantize does', async () => {
+    const file = files[0];
+    await expect(exportGguf(file, join(tmp.dir, 'o.gguf'), { type: 'Q4_0', thread: 2 } as never)).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('threads') });
+    await expect(exportGguf(file, join(tmp.dir, 'o.gguf'), { type: 'Q4_0', threads: -1 })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    expect(existsSync(join(tmp.dir, 'o.gguf'))).toBe(false);
+  });
+
+  it("the type table's ids are ggml.h's", async () => {
+    const { GGML_TYPE } = await import('../lib/gguf.js');
+    for (const [name, id] of Object.entries(TYPE)) expect(GGML_TYPE[name], name).toBe(id);
+  });
+
   it('keeps tensors whose rows are not whole blocks, unless flattening is allowed', async () => {
     const file = files[0];
     const a = await exportGguf(file, join(tmp.dir, 'flat.gguf'), { type: 'IQ4_NL' });
