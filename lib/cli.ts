@@ -11,10 +11,105 @@ import { exportGguf } from './gguf.js';
 import { ArgumentError, WeightpressError } from './errors.js';
 import { loadNative } from './load.js';
 import { CODECS } from './codecs/registry.js';
-import { METHODS, type MethodName } from './methods/registry.js';
+import { defaultText, type OptionSpec } from './methods/options.js';
+import { METHOD_OPTIONS, METHODS } from './methods/registry.js';
 import { quantize } from './quantize.js';
 import { formatTable, toJson } from './report.js';
-import type { Progress, QuantizeOptions } from './validate.js';
+import { CODEC, CODEC_OPTIONS, JOB_OPTIONS, METHOD, QUANTIZE_OPTIONS, type Progress, type QuantizeOptions } from './validate.js';
+
+/** The quantize flags that are no option of quantize(): where the output goes and what is printed. */
+const QUANTIZE_FLAGS = [
+  ['-o, --output FILE', 'output file, or a directory (written to temporary files, renamed into place at the end)'],
+  ['--json', 'print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)'],
+  ['--quiet', 'no progress bar and no table'],
+  ['--progress', 'a progress bar on stderr even when it is not a terminal'],
+] as const;
+
+const COL = 27;
+const WIDTH = 118;
+
+/** `head` padded to the doc column (or followed by a space when longer), then `text` wrapped to the width with continuation lines indented. */
+function helpLine(head: string, text: string, indent = COL): string {
+  const lines: string[] = [];
+  const inline = head.length >= indent - 1;
+  let line = inline ? head + ' ' : head.padEnd(indent);
+  let width = line.length;
+  for (const word of text.split(' ')) {
+    if (width + word.length > WIDTH && width > indent) {
+      lines.push(line.trimEnd());
+      line = ' '.repeat(indent);
+      width = indent;
+    }
+    line += word + ' ';
+    width += word.length + 1;
+  }
+  lines.push(line.trimEnd());
+  return lines.join('\n');
+}
+
+/** An option's --help entry: its flag, doc, values or range, default and note (and the methods that take it). */
+function optionHelp(spec: OptionSpec, extra = ''): string {
+  let text = spec.doc;
+  if (spec.type === 'enum') text += `: ${spec.values!.join(' | ')}`;
+  if (spec.type === 'int' && spec.max! <= 4096) text += `, ${spec.min} to ${spec.max}`;
+  if (spec.type === 'number') text += `, ${spec.min !== undefined ? `at least ${spec.min}` : 'positive'}${spec.max !== undefined ? `, at most ${spec.max}` : ''}`;
+  if (spec.type === 'number' && spec.unit) text += ` ${spec.unit}`;
+  const d = defaultText(spec);
+  if (d !== undefined) text += ` (default ${d})`;
+  if (spec.note) text += `; ${spec.note}`;
+  if (extra) text += ` ${extra}`;
+  const lines = [helpLine(`  ${spec.flag}${spec.metavar ? ` ${spec.metavar}` : ''}`, text)];
+  for (const a of spec.aliases ?? []) lines.push(helpLine(`  ${a.flag}`, a.doc));
+  if (spec === METHOD) for (const m of METHODS) lines.push(helpLine(`${' '.repeat(COL + 2)}${m.name}:`, m.summary, COL + 4));
+  if (spec === CODEC) for (const c of CODECS.filter((x) => x.phase === 'quantize')) lines.push(helpLine(`${' '.repeat(COL + 2)}${c.name}:`, c.summary, COL + 4));
+  return lines.join('\n');
+}
+
+/** quantize --help, generated from the options' declarations: the job's, each codec's, the methods'. */
+function quantizeHelp(): string {
+  const out = ['usage: weightpress quantize <input> -o <output> [options]', ''];
+  for (const [flag, doc] of QUANTIZE_FLAGS) out.push(helpLine(`  ${flag}`, doc));
+  out.push('', 'job options:');
+  for (const spec of JOB_OPTIONS) out.push(optionHelp(spec));
+  for (const c of CODECS.filter((x) => x.options?.length)) {
+    out.push('', `codec options, ${c.name} (--codec ${c.name}):`);
+    for (const r of CODEC_OPTIONS.filter((x) => x.codec === c.name)) out.push(optionHelp(r.spec));
+  }
+  out.push('', 'method options (the methods that take each in brackets):');
+  for (const r of METHOD_OPTIONS) out.push(optionHelp(r.spec, `[${r.methods.map((m) => m.name).join(', ')}]`));
+  return out.join('\n');
+}
+
+/** The parseArgs declaration of the quantize flags, from the options' declarations. */
+function quantizeFlags() {
+  const flags: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+    output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+  };
+  for (const spec of QUANTIZE_OPTIONS) {
+    flags[spec.flag.slice(2)] = spec.metavar ? { type: 'string', ...(spec.type === 'strings' ? { multiple: true } : {}) } : { type: 'boolean' };
+    for (const a of spec.aliases ?? []) flags[a.flag.slice(2)] = { type: 'boolean' };
+  }
+  return flags;
+}
+
+/** The options of quantize() the flags give (only those given). */
+function quantizeOptionsOf(values: Record<string, string | boolean | (string | boolean)[] | undefined>): QuantizeOptions {
+  const opts: Record<string, unknown> = {};
+  for (const spec of QUANTIZE_OPTIONS) {
+    const name = spec.flag.slice(2);
+    const v = values[name];
+    let value: unknown;
+    if (v === undefined) value = spec.aliases?.find((a) => values[a.flag.slice(2)])?.sets;
+    else if (!spec.metavar) value = v ? (spec.flagSets ?? true) : undefined;
+    else if (typeof v !== 'string') value = v;
+    else if (spec.parseFlag) value = spec.parseFlag(v);
+    else if (spec.type === 'int') value = int(name, v);
+    else if (spec.type === 'number') value = num(name, v);
+    else value = v;
+    if (value !== undefined) opts[spec.name] = value;
+  }
+  return opts as QuantizeOptions;
+}
 
 const HELP: Record<string, string> = {
   main: `weightpress: quantize and compress safetensors checkpoints
@@ -29,50 +124,7 @@ commands:
   backends                       show the CPU/CUDA backends of this build
 
 Run 'weightpress <command> --help' for its options. --version prints the version.`,
-  quantize: `usage: weightpress quantize <input> -o <output> [options]
-
-  -o, --output FILE        output file, or a directory (written to temporary files, renamed into place at the end)
-  --max-shard-size SIZE    largest output file (default 5GB); a larger output is written as shards
-                           x-00001-of-0000N.safetensors and the index x.safetensors.index.json
-  --method NAME            ${METHODS.map((m) => m.name).join(' | ')} (default kmeans-optimal)
-${METHODS.map((m) => `                             ${m.name}: ${m.summary}`).join('\n')}
-  --bits N                 bits per code, 1-8 (default 4)
-  --codec C                ${CODECS.filter((c) => c.phase === 'quantize').map((c) => c.name).join(' | ')} (default scalar): the storage scheme
-${CODECS.filter((c) => c.phase === 'quantize').map((c) => `                             ${c.name}: ${c.summary}`).join('\n')}
-  --granularity G          scalar codec: tensor | row | group | network (default row): one codebook per tensor, per
-                           output row, per group, or one for all quantized tensors together (Choi et al.'s all-layers
-                           mode). 'block' is the deprecated spelling of --codec block
-  --block-size B           block: weights per block (default 16)
-  --scale S                block: optimal | absmax scales (default optimal)
-  --table T                block: one learned table per tensor | row (default tensor)
-  --double-quant Q/S       block: scales as Q-bit codes under an F16 super-scale per S weights (default 6/256),
-                           or none (F16 scales)
-  --rounds N               block: alternating scale/table refinement rounds at most (default 4)
-  --group-size N           weights per group with --granularity group (default 128)
-  --include PATTERN        quantize tensors whose name matches (glob * ? or /regex/); repeatable.
-                           Without it: float tensors with >= 2 dims and >= 4096 elements
-  --exclude PATTERN        keep tensors whose name matches; repeatable
-  --min-elements N         size rule: quantize tensors with at least N elements (default 4096)
-  --seed N                 seed of kmeans' k-means++ (default 0)
-  --max-iter N             Lloyd iterations at most (default 1000)
-  --symmetric              uniform: levels symmetric about zero
-  --step mse|minmax        uniform: MSE-optimal step or min-max range (default mse)
-  --codebook-dtype D       f32 | f16 (default f32)
-  --importance FILE        safetensors of importance weights (same tensor names and shapes); see docs/IMPORTANCE
-  --importance-kind K      hessian | fisher | adam-v (default hessian; adam-v uses sqrt(v))
-  --importance-map RULE    FROM=>TO regex rule mapping a tensor name to its importance name; repeatable
-  --lloyd                  hessian-kmeans: Lloyd's instead of the exact DP
-  --rate BITS              ecsq methods: target average bits per weight after entropy coding
-  --compression-ratio C    ecsq methods, instead of --rate: each tensor's rate is its dtype's bits / C
-  --lambda X               sparse methods: penalty weight; ecsq: Lagrange multiplier
-  --lambda2 X              sparse-l1l2: l2 weight
-  --target-values K        sparse methods: search the penalty until K distinct values per slice
-  --entropy C              none | huffman | ans: entropy-code the codes (default: huffman for ecsq methods)
-  --huffman                short for --entropy huffman
-  --threads N              CPU threads (default: all cores)
-  --device D               auto | cpu | cuda (default auto)
-  --json                   print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)
-  --quiet                  no progress bar and no table`,
+  quantize: quantizeHelp(),
   decode: `usage: weightpress decode <input> -o <output> [options]
 
   -o, --output FILE        dense safetensors output, or a directory
@@ -107,14 +159,6 @@ function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw new ArgumentError(`option --${name}: expected an integer, got ${JSON.stringify(v)}`);
   return Number(v);
-}
-
-function doubleQuantArg(v: string | undefined): QuantizeOptions['doubleQuant'] {
-  if (v === undefined) return undefined;
-  if (v === 'none' || v === 'off') return false;
-  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
-  if (!m) throw new ArgumentError(`option --double-quant: expected BITS/SUPERBLOCK (e.g. 6/256) or none, got ${JSON.stringify(v)}`);
-  return { bits: Number(m[1]), superBlock: Number(m[2]) };
 }
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -162,61 +206,14 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSig);
   try {
     if (cmd === 'quantize') {
-      const { values, positionals } = parseArgs({
-        args: rest, allowPositionals: true, strict: true,
-        options: {
-          output: { type: 'string', short: 'o' }, method: { type: 'string' }, bits: { type: 'string' },
-          codec: { type: 'string' }, 'max-shard-size': { type: 'string' },
-          granularity: { type: 'string' }, 'group-size': { type: 'string' }, include: { type: 'string', multiple: true },
-          exclude: { type: 'string', multiple: true }, 'min-elements': { type: 'string' }, seed: { type: 'string' },
-          'max-iter': { type: 'string' }, symmetric: { type: 'boolean' }, step: { type: 'string' },
-          'codebook-dtype': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' },
-          json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
-          importance: { type: 'string' }, 'importance-kind': { type: 'string' }, 'importance-map': { type: 'string', multiple: true },
-          lloyd: { type: 'boolean' }, rate: { type: 'string' }, 'compression-ratio': { type: 'string' }, lambda: { type: 'string' }, lambda2: { type: 'string' },
-          'target-values': { type: 'string' }, entropy: { type: 'string' }, huffman: { type: 'boolean' },
-          'block-size': { type: 'string' }, scale: { type: 'string' }, table: { type: 'string' },
-          'double-quant': { type: 'string' }, rounds: { type: 'string' },
-        },
-      });
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
       if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
-      if (!values.output) throw new UsageError('quantize needs -o <output>');
+      if (typeof values.output !== 'string' || !values.output) throw new UsageError('quantize needs -o <output>');
       const opts: QuantizeOptions = {
-        method: values.method as MethodName | undefined,
-        codec: values.codec as QuantizeOptions['codec'],
-        maxShardSize: values['max-shard-size'],
-        bits: int('bits', values.bits),
-        granularity: values.granularity as QuantizeOptions['granularity'],
-        groupSize: int('group-size', values['group-size']),
-        include: values.include,
-        exclude: values.exclude,
-        minElements: int('min-elements', values['min-elements']),
-        seed: int('seed', values.seed),
-        maxIter: int('max-iter', values['max-iter']),
-        symmetric: values.symmetric,
-        step: values.step as QuantizeOptions['step'],
-        codebookDtype: values['codebook-dtype']?.toUpperCase() as QuantizeOptions['codebookDtype'],
-        threads: int('threads', values.threads),
-        device: values.device as QuantizeOptions['device'],
-        importance: values.importance,
-        importanceKind: values['importance-kind'] as QuantizeOptions['importanceKind'],
-        importanceMap: values['importance-map'],
-        exact: values.lloyd ? false : undefined,
-        rate: num('rate', values.rate),
-        compressionRatio: num('compression-ratio', values['compression-ratio']),
-        lambda: num('lambda', values.lambda),
-        lambda2: num('lambda2', values.lambda2),
-        targetValues: int('target-values', values['target-values']),
-        entropy: (values.entropy ?? (values.huffman ? 'huffman' : undefined)) as QuantizeOptions['entropy'],
-        blockSize: int('block-size', values['block-size']),
-        scale: values.scale as QuantizeOptions['scale'],
-        table: values.table as QuantizeOptions['table'],
-        doubleQuant: doubleQuantArg(values['double-quant']),
-        rounds: int('rounds', values.rounds),
+        ...quantizeOptionsOf(values),
         signal: ac.signal,
-        onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
+        onProgress: progressBar(!values.quiet && (values.progress === true || process.stderr.isTTY === true)),
       };
-      for (const k of Object.keys(opts) as (keyof QuantizeOptions)[]) if (opts[k] === undefined) delete opts[k];
       const report = await quantize(positionals[0], values.output, opts);
       for (const w of report.warnings ?? []) process.stderr.write(`weightpress: warning: ${w}\n`);
       if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');

@@ -1,11 +1,14 @@
 /**
- * Option checks shared by the API and the CLI: one message shape, unknown keys rejected, defaults in one
- * place. Every failure is an ArgumentError naming the option.
+ * Option checks shared by the API and the CLI, derived from the options' declarations (lib/methods/options.ts:
+ * the job's below, the codecs' in lib/codecs/, the methods' in lib/methods/): one message shape, unknown keys
+ * rejected, each default in one place. Every failure is an ArgumentError naming the option.
  */
 import { ArgumentError } from './errors.js';
-import { QUANTIZING_CODECS } from './codecs/registry.js';
-import { METHODS, findMethod, type MethodName } from './methods/registry.js';
-import { parseSize } from './shards.js';
+import { GRANULARITY } from './codecs/scalar.js';
+import { CODECS, QUANTIZING_CODECS } from './codecs/registry.js';
+import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
+import { METHOD_OPTIONS, METHODS, findMethod, type MethodName } from './methods/registry.js';
+import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
 
 export type Granularity = 'tensor' | 'row' | 'group' | 'network';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
@@ -140,35 +143,69 @@ export interface DecodeOptions extends CommonOptions {
   maxShardSize?: number | string;
 }
 
-export const QUANTIZE_DEFAULTS = {
-  method: 'kmeans-optimal' as MethodName,
-  codec: 'scalar' as 'scalar' | 'block',
-  maxShardSize: 5e9 as number | string,
-  bits: 4, // or the method's default (methods/registry.ts)
-  granularity: 'row' as Granularity,
-  groupSize: 128,
-  minDims: 2,
-  minElements: 4096,
-  seed: 0,
-  maxIter: 1000,
-  symmetric: false,
-  step: 'mse' as const,
-  codebookDtype: 'F32' as const,
-  threads: 0,
-  device: 'auto' as Device,
-  importanceKind: 'hessian' as ImportanceKind,
-  exact: true,
-  entropy: 'none' as EntropyCoder, // or the method's default
-  // The block format: 16-weight blocks with 6-bit scales under an F16 super-scale per 256 weights (4.44 bits per
-  // weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
-  blockSize: 16,
-  scale: 'optimal' as 'optimal' | 'absmax',
-  table: 'tensor' as 'tensor' | 'row',
-  doubleQuant: { bits: 6, superBlock: 256 } as { bits: number; superBlock: number } | false,
-  rounds: 4,
-};
+// ---- The job's options (the codecs' options are declared in lib/codecs/, the methods' in lib/methods/) ----
 
-const EXTRA_KEYS = ['importance', 'importanceMap', 'rate', 'compressionRatio', 'lambda', 'lambda2', 'targetValues'] as const;
+export const METHOD = option({
+  name: 'method', type: 'enum', values: METHODS.map((m) => m.name), default: 'kmeans-optimal',
+  doc: 'the quantization method (below)', flag: '--method', metavar: 'NAME',
+});
+export const CODEC = option({
+  name: 'codec', type: 'enum', values: QUANTIZING_CODECS, default: 'scalar',
+  doc: 'the storage scheme (below)', flag: '--codec', metavar: 'C',
+});
+export const MAX_SHARD_SIZE = option({
+  name: 'maxShardSize', type: 'size', default: DEFAULT_MAX_SHARD_SIZE, defaultDoc: '5GB', unit: 'bytes',
+  doc: 'largest output file, in bytes or as 500MB, 2GiB; a larger output is written as shards x-00001-of-0000N.safetensors and the index x.safetensors.index.json',
+  flag: '--max-shard-size', metavar: 'SIZE',
+});
+export const INCLUDE = option({
+  name: 'include', type: 'strings', default: [], defaultDoc: 'float tensors with >= --min-dims dims and >= --min-elements elements',
+  doc: 'quantize tensors whose name matches (glob * ? or /regex/); repeatable', flag: '--include', metavar: 'PATTERN',
+});
+export const EXCLUDE = option({
+  name: 'exclude', type: 'strings', default: [], defaultDoc: 'none',
+  doc: 'keep tensors whose name matches; repeatable', flag: '--exclude', metavar: 'PATTERN',
+});
+export const MIN_DIMS = option({
+  name: 'minDims', type: 'int', min: 0, max: 64, default: 2, unit: 'dimensions',
+  doc: 'size rule: quantize float tensors with at least N dimensions', flag: '--min-dims', metavar: 'N',
+});
+export const MIN_ELEMENTS = option({
+  name: 'minElements', type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, default: 4096, unit: 'elements',
+  doc: 'size rule: quantize float tensors with at least N elements', flag: '--min-elements', metavar: 'N',
+});
+export const THREADS = option({
+  name: 'threads', type: 'int', min: 0, max: 1024, default: 0, defaultDoc: '0: all cores',
+  doc: 'CPU threads for native work', flag: '--threads', metavar: 'N',
+});
+export const DEVICE = option({
+  name: 'device', type: 'enum', values: ['auto', 'cpu', 'cuda'], default: 'auto',
+  doc: "where numeric work runs ('auto': CUDA when a driver and device answer)", flag: '--device', metavar: 'D',
+});
+export const IMPORTANCE = option({
+  name: 'importance', type: 'string', unit: 'file path',
+  doc: 'safetensors file of importance weights (same tensor names and shapes); see docs/IMPORTANCE', flag: '--importance', metavar: 'FILE',
+});
+export const IMPORTANCE_KIND = option({
+  name: 'importanceKind', type: 'enum', values: ['hessian', 'fisher', 'adam-v'], default: 'hessian',
+  doc: "how to read --importance: a diagonal Hessian or Fisher, or Adam's second moment (sqrt(v) is used)", flag: '--importance-kind', metavar: 'K',
+});
+export const IMPORTANCE_MAP = option({
+  name: 'importanceMap', type: 'strings', default: [], defaultDoc: 'none',
+  doc: 'FROM=>TO regex rule mapping a tensor name to its importance tensor name; repeatable', flag: '--importance-map', metavar: 'RULE',
+});
+
+/** The job's options, in --help's order. */
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP];
+
+/** The codecs' options, each with the codec that reads it. */
+export const CODEC_OPTIONS: readonly { spec: OptionSpec; codec: string }[] = CODECS.flatMap((c) => (c.options ?? []).map((spec) => ({ spec, codec: c.name })));
+
+/** Every option of quantize() but the run's callbacks (signal, onProgress), each declared once. */
+export const QUANTIZE_OPTIONS: readonly OptionSpec[] = [...JOB_OPTIONS, ...CODEC_OPTIONS.map((r) => r.spec), ...METHOD_OPTIONS.map((r) => r.spec)];
+
+/** The default of every option that has one (the method may choose its own bits and entropy: MethodEntry). */
+export const QUANTIZE_DEFAULTS: Readonly<Partial<Record<OptionName, unknown>>> = Object.fromEntries(QUANTIZE_OPTIONS.filter((s) => s.default !== undefined).map((s) => [s.name, s.default]));
 
 function fail(option: string, problem: string): never {
   throw new ArgumentError(`option ${option}: ${problem}`);
@@ -224,86 +261,106 @@ function progressOf(v: unknown): ((p: Progress) => void) | undefined {
   return v as (p: Progress) => void;
 }
 
-const QUANTIZE_KEYS = [...Object.keys(QUANTIZE_DEFAULTS), ...EXTRA_KEYS, 'include', 'exclude', 'signal', 'onProgress'] as const;
+/** The keys quantize() accepts: every declared option, and the run's callbacks. */
+export const QUANTIZE_KEYS: readonly string[] = [...QUANTIZE_OPTIONS.map((s) => s.name), 'signal', 'onProgress'];
 
-function positive(option: string, v: unknown): number | undefined {
-  if (v === undefined) return undefined;
+function positive(option: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(option, `must be a positive number, got ${JSON.stringify(v)}`);
   return v;
 }
 
+/** A value of an option checked against its declaration's type (an int also against its range). */
+function checkValue(spec: OptionSpec, v: unknown, blockSize: number): unknown {
+  const n = spec.name;
+  switch (spec.type) {
+    case 'int':
+      return intIn(n, v, spec.min!, spec.max!);
+    case 'number':
+      return positive(n, v);
+    case 'boolean':
+      return boolOf(n, v);
+    case 'enum':
+      return oneOf(n, v, spec.values!);
+    case 'string':
+      if (typeof v !== 'string' || !v) fail(n, `must be a ${spec.unit ?? 'non-empty string'}`);
+      return v;
+    case 'strings':
+      return [...patterns(n, v)];
+    case 'size':
+      return parseSize(n, v as number | string);
+    case 'doubleQuant':
+      return doubleQuantOf(v, blockSize);
+  }
+}
+
+/** A number's bounds besides being positive. */
+function checkRange(spec: OptionSpec, v: number): void {
+  if (spec.min !== undefined && v < spec.min) fail(spec.name, `must be at least ${spec.min}, got ${v}`);
+  if (spec.max !== undefined && v > spec.max) fail(spec.name, `must be at most ${spec.max}${spec.unit ? ` ${spec.unit}` : ''}, got ${v}`);
+}
+
+/** Options without a default are checked first (the method's checks read them), bits next (its default is the method's), then the rest. */
+const RESOLVE_ORDER: readonly OptionSpec[] = [
+  ...QUANTIZE_OPTIONS.filter((s) => s.default === undefined),
+  BITS,
+  ...QUANTIZE_OPTIONS.filter((s) => s.default !== undefined && s !== BITS && s !== METHOD),
+];
+
 export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantizeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
   checkKeys(o, QUANTIZE_KEYS, 'quantize');
-  const d = QUANTIZE_DEFAULTS;
-  const method = o.method ?? d.method;
+  const given = o as Record<string, unknown>;
+  const method = o.method ?? (METHOD.default as MethodName);
   const entry = findMethod(method);
   if (!entry) fail('method', `unknown method ${JSON.stringify(method)} (known: ${METHODS.map((m) => m.name).join(', ')})`);
-  const rate = positive('rate', o.rate);
-  if (rate !== undefined && rate > 8) fail('rate', `must be at most 8 bits per weight, got ${rate}`);
-  const compressionRatio = positive('compressionRatio', o.compressionRatio);
-  if (compressionRatio !== undefined && rate !== undefined) fail('compressionRatio', 'give rate or compressionRatio, not both');
-  if (compressionRatio !== undefined && !method.startsWith('ecsq')) fail('compressionRatio', `applies to the ecsq methods only, not ${method}`);
-  if (compressionRatio !== undefined && compressionRatio < 1) fail('compressionRatio', `must be at least 1, got ${compressionRatio}`);
-  const lambda = positive('lambda', o.lambda);
-  const lambda2 = o.lambda2 === undefined ? undefined : positive('lambda2', o.lambda2);
-  const targetValues = o.targetValues === undefined ? undefined : intIn('targetValues', o.targetValues, 1, 256);
-  if (lambda2 !== undefined && method !== 'sparse-l1l2') fail('lambda2', `applies to sparse-l1l2 only, not ${method}`);
-  if (targetValues !== undefined && !method.startsWith('sparse-')) fail('targetValues', `applies to the sparse methods only, not ${method}`);
-  const importance = o.importance;
-  if (importance !== undefined && (typeof importance !== 'string' || !importance)) fail('importance', 'must be a file path');
-  // A compression ratio stands for a rate (at most F32's 32 bits / C) in the method's checks and default bits.
-  const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda, targetValues, exact: o.exact, importance };
-  const problem = entry.check?.(mopts);
-  if (problem) fail('method', problem);
-  if (entry.importance === 'required' && importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
-  const bits = intIn('bits', o.bits ?? entry.defaultBits(mopts), 1, 8);
-  if (targetValues !== undefined && targetValues > 2 ** bits) fail('targetValues', `${targetValues} values do not fit in ${bits} bits`);
-  const importanceMap = patterns('importanceMap', o.importanceMap);
-  for (const rule of importanceMap) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
+  const r: Record<string, unknown> = {};
+  let checked = false;
+  for (const spec of RESOLVE_ORDER) {
+    if (spec === BITS && !checked) {
+      // A compression ratio stands for a rate (at most F32's 32 bits / C) in the method's checks and default bits.
+      const rate = r.rate as number | undefined;
+      const compressionRatio = r.compressionRatio as number | undefined;
+      const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda: r.lambda as number | undefined, targetValues: r.targetValues as number | undefined, exact: o.exact, importance: r.importance as string | undefined };
+      const problem = entry.check?.(mopts);
+      if (problem) fail('method', problem);
+      if (entry.importance === 'required' && r.importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
+      r.bits = intIn('bits', o.bits ?? entry.defaultBits(mopts), 1, 8);
+      if (r.targetValues !== undefined && (r.targetValues as number) > 2 ** (r.bits as number)) fail('targetValues', `${r.targetValues} values do not fit in ${r.bits} bits`);
+      checked = true;
+      continue;
+    }
+    const v = given[spec.name];
+    // An option with a plain default takes it for undefined or null; the others refuse null.
+    const omitted = v === undefined || (v === null && spec.default !== undefined && typeof spec.default !== 'object');
+    const fallback = spec === ENTROPY ? entry.entropy : spec.default;
+    if (omitted && fallback === undefined) {
+      r[spec.name] = undefined;
+      continue;
+    }
+    const value = checkValue(spec, omitted ? fallback : v, r.blockSize as number);
+    if (!omitted) {
+      for (const other of spec.excludes ?? []) if (r[other] !== undefined) fail(spec.name, `give ${other} or ${spec.name}, not both`);
+      if (spec.only !== undefined && !entry.options.includes(spec)) fail(spec.name, `applies to ${spec.only} only, not ${method}`);
+      if (spec.type === 'number') checkRange(spec, value as number);
+    }
+    r[spec.name] = value;
+  }
+  for (const rule of r.importanceMap as string[]) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
   const warnings: string[] = [];
-  let granularity = oneOf('granularity', o.granularity ?? d.granularity, ['tensor', 'row', 'group', 'network', 'block'] as const);
-  let codec = oneOf('codec', o.codec ?? d.codec, QUANTIZING_CODECS as ('scalar' | 'block')[]);
+  let granularity = r.granularity as Granularity | 'block';
+  let codec = r.codec as 'scalar' | 'block';
   if (granularity === 'block') {
     if (o.codec !== undefined && o.codec !== 'block') fail('granularity', `'block' is the block codec, but codec is ${JSON.stringify(o.codec)}`);
     warnings.push("option granularity 'block' is deprecated: use codec 'block' (CLI: --codec block)");
     codec = 'block';
-    granularity = d.granularity;
+    granularity = GRANULARITY.default as Granularity;
   }
   return {
+    ...(r as Omit<ResolvedQuantizeOptions, 'method' | 'codec' | 'granularity' | 'warnings'>),
     method,
     codec,
-    maxShardSize: parseSize('maxShardSize', o.maxShardSize ?? d.maxShardSize),
     warnings,
-    bits,
     granularity,
-    blockSize: intIn('blockSize', o.blockSize ?? d.blockSize, 1, 1 << 20),
-    scale: oneOf('scale', o.scale ?? d.scale, ['optimal', 'absmax'] as const),
-    table: oneOf('table', o.table ?? d.table, ['tensor', 'row'] as const),
-    doubleQuant: doubleQuantOf(o.doubleQuant === undefined ? d.doubleQuant : o.doubleQuant, o.blockSize ?? d.blockSize),
-    rounds: intIn('rounds', o.rounds ?? d.rounds, 1, 100),
-    groupSize: intIn('groupSize', o.groupSize ?? d.groupSize, 1, 2 ** 40),
-    include: patterns('include', o.include),
-    exclude: patterns('exclude', o.exclude),
-    minDims: intIn('minDims', o.minDims ?? d.minDims, 0, 64),
-    minElements: intIn('minElements', o.minElements ?? d.minElements, 0, Number.MAX_SAFE_INTEGER),
-    seed: intIn('seed', o.seed ?? d.seed, 0, Number.MAX_SAFE_INTEGER),
-    maxIter: intIn('maxIter', o.maxIter ?? d.maxIter, 1, 1e7),
-    symmetric: boolOf('symmetric', o.symmetric ?? d.symmetric),
-    step: oneOf('step', o.step ?? d.step, ['mse', 'minmax'] as const),
-    codebookDtype: oneOf('codebookDtype', o.codebookDtype ?? d.codebookDtype, ['F32', 'F16'] as const),
-    threads: intIn('threads', o.threads ?? d.threads, 0, 1024),
-    device: oneOf('device', o.device ?? d.device, ['auto', 'cpu', 'cuda'] as const),
-    importance,
-    importanceKind: oneOf('importanceKind', o.importanceKind ?? d.importanceKind, ['hessian', 'fisher', 'adam-v'] as const),
-    importanceMap,
-    exact: boolOf('exact', o.exact ?? d.exact),
-    rate,
-    compressionRatio,
-    lambda,
-    lambda2,
-    targetValues,
-    entropy: oneOf('entropy', o.entropy ?? entry.entropy, ['none', 'huffman', 'ans'] as const),
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };
@@ -339,9 +396,9 @@ export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptio
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
-    maxShardSize: parseSize('maxShardSize', o.maxShardSize ?? QUANTIZE_DEFAULTS.maxShardSize),
-    threads: intIn('threads', o.threads ?? 0, 0, 1024),
-    device: oneOf('device', o.device ?? 'auto', ['auto', 'cpu', 'cuda'] as const),
+    maxShardSize: checkValue(MAX_SHARD_SIZE, o.maxShardSize ?? MAX_SHARD_SIZE.default, 0) as number,
+    threads: checkValue(THREADS, o.threads ?? THREADS.default, 0) as number,
+    device: checkValue(DEVICE, o.device ?? DEVICE.default, 0) as Device,
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };

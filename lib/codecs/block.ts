@@ -6,14 +6,44 @@
  * Rows that blocks do not tile are handed to the scalar codec (one codebook per row), with a warning.
  */
 import { DTYPE_SIZE, numel } from '../dtype.js';
-import { FormatError, fromNative } from '../errors.js';
+import { ArgumentError, FormatError, fromNative } from '../errors.js';
 import { codebookName, scalesName, type QuantizedScheme } from '../format.js';
 import { loadNative } from '../load.js';
 import type { MethodEntry } from '../methods/registry.js';
+import { option } from '../methods/options.js';
 import type { NativeBlockParams, NativeBlockSizes } from '../native.js';
 import type { Codec, EncodeResult, TaskOptions } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, rateOf, storeCodes } from './codes.js';
+
+// The block format's options. The defaults: 16-weight blocks with 6-bit scales under an F16 super-scale per 256
+// weights (4.44 bits per weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
+export const BLOCK_SIZE = option({
+  name: 'blockSize', type: 'int', min: 1, max: 1 << 20, default: 16, unit: 'weights',
+  doc: 'weights per block along a row (each block has a scale)', flag: '--block-size', metavar: 'B',
+});
+export const SCALE = option({
+  name: 'scale', type: 'enum', values: ['optimal', 'absmax'], default: 'optimal',
+  doc: 'block scales: MSE-optimal search per block, or absmax', flag: '--scale', metavar: 'S',
+});
+export const TABLE = option({
+  name: 'table', type: 'enum', values: ['tensor', 'row'], default: 'tensor',
+  doc: 'one learned level table per tensor or per row', flag: '--table', metavar: 'T',
+});
+export const DOUBLE_QUANT = option({
+  name: 'doubleQuant', type: 'doubleQuant', default: { bits: 6, superBlock: 256 }, defaultDoc: '6/256',
+  doc: 'block scales as Q-bit codes under an F16 super-scale per S weights, or none (F16 scales)', flag: '--double-quant', metavar: 'Q/S|none',
+  parseFlag: (v) => {
+    if (v === 'none' || v === 'off') return false;
+    const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+    if (!m) throw new ArgumentError(`option --double-quant: expected BITS/SUPERBLOCK (e.g. 6/256) or none, got ${JSON.stringify(v)}`);
+    return { bits: Number(m[1]), superBlock: Number(m[2]) };
+  },
+});
+export const ROUNDS = option({
+  name: 'rounds', type: 'int', min: 1, max: 100, default: 4, unit: 'rounds',
+  doc: 'alternating scale/table refinement rounds at most', flag: '--rounds', metavar: 'N',
+});
 
 /** The native parameters of the block format for these options, at the rate this tensor's dtype implies. */
 export function blockParams(o: TaskOptions, method: MethodEntry, dtypeBits = 32, threads = 0): NativeBlockParams {
@@ -49,6 +79,7 @@ interface BlockLayout {
 export const blockCodec: Codec = {
   name: 'block',
   summary: 'a scale per block of weights and a level table learned exactly for the tensor (docs/BLOCK.md)',
+  options: [BLOCK_SIZE, SCALE, TABLE, DOUBLE_QUANT, ROUNDS],
   phase: 'quantize',
   placement: 'first',
   storedNames: (name) => [codebookName(name), scalesName(name), ...codeNames(name)],

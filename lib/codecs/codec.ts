@@ -8,6 +8,7 @@ import type { StoredMetrics, TensorScheme } from '../format.js';
 import type { Importance } from '../importance.js';
 import type { Cancel, TensorSink } from '../job.js';
 import type { MethodEntry } from '../methods/registry.js';
+import type { OptionSpec } from '../methods/options.js';
 import type { TensorReport } from '../report.js';
 import type { ResolvedQuantizeOptions } from '../validate.js';
 
@@ -67,6 +68,8 @@ export interface Codec {
   name: CodecName;
   /** One line for --help. */
   summary: string;
+  /** The options of quantize() the codec reads (declared once, in the codec's file). */
+  options?: readonly OptionSpec[];
   /** Progress phase of its tensors. */
   phase: 'quantize' | 'copy';
   /**

@@ -10,9 +10,25 @@ import { FormatError, fromNative } from '../errors.js';
 import { codebookName, type QuantizedScheme, type TensorScheme } from '../format.js';
 import { loadNative } from '../load.js';
 import type { NativeQuantizeParams } from '../native.js';
+import { option } from '../methods/options.js';
 import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, rateOf, storeCodes } from './codes.js';
+
+// The scalar codec's options.
+export const GRANULARITY = option({
+  name: 'granularity', type: 'enum', values: ['tensor', 'row', 'group', 'network', 'block'], default: 'row',
+  doc: "one codebook per tensor, per output row, per group of --group-size weights, or one for all quantized tensors together (Choi et al.'s all-layers mode)",
+  flag: '--granularity', metavar: 'G', note: "'block' is the deprecated spelling of --codec block",
+});
+export const GROUP_SIZE = option({
+  name: 'groupSize', type: 'int', min: 1, max: 2 ** 40, default: 128, unit: 'weights',
+  doc: 'weights per group with --granularity group', flag: '--group-size', metavar: 'N',
+});
+export const CODEBOOK_DTYPE = option({
+  name: 'codebookDtype', type: 'enum', values: ['F32', 'F16'], default: 'F32',
+  doc: 'dtype of the stored codebooks (the flag takes f32 | f16 too)', flag: '--codebook-dtype', metavar: 'D', parseFlag: (v) => v.toUpperCase(),
+});
 
 /** The slicing and sizes of a tensor under the scalar codec. */
 export interface ScalarLayout {
@@ -56,6 +72,7 @@ function layoutOf(task: TensorTask): ScalarLayout {
 export const scalarCodec: Codec = {
   name: 'scalar',
   summary: 'one scalar codebook per tensor, row, group of weights, or for the whole network; packed or entropy-coded codes',
+  options: [GRANULARITY, GROUP_SIZE, CODEBOOK_DTYPE],
   phase: 'quantize',
   placement: 'first',
   storedNames: (name) => [codebookName(name), ...codeNames(name)],

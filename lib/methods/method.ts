@@ -1,0 +1,112 @@
+/**
+ * What a method file (lib/methods/<name>.ts) declares: its entry and its options. TypeScript decides which method
+ * runs (checks its options, picks its defaults); the numeric work is a native solver (native/core/solvers/registry.cpp).
+ */
+import { BITS, ENTROPY, type OptionSpec } from './options.js';
+
+export type MethodName =
+  | 'uniform'
+  | 'kmeans'
+  | 'kmeans-optimal'
+  | 'hessian-kmeans'
+  | 'ecsq-uniform'
+  | 'ecsq'
+  | 'sparse-l1'
+  | 'sparse-l1l2'
+  | 'sparse-l0'
+  | 'sparse-cluster';
+
+/** The options a method's defaults and checks look at. */
+export interface MethodOptions {
+  bits?: number;
+  rate?: number;
+  lambda?: number;
+  targetValues?: number;
+  exact?: boolean;
+  importance?: string;
+}
+
+export interface MethodEntry {
+  /** Name in the API, the CLI and the file format. */
+  name: MethodName;
+  /** One line for --help. */
+  summary: string;
+  /** Where it comes from. */
+  paper?: string;
+  /** Globally optimal for its objective (tests compare fast paths against these). */
+  exact: boolean;
+  /** Uses `seed`. */
+  seeded: boolean;
+  /** The native solver that does the work. */
+  solver: (o: MethodOptions) => string;
+  /** Importance weights: 'required' methods refuse to run without them. */
+  importance: 'optional' | 'required';
+  /** Entropy coding applied unless the caller says otherwise. */
+  entropy: 'none' | 'huffman';
+  /** Bits per code when the caller gives none. */
+  defaultBits: (o: MethodOptions) => number;
+  /** A problem with the options, or undefined. */
+  check?: (o: MethodOptions) => string | undefined;
+  /** The options that shaped a result, as a file's scheme records them under `params` (after `solver`). */
+  recordedParams: (o: RecordedOptions) => Record<string, unknown>;
+  /** The options the method takes (besides those every method takes: bits, entropy, importance). */
+  options: readonly OptionSpec[];
+}
+
+/** The resolved options recordedParams reads. */
+export interface RecordedOptions {
+  seed: number;
+  maxIter: number;
+  symmetric: boolean;
+  step: string;
+  rate?: number;
+  compressionRatio?: number;
+  lambda?: number;
+  lambda2?: number;
+  targetValues?: number;
+  importance?: string;
+  importanceKind: string;
+}
+
+/** Seeded methods record seed and maxIter; then `own` (the method's own options), the rate/penalty options given, the importance kind. */
+export function recorder(seeded: boolean, own: (keyof RecordedOptions)[] = []) {
+  return (o: RecordedOptions): Record<string, unknown> => {
+    const used: Record<string, unknown> = {};
+    if (seeded) Object.assign(used, { seed: o.seed, maxIter: o.maxIter });
+    for (const k of own) used[k] = o[k];
+    for (const k of ['rate', 'compressionRatio', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
+    if (o.importance !== undefined) used.importance = o.importanceKind;
+    return used;
+  };
+}
+
+/**
+ * A method's entry. Omitted: importance 'optional', entropy and bits the options' defaults (ENTROPY, BITS),
+ * recordedParams the seeded methods' seed and maxIter and the rate/penalty options given.
+ */
+export function defineMethod(
+  m: Omit<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'> & Partial<Pick<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'>>,
+): MethodEntry {
+  return {
+    ...m,
+    importance: m.importance ?? 'optional',
+    entropy: m.entropy ?? (ENTROPY.default as 'none'),
+    defaultBits: m.defaultBits ?? (() => BITS.default as number),
+    recordedParams: m.recordedParams ?? recorder(m.seeded),
+  };
+}
+
+/** ecsq methods: bits enough for the rate's codes (a rate of 4 when only lambda is given). */
+export const rateBits = (o: MethodOptions) => Math.min(8, Math.ceil(o.rate ?? 4) + 3);
+
+/**
+ * sparse methods: with a target K, just enough bits for K values; with a lambda, room for what it leaves (the
+ * solver refuses more than 2^bits); with neither, 4 bits, and the solver searches for 16 values.
+ */
+export const sparseBits = (o: MethodOptions) => (o.targetValues ? Math.max(1, Math.ceil(Math.log2(o.targetValues))) : o.lambda !== undefined ? 8 : 4);
+
+/** ecsq methods: a problem when neither a rate (or compression ratio) nor, where allowed, a lambda is given. */
+export const needsRate = (name: string, lambdaOk: boolean) => (o: MethodOptions) =>
+  o.rate === undefined && !(lambdaOk && o.lambda !== undefined)
+    ? `method ${name} needs rate (target bits per weight after entropy coding) or compressionRatio${lambdaOk ? ' or lambda' : ''}`
+    : undefined;
