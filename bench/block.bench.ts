@@ -288,7 +288,7 @@ async function ecsqAt(ts: Tensor[], base: NativeBlockParams, target: number, tri
   let lo = 1.5, hi = 4.5, best: Awaited<ReturnType<typeof learned>> & { rate: number } | undefined;
   for (let i = 0; i < tries; i++) {
     const rate = (lo + hi) / 2;
-    const r = await learned(ts, { ...base, solver: 'ecsq', rate, packBits: 8 }, true);
+    const r = await learned(ts, { ...base, solver: 'ecsq', solverParams: { rate }, packBits: 8 }, true);
     if (r.bpw <= target) { lo = rate; if (!best || r.sse < best.sse) best = { ...r, rate }; }
     else hi = rate;
   }

@@ -68,7 +68,7 @@ export async function run(): Promise<string> {
     fn: async () => {
       stats.set(label(c), await native.quantize(
         { data: data[c.dtype], dtype: c.dtype, numel, name: 'bench' },
-        { method: c.method, bits: BITS, granularity: 'row', sliceSize: cols, codebookDtype: 'F32', threads: c.threads, seed: 0 },
+        { method: c.method, bits: BITS, granularity: 'row', sliceSize: cols, codebookDtype: 'F32', threads: c.threads, solverParams: { seed: 0 } },
         codes,
         codebook,
       ));

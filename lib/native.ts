@@ -49,7 +49,9 @@ export interface NativeSolverParams {
   dpBound?: boolean;
 }
 
-export interface NativeQuantizeParams extends NativeSolverParams {
+export interface NativeQuantizeParams {
+  /** The method's own options, for its solver (one nested object; native/addon/common.cpp, solver_params_of). */
+  solverParams?: NativeSolverParams;
   /** Use this quantizer for every slice instead of solving (e.g. one codebook for the whole network). */
   fixedLevels?: Float64Array;
   fixedThresholds?: Float64Array;
@@ -87,14 +89,12 @@ export interface NativeBlockParams {
   table?: 'tensor' | 'row';
   solver?: string;
   rounds?: number;
+  /** The table solver's options (one nested object, as quantize takes them). */
+  solverParams?: NativeSolverParams;
   tol?: number;
   doubleQuant?: { bits: number; superBlock: number; dtype?: 'F16' | 'F32' } | null;
   packBits?: number;
   threads?: number;
-  rate?: number;
-  seed?: number;
-  maxIter?: number;
-  lambda?: number;
   scaleSteps?: number;
   scaleStepsLater?: number;
   scaleSpan?: number;

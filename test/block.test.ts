@@ -263,7 +263,7 @@ describe('layout and round trip', () => {
     ['one byte per code, 5 bits', { bits: 5, blockSize: 64, packBits: 8, rounds: 2 }],
     ['fixed IQ4_NL table', { bits: 4, blockSize: 32, fixedTable: KVALUES_IQ4NL }],
     ['kmeans (Lloyd) tables', { bits: 4, blockSize: 32, solver: 'kmeans', rounds: 3 }],
-    ['ecsq tables at 3.5 bits, 6-bit codes', { bits: 6, blockSize: 32, solver: 'ecsq', rate: 3.5, packBits: 8, rounds: 3 }],
+    ['ecsq tables at 3.5 bits, 6-bit codes', { bits: 6, blockSize: 32, solver: 'ecsq', solverParams: { rate: 3.5 }, packBits: 8, rounds: 3 }],
   ];
   it.each(configs)('%s: sizes, decode = scale x table[code] exactly, stats', async (_name, p) => {
     const r = await quantize(t, p);
@@ -321,7 +321,7 @@ describe('layout and round trip', () => {
       { bits: 3, blockSize: 32, table: 'row', rounds: 6 },
       { bits: 4, blockSize: 16, table: 'row', doubleQuant: { bits: 5, superBlock: 512 }, rounds: 6 },
       { bits: 4, blockSize: 32, solver: 'kmeans', rounds: 4 },
-      { bits: 6, blockSize: 32, solver: 'ecsq', rate: 3.5, rounds: 4 },
+      { bits: 6, blockSize: 32, solver: 'ecsq', solverParams: { rate: 3.5 }, rounds: 4 },
       { bits: 4, blockSize: 32, scale: 'absmax', rounds: 4 },
     ];
     for (const p of configs) {

@@ -114,6 +114,29 @@ describe('registries and --help', () => {
     expect(readSafetensors(a).metadata.weightpress).toBe(readSafetensors(b).metadata.weightpress);
   });
 
+  it("every codec's solver gets the method's own options (one nested object across N-API)", async () => {
+    // sparse-l1l2's lambda2 shapes the levels; both codecs must see it (the block codec once dropped it).
+    for (const codec of QUANTIZING_CODECS as ('scalar' | 'block')[]) {
+      const tables = [];
+      for (const lambda2 of [1e-4, 10]) {
+        const out = join(tmp.dir, `l2-${codec}-${lambda2}.safetensors`);
+        await quantize(input, out, { codec, method: 'sparse-l1l2', targetValues: 6, lambda2, bits: 3, include: ['w'] });
+        const f = readSafetensors(out);
+        tables.push(Buffer.from(f.tensor(JSON.parse(f.metadata.weightpress).tensors.w.codebook)));
+      }
+      expect(tables[0].equals(tables[1]), codec).toBe(false);
+    }
+  });
+
+  it('the addon refuses a misspelled solver option, naming the known ones', async () => {
+    const { loadNative } = await import('../lib/load.js');
+    const native = loadNative();
+    const data = new Uint8Array(encode(X, 'F32'));
+    const call = () =>
+      native.quantize({ data, dtype: 'F32', numel: X.length }, { method: 'kmeans', bits: 2, granularity: 'tensor', sliceSize: X.length, codebookDtype: 'F32', solverParams: { sede: 1 } as never }, new Uint8Array(X.length), new Uint8Array(16));
+    expect(call).toThrow(/unknown solver option 'sede' \(known: seed, maxIter/);
+  });
+
   it('an unknown codec is refused with the list of codecs', async () => {
     await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { codec: 'vq' as 'scalar' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar, block') });
   });

@@ -521,7 +521,7 @@ describe('invariants on random inputs (every method, every mode)', () => {
       const codebook = new Uint8Array(16 * 4);
       await native.quantize(
         { data: new Uint8Array(x.buffer), dtype: 'F32', numel: n },
-        { method, bits, granularity: 'tensor', sliceSize: n, codebookDtype: 'F32', ...extra },
+        { method, bits, granularity: 'tensor', sliceSize: n, codebookDtype: 'F32', solverParams: extra },
         codes,
         codebook,
       );

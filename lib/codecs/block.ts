@@ -14,7 +14,7 @@ import { option } from '../methods/options.js';
 import type { NativeBlockParams, NativeBlockSizes } from '../native.js';
 import type { Codec, EncodeResult, TaskOptions } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, rateOf, storeCodes } from './codes.js';
+import { checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, storeCodes } from './codes.js';
 
 // The block format's options. The defaults: 16-weight blocks with 6-bit scales under an F16 super-scale per 256
 // weights (4.44 bits per weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
@@ -45,9 +45,11 @@ export const ROUNDS = option({
   doc: 'alternating scale/table refinement rounds at most', flag: '--rounds', metavar: 'N',
 });
 
-/** The native parameters of the block format for these options, at the rate this tensor's dtype implies. */
+/**
+ * The native parameters of the block format for these options; the table solver's own (the method's options, at
+ * the rate this tensor's dtype implies) travel as one nested object, solverParams.
+ */
 export function blockParams(o: TaskOptions, method: MethodEntry, dtypeBits = 32, threads = 0): NativeBlockParams {
-  const rate = rateOf(o, dtypeBits);
   return {
     bits: o.bits,
     blockSize: o.blockSize,
@@ -56,10 +58,7 @@ export function blockParams(o: TaskOptions, method: MethodEntry, dtypeBits = 32,
     solver: method.solver(o),
     rounds: o.rounds,
     doubleQuant: o.doubleQuant ? { bits: o.doubleQuant.bits, superBlock: o.doubleQuant.superBlock } : null,
-    seed: o.seed,
-    maxIter: o.maxIter,
-    ...(rate !== undefined ? { rate } : {}),
-    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    solverParams: method.nativeParams(o, dtypeBits),
     threads,
     ...(packBitsOf(o) ? { packBits: packBitsOf(o) } : {}),
   };

@@ -134,12 +134,6 @@ export function metricsOf(
   return metrics;
 }
 
-/** The rate of a tensor (bits per weight): the option, or its dtype's bits / the compression ratio (Choi et al.). */
-export function rateOf(o: Pick<TaskOptions, 'rate' | 'compressionRatio'>, dtypeBits: number): number | undefined {
-  if (o.rate !== undefined) return o.rate;
-  return o.compressionRatio !== undefined ? Math.min(8, dtypeBits / o.compressionRatio) : undefined;
-}
-
 /** Importance weights of a tensor, or undefined (with a warning when an importance file lacks it). */
 export async function importanceFor(job: Pick<EncodeJob, 'importance' | 'warnings'>, t: TensorRef): Promise<Float32Array | undefined> {
   if (!job.importance) return undefined;

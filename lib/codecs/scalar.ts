@@ -13,7 +13,7 @@ import type { NativeQuantizeParams } from '../native.js';
 import { option } from '../methods/options.js';
 import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, rateOf, storeCodes } from './codes.js';
+import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, storeCodes } from './codes.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
@@ -48,21 +48,6 @@ export function sliceSizeOf(t: TensorRef, o: Pick<TaskOptions, 'granularity' | '
   if (o.granularity === 'group') return o.groupSize;
   const rows = t.shape.length ? t.shape[0] : 1;
   return Math.max(1, rows ? t.numel / rows : 1);
-}
-
-/** The native solver parameters of a method's options, at the rate this tensor's dtype implies. */
-export function solverParams(o: TaskOptions, dtypeBits = 32) {
-  const rate = rateOf(o, dtypeBits);
-  return {
-    seed: o.seed,
-    maxIter: o.maxIter,
-    symmetric: o.symmetric,
-    step: o.step,
-    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
-    ...(o.lambda2 !== undefined ? { lambda2: o.lambda2 } : {}),
-    ...(o.targetValues !== undefined ? { targetValues: o.targetValues } : {}),
-    ...(rate !== undefined ? { rate } : {}),
-  };
 }
 
 function layoutOf(task: TensorTask): ScalarLayout {
@@ -115,7 +100,7 @@ export const scalarCodec: Codec = {
       // One codebook for tensors of several dtypes: their bits averaged by weight count set the rate.
       const n = net.reduce((a, s) => a + s.tensor.numel, 0);
       const bits = n ? net.reduce((a, s) => a + DTYPE_SIZE[s.tensor.dtype] * 8 * s.tensor.numel, 0) / n : 32;
-      q = await native.summarySolve(acc, method.solver(o), { ...solverParams(o, bits), k: 2 ** o.bits });
+      q = await native.summarySolve(acc, method.solver(o), { ...method.nativeParams(o, bits), k: 2 ** o.bits });
     } catch (e) {
       throw fromNative(e, { file: job.ckpt.path }, at);
     }
@@ -143,7 +128,7 @@ export const scalarCodec: Codec = {
       codebookDtype: o.codebookDtype,
       threads: job.threads,
       device: job.device,
-      ...solverParams(o, DTYPE_SIZE[t.dtype] * 8),
+      solverParams: method.nativeParams(o, DTYPE_SIZE[t.dtype] * 8),
       ...(step.fixed ? { fixedLevels: Float64Array.from(step.fixed.levels), fixedThresholds: Float64Array.from(step.fixed.thresholds) } : {}),
       ...(packBitsOf(o) ? { packBits: packBitsOf(o) } : {}),
     };

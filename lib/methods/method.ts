@@ -2,6 +2,7 @@
  * What a method file (lib/methods/<name>.ts) declares: its entry and its options. TypeScript decides which method
  * runs (checks its options, picks its defaults); the numeric work is a native solver (native/core/solvers/registry.cpp).
  */
+import type { NativeSolverParams } from '../native.js';
 import { BITS, ENTROPY, type OptionSpec } from './options.js';
 
 export type MethodName =
@@ -51,6 +52,39 @@ export interface MethodEntry {
   recordedParams: (o: RecordedOptions) => Record<string, unknown>;
   /** The options the method takes (besides those every method takes: bits, entropy, importance). */
   options: readonly OptionSpec[];
+  /**
+   * The method's options as its native solver takes them: one object with the options it declares (a compression
+   * ratio becomes the rate of a tensor of `dtypeBits` bits per weight, Choi et al.: R = b / C). It crosses N-API as
+   * `solverParams` (native/addon/common.cpp, solver_params_of).
+   */
+  nativeParams: (o: NativeOptions, dtypeBits?: number) => NativeSolverParams;
+}
+
+/** The resolved options nativeParams reads. */
+export type NativeOptions = Partial<Record<'seed' | 'maxIter' | 'lambda' | 'lambda2' | 'targetValues' | 'rate' | 'compressionRatio', number>> & {
+  symmetric?: boolean;
+  step?: 'mse' | 'minmax';
+};
+
+/** The rate of a tensor (bits per weight): the option, or its dtype's bits / the compression ratio (Choi et al.). */
+export function rateOf(o: Pick<NativeOptions, 'rate' | 'compressionRatio'>, dtypeBits: number): number | undefined {
+  if (o.rate !== undefined) return o.rate;
+  return o.compressionRatio !== undefined ? Math.min(8, dtypeBits / o.compressionRatio) : undefined;
+}
+
+/** The native parameters of a method with these declared options (see MethodEntry.nativeParams). */
+function nativeParamsOf(options: readonly OptionSpec[]) {
+  const names = new Set<string>(options.map((s) => s.name));
+  return (o: NativeOptions, dtypeBits = 32): NativeSolverParams => {
+    const out: NativeSolverParams = {};
+    for (const k of ['seed', 'maxIter', 'symmetric', 'step', 'lambda', 'lambda2', 'targetValues'] as const)
+      if (names.has(k) && o[k] !== undefined) Object.assign(out, { [k]: o[k] });
+    if (names.has('rate') || names.has('compressionRatio')) {
+      const rate = rateOf(o, dtypeBits);
+      if (rate !== undefined) out.rate = rate;
+    }
+    return out;
+  };
 }
 
 /** The resolved options recordedParams reads. */
@@ -85,10 +119,12 @@ export function recorder(seeded: boolean, own: (keyof RecordedOptions)[] = []) {
  * recordedParams the seeded methods' seed and maxIter and the rate/penalty options given.
  */
 export function defineMethod(
-  m: Omit<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'> & Partial<Pick<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'>>,
+  m: Omit<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams' | 'nativeParams'> &
+    Partial<Pick<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'>>,
 ): MethodEntry {
   return {
     ...m,
+    nativeParams: nativeParamsOf(m.options),
     importance: m.importance ?? 'optional',
     entropy: m.entropy ?? (ENTROPY.default as 'none'),
     defaultBits: m.defaultBits ?? (() => BITS.default as number),

@@ -12,7 +12,8 @@ namespace wpa {
 namespace {
 
 // params: {bits, blockSize, scale: 'absmax'|'optimal', table: 'tensor'|'row', solver, rounds, tol,
-//          doubleQuant?: {bits, superBlock, dtype?: 'F16'|'F32'}, packBits?, rate?, seed?, maxIter?, lambda?,
+//          doubleQuant?: {bits, superBlock, dtype?: 'F16'|'F32'}, packBits?, solverParams? (the table solver's
+//          options, as quantize takes them),
 //          scaleSteps?, scaleSpan?, histBins?, lloydSteps?, fixedTable?: Float32Array | number[]}
 wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   if (!v.IsObject()) throw_arg(env, "block params must be an object");
@@ -45,10 +46,8 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   p.dq_steps = (int)integer("dqSteps", 5, 1, 1000);
   p.lloyd_steps = (int)integer("lloydSteps", 4, 0, 10000);
   p.pack_bits = (int)integer("packBits", 0, 0, 8);
-  p.solver_params.seed = (uint64_t)num_of(o, "seed", 0);
-  p.solver_params.max_iter = (int)num_of(o, "maxIter", 1000);
-  p.solver_params.rate = num_of(o, "rate", 0);
-  p.solver_params.lambda = num_of(o, "lambda", 0);
+  p.solver_params = solver_params_of(env, o.Get("solverParams"));
+  p.solver_params.threads = 1;  // tables are solved in parallel; each solve takes one thread
   Napi::Value dq = o.Get("doubleQuant");
   if (!dq.IsUndefined() && !dq.IsNull() && !(dq.IsBoolean() && !dq.As<Napi::Boolean>().Value())) {
     if (!dq.IsObject()) throw_arg(env, "doubleQuant must be an object {bits, superBlock, dtype?}");

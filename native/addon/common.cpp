@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <thread>
+
 namespace wpa {
 
 Napi::Error to_js_error(Napi::Env env, const wp::Error& e) {
@@ -76,6 +78,51 @@ DenseOut dense_out_of(const Napi::CallbackInfo& info, size_t i, uint64_t numel, 
   w.Keep(info[i + 1]);
   w.Keep(info[i + 3]);
   return o;
+}
+
+wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::initializer_list<const char*> also) {
+  static const char* const kKeys[] = {"seed", "maxIter", "symmetric", "step", "lambda", "lambda2", "targetValues",
+                                      "rate", "penalty", "l0Algorithm", "dpBound", "threads"};
+  if (!v.IsUndefined() && !v.IsNull() && !v.IsObject()) throw_arg(env, "solver params must be an object");
+  Napi::Object o = v.IsObject() ? v.As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Array names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    std::string k = names.Get(i).ToString().Utf8Value();
+    bool known = false;
+    for (const char* x : kKeys) known = known || k == x;
+    for (const char* x : also) known = known || k == x;
+    if (!known) {
+      std::string list;
+      for (const char* x : kKeys) list += (list.empty() ? "" : ", ") + std::string(x);
+      for (const char* x : also) list += ", " + std::string(x);
+      throw_arg(env, "unknown solver option '" + k + "' (known: " + list + ")");
+    }
+  }
+  wp::SolverParams sp;
+  sp.seed = (uint64_t)num_of(o, "seed", 0);
+  sp.max_iter = (int)num_of(o, "maxIter", 1000);
+  sp.symmetric = bool_of(o, "symmetric", false);
+  sp.lambda = num_of(o, "lambda", 0);
+  sp.lambda2 = num_of(o, "lambda2", 0);
+  sp.target_values = (int)num_of(o, "targetValues", 0);
+  sp.rate = num_of(o, "rate", 0);
+  sp.threads = (int)num_of(o, "threads", 0);
+  if (sp.threads <= 0) sp.threads = (int)std::thread::hardware_concurrency();
+  std::string pen = str_of(o, "penalty", "standardized");
+  if (pen == "standardized") sp.sparse_penalty = wp::SparsePenalty::Standardized;
+  else if (pen == "uniform") sp.sparse_penalty = wp::SparsePenalty::Uniform;
+  else throw_arg(env, "penalty must be standardized or uniform, got '" + pen + "'");
+  std::string l0 = str_of(o, "l0Algorithm", "monge");
+  if (l0 == "monge") sp.l0_algo = wp::SparseL0Algo::Monge;
+  else if (l0 == "pelt") sp.l0_algo = wp::SparseL0Algo::Pelt;
+  else if (l0 == "naive") sp.l0_algo = wp::SparseL0Algo::Naive;
+  else throw_arg(env, "l0Algorithm must be monge, pelt or naive, got '" + l0 + "'");
+  sp.dp_bound = bool_of(o, "dpBound", true);
+  std::string step = str_of(o, "step", "mse");
+  if (step == "mse") sp.step = wp::UniformStep::Mse;
+  else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
+  else throw_arg(env, "step must be mse or minmax, got '" + step + "'");
+  return sp;
 }
 
 }  // namespace wpa

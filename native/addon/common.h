@@ -5,12 +5,14 @@
 
 #include <functional>
 #include <memory>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "../core/context.h"
 #include "../core/dtype.h"
 #include "../core/error.h"
+#include "../core/solvers/registry.h"
 
 namespace wpa {
 
@@ -31,6 +33,11 @@ bool bool_of(const Napi::Object& o, const char* key, bool def);
 wp::Dtype dtype_of(Napi::Env env, const std::string& s);
 // The cancel flag: an Int32Array of length >= 1 (its element 0), or null/undefined.
 const int32_t* cancel_of(const Napi::Value& v);
+// The solver's options as one object (quantize's and blockQuantize's `solverParams`, or the params of solve and
+// summarySolve): seed, maxIter, symmetric, step, lambda, lambda2, targetValues, rate, penalty, l0Algorithm,
+// dpBound, threads (0 = all cores); `also` names the other keys the call takes there (e.g. k). Undefined gives the
+// defaults; an unknown key is an E_ARGUMENT that lists the known ones.
+wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::initializer_list<const char*> also = {});
 
 // An AsyncWorker that resolves a Promise. Subclasses implement Run() (worker thread, no N-API) and
 // Result() (main thread). Values passed in are kept alive until the work is done.

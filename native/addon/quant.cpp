@@ -23,34 +23,6 @@ wp::Granularity granularity_of(Napi::Env env, const std::string& g) {
   throw_arg(env, "granularity must be tensor, row or group, got '" + g + "'");
 }
 
-wp::SolverParams solver_params_of(const Napi::Object& o) {
-  wp::SolverParams sp;
-  sp.seed = (uint64_t)num_of(o, "seed", 0);
-  sp.max_iter = (int)num_of(o, "maxIter", 1000);
-  sp.symmetric = bool_of(o, "symmetric", false);
-  sp.lambda = num_of(o, "lambda", 0);
-  sp.lambda2 = num_of(o, "lambda2", 0);
-  sp.target_values = (int)num_of(o, "targetValues", 0);
-  sp.rate = num_of(o, "rate", 0);
-  sp.threads = (int)num_of(o, "threads", 0);
-  if (sp.threads <= 0) sp.threads = (int)std::thread::hardware_concurrency();
-  std::string pen = str_of(o, "penalty", "standardized");
-  if (pen == "standardized") sp.sparse_penalty = wp::SparsePenalty::Standardized;
-  else if (pen == "uniform") sp.sparse_penalty = wp::SparsePenalty::Uniform;
-  else throw_arg(o.Env(), "penalty must be standardized or uniform, got '" + pen + "'");
-  std::string l0 = str_of(o, "l0Algorithm", "monge");
-  if (l0 == "monge") sp.l0_algo = wp::SparseL0Algo::Monge;
-  else if (l0 == "pelt") sp.l0_algo = wp::SparseL0Algo::Pelt;
-  else if (l0 == "naive") sp.l0_algo = wp::SparseL0Algo::Naive;
-  else throw_arg(o.Env(), "l0Algorithm must be monge, pelt or naive, got '" + l0 + "'");
-  sp.dp_bound = bool_of(o, "dpBound", true);
-  std::string step = str_of(o, "step", "mse");
-  if (step == "mse") sp.step = wp::UniformStep::Mse;
-  else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
-  else throw_arg(o.Env(), "step must be mse or minmax, got '" + step + "'");
-  return sp;
-}
-
 Napi::Object stats_to_js(Napi::Env env, const wp::QuantizeStats& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("n", Napi::Number::New(env, (double)s.n));
@@ -135,7 +107,9 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   w->params.slice_size = (uint64_t)num_of(p, "sliceSize", (double)w->in.numel);
   if (w->params.slice_size == 0) w->params.slice_size = 1;
   w->params.codebook_dtype = dtype_of(env, str_of(p, "codebookDtype", "F32"));
-  w->params.solver = solver_params_of(p);
+  w->params.solver = solver_params_of(env, p.Get("solverParams"));
+  w->params.solver.threads = (int)num_of(p, "threads", 0);
+  if (w->params.solver.threads <= 0) w->params.solver.threads = (int)std::thread::hardware_concurrency();
   Napi::Value fl = p.Get("fixedLevels");
   if (!fl.IsUndefined() && !fl.IsNull()) {
     auto read = [&](const Napi::Value& v, const char* what) {
@@ -288,7 +262,7 @@ const wp::SolverRow* solver_of(const Napi::CallbackInfo& info, wp::SolverParams&
   const wp::SolverRow* row = wp::find_solver(method);
   if (!row) throw to_js_error(env, wp::Error(wp::Code::Argument, "unknown method '" + method + "' (known: " + wp::solver_names() + ")"));
   Napi::Object p = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
-  sp = solver_params_of(p);
+  sp = solver_params_of(env, info[3], {"k"});
   sp.k = (int)num_of(p, "k", 16);
   if (sp.k < 1) throw_arg(env, "k must be at least 1");
   return row;
@@ -446,7 +420,7 @@ Napi::Value SummarySolve(const Napi::CallbackInfo& info) {
   auto* w = new SummarySolveWorker(env);
   w->acc = *info[0].As<Napi::External<SummaryRef>>().Data();
   w->row = row;
-  w->sp = solver_params_of(p);
+  w->sp = solver_params_of(env, info[2], {"k"});
   w->sp.k = (int)num_of(p, "k", 16);
   return w->Queue();
 }
