@@ -27,6 +27,8 @@ export interface StoredMetrics {
 }
 
 export interface QuantizedScheme {
+  /** The codec that wrote it, for codecs added after the scalar and block codecs (storedCodec()). */
+  codec?: string;
   method: string;
   bits: number;
   granularity: 'tensor' | 'row' | 'group' | 'network' | 'block';
@@ -87,6 +89,16 @@ export function scalesName(tensor: string): string {
 }
 export function codebookName(tensor: string): string {
   return `${tensor}.__wp_codebook`;
+}
+
+/**
+ * The codec that wrote an entry: its `codec` field, or for entries written before codecs had names (the two
+ * original schemes) 'keep', 'block' or 'scalar' by their fields (docs/FORMAT.md, "Which codec wrote an entry").
+ */
+export function storedCodec(s: TensorScheme): string {
+  if (s.method === 'keep') return 'keep';
+  const q = s as QuantizedScheme;
+  return q.codec ?? (q.granularity === 'block' ? 'block' : 'scalar');
 }
 
 export function isQuantized(s: TensorScheme): s is QuantizedScheme {

@@ -93,15 +93,20 @@ export async function plan(input: string, options: QuantizeOptions = {}): Promis
   const cancel = new Cancel(o.signal);
   const ckpt = await Checkpoint.open(input);
   try {
-    cancel.check(ckpt.path);
-    const warnings = [...o.warnings];
-    const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
-    await prepareTasks(ckpt, tasks, o, cancel, warnings);
-    return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
+    return await planOf(ckpt, o, cancel);
   } finally {
     cancel.dispose();
     ckpt.close();
   }
+}
+
+/** The plan of an open checkpoint with resolved options (plan() and quantize() share it). */
+export async function planOf(ckpt: Checkpoint, o: ResolvedQuantizeOptions, cancel: Cancel): Promise<Plan> {
+  cancel.check(ckpt.path);
+  const warnings = [...o.warnings];
+  const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
+  await prepareTasks(ckpt, tasks, o, cancel, warnings);
+  return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
 }
 
 /** The order tasks are written in: codecs placed 'first', then the rest by descending element size (alignment). */

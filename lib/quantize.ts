@@ -13,7 +13,7 @@ import { FORMAT_KEY, FORMAT_VERSION, type FileScheme, type TensorScheme } from '
 import { Importance } from './importance.js';
 import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
-import { planTasks, prepareTasks, shardTasks, type Plan, type PlannedShard } from './plan.js';
+import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { DEFAULT_MAX_SHARD_SIZE, ShardWriter, ensureDir, indexName, outputTarget, parseSize } from './shards.js';
 import { intIn, resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
@@ -32,14 +32,10 @@ export async function quantize(input: string, output: string, options: QuantizeO
   const started = performance.now();
   const ckpt = await Checkpoint.open(input);
   try {
-    cancel.check(ckpt.path);
-    const warnings = [...o.warnings];
-    const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
-    await prepareTasks(ckpt, tasks, o, cancel, warnings);
-    const plan: Plan = { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
+    const plan = await planOf(ckpt, o, cancel);
     const { dir, base, isDir } = outputTarget(output);
     if (isDir) ensureDir(dir);
-    const shards = shardTasks(tasks, o.maxShardSize, base);
+    const shards = shardTasks(plan.tasks, o.maxShardSize, base);
     return await runShards(ckpt, plan, dir, shards, indexName(base), o, cancel, started);
   } finally {
     cancel.dispose();

@@ -137,6 +137,21 @@ describe('registries and --help', () => {
     expect(call).toThrow(/unknown solver option 'sede' \(known: seed, maxIter/);
   });
 
+  it('a stored entry of a codec this reader does not know is refused, naming it', async () => {
+    const out = join(tmp.dir, 'known.safetensors');
+    await quantize(input, out, { include: ['w'] });
+    const f = readSafetensors(out);
+    const scheme = JSON.parse(f.metadata.weightpress);
+    scheme.tensors.w.codec = 'vq';
+    const bad = join(tmp.dir, 'unknown-codec.safetensors');
+    writeSafetensors(
+      bad,
+      Object.entries(f.header).map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: f.tensor(name) })),
+      { ...f.metadata, weightpress: JSON.stringify(scheme) },
+    );
+    await expect(decode(bad, bad + '.dense')).rejects.toMatchObject({ code: 'E_FORMAT', tensor: 'w', message: expect.stringContaining('"vq"') });
+  });
+
   it('an unknown codec is refused with the list of codecs', async () => {
     await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { codec: 'vq' as 'scalar' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar, block') });
   });

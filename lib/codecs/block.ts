@@ -14,7 +14,7 @@ import { option } from '../methods/options.js';
 import type { NativeBlockParams, NativeBlockSizes } from '../native.js';
 import type { Codec, EncodeResult, TaskOptions } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, storeCodes } from './codes.js';
+import { checkCodebook, checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
 
 // The block format's options. The defaults: 16-weight blocks with 6-bit scales under an F16 super-scale per 256
 // weights (4.44 bits per weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
@@ -153,26 +153,20 @@ export const blockCodec: Codec = {
     };
   },
 
-  owns: (s) => s.method !== 'keep' && (s as QuantizedScheme).granularity === 'block',
 
   parse(s0, bad) {
     const s = s0 as QuantizedScheme;
     const b = s.block;
     if (!b || !Number.isInteger(b.blockSize) || b.blockSize < 1 || !Number.isInteger(b.cols) || b.cols % b.blockSize !== 0 || typeof s.scales !== 'string')
       throw bad('block entry needs scales and block {blockSize, cols, table, scale, doubleQuant}');
-    if (s.codebookDtype !== 'F32' && s.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
-    if (typeof s.codebook !== 'string') throw bad('codebook must name a tensor');
+    parseCodebook(s, bad);
     parseCodes(s, bad);
   },
 
   check(ckpt, name, s0) {
     const s = s0 as QuantizedScheme;
     const file = ckpt.path;
-    if (!ckpt.has(s.codebook)) throw new FormatError(`scheme names "${s.codebook}", which the file does not hold`, { file, tensor: name });
-    const cb = ckpt.info(s.codebook);
-    const levels = 2 ** s.bits;
-    if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
-      throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
+    checkCodebook(ckpt, name, s);
     if (!ckpt.has(s.scales!)) throw new FormatError(`scheme names "${s.scales}", which the file does not hold`, { file, tensor: name });
     let sizes;
     try {

@@ -88,8 +88,6 @@ export interface Codec {
   /** Data bytes the task writes at most (exact for fixed-length codes; entropy-coded streams are smaller). */
   outputBytes(task: TensorTask): number;
   encode(task: TensorTask, job: EncodeJob, method: MethodEntry): Promise<EncodeResult>;
-  /** Does this stored scheme entry belong to this codec? */
-  owns(s: TensorScheme): boolean;
   /** Checks the codec's fields of a stored scheme entry; `bad` makes the FormatError. */
   parse(s: TensorScheme, bad: (problem: string) => Error): void;
   /** Checks the stored tensors of an entry against its scheme (names, dtypes, sizes), before any decoding. */

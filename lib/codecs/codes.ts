@@ -61,6 +61,22 @@ export function parseCodes(s: QuantizedScheme, bad: (problem: string) => Error):
     throw bad('needs either codes, or stream with entropy and streamBytes');
 }
 
+/** Checks the scheme's codebook fields: a tensor name and F32 or F16. */
+export function parseCodebook(s: QuantizedScheme, bad: (problem: string) => Error): void {
+  if (s.codebookDtype !== 'F32' && s.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
+  if (typeof s.codebook !== 'string') throw bad('codebook must name a tensor');
+}
+
+/** Checks the stored codebook of an entry: present, its dtype, and shape [slices, 2^bits]. */
+export function checkCodebook(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
+  const file = ckpt.path;
+  if (!ckpt.has(s.codebook)) throw new FormatError(`scheme names "${s.codebook}", which the file does not hold`, { file, tensor: name });
+  const cb = ckpt.info(s.codebook);
+  const levels = 2 ** s.bits;
+  if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
+    throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
+}
+
 /** Checks the stored codes (or stream) of an entry: present, U8, long enough, and a stream of the right symbols. */
 export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
   const file = ckpt.path;

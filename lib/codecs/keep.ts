@@ -31,7 +31,6 @@ export const keepCodec: Codec = {
     };
   },
 
-  owns: (s) => s.method === 'keep',
   parse: () => undefined,
   check(ckpt, name) {
     if (!ckpt.has(name)) throw new FormatError('kept tensor is missing from the file', { file: ckpt.path, tensor: name });

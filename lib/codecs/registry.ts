@@ -3,7 +3,7 @@
  * codec here by name (a task's `codec`) or by the stored scheme entry it owns; they hold no per-codec branches.
  */
 import { FormatError } from '../errors.js';
-import type { TensorScheme } from '../format.js';
+import { storedCodec, type TensorScheme } from '../format.js';
 import { blockCodec } from './block.js';
 import type { Codec, CodecName } from './codec.js';
 import { keepCodec } from './keep.js';
@@ -20,7 +20,8 @@ export function findCodec(name: CodecName | string): Codec | undefined {
 
 /** The codec that owns a stored scheme entry; a FormatError when none does. */
 export function codecOf(s: TensorScheme, where: { file: string; tensor: string }): Codec {
-  const c = CODECS.find((x) => x.owns(s));
-  if (!c) throw new FormatError('scheme entry belongs to no known codec', where);
+  const name = storedCodec(s);
+  const c = CODECS.find((x) => x.name === name);
+  if (!c) throw new FormatError(`scheme entry was written by codec ${JSON.stringify(name)}, which this reader does not know (known: ${CODECS.map((x) => x.name).join(', ')})`, where);
   return c;
 }

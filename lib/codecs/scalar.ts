@@ -6,14 +6,14 @@
  */
 import type { TensorRef } from '../checkpoint.js';
 import { DTYPE_SIZE, numel } from '../dtype.js';
-import { FormatError, fromNative } from '../errors.js';
+import { fromNative } from '../errors.js';
 import { codebookName, type QuantizedScheme, type TensorScheme } from '../format.js';
 import { loadNative } from '../load.js';
 import type { NativeQuantizeParams } from '../native.js';
 import { option } from '../methods/options.js';
 import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodes, storeCodes } from './codes.js';
+import { checkCodebook, checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
@@ -169,26 +169,19 @@ export const scalarCodec: Codec = {
     };
   },
 
-  owns: (s) => s.method !== 'keep' && (s as QuantizedScheme).granularity !== 'block',
 
   parse(s0, bad) {
     const s = s0 as QuantizedScheme;
     if (!['tensor', 'row', 'group', 'network'].includes(s.granularity)) throw bad(`unknown granularity ${JSON.stringify(s.granularity)}`);
     const n = numel(s.shape);
     if (s.slices !== Math.ceil(n / s.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / s.sliceSize)}`);
-    if (s.codebookDtype !== 'F32' && s.codebookDtype !== 'F16') throw bad('codebookDtype must be F32 or F16');
-    if (typeof s.codebook !== 'string') throw bad('codebook must name a tensor');
+    parseCodebook(s, bad);
     parseCodes(s, bad);
   },
 
   check(ckpt, name, s0) {
     const s = s0 as QuantizedScheme;
-    const file = ckpt.path;
-    if (!ckpt.has(s.codebook)) throw new FormatError(`scheme names "${s.codebook}", which the file does not hold`, { file, tensor: name });
-    const cb = ckpt.info(s.codebook);
-    const levels = 2 ** s.bits;
-    if (cb.dtype !== s.codebookDtype || cb.shape.length !== 2 || cb.shape[0] !== s.slices || cb.shape[1] !== levels)
-      throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
+    checkCodebook(ckpt, name, s);
     checkCodes(ckpt, name, s);
   },
 
