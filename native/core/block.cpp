@@ -8,7 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "entropy/entropy.h"
 #include "error.h"
+#include "kernels.h"
+#include "metrics.h"
 #include "pack.h"
 #include "summarize.h"
 
@@ -53,12 +56,7 @@ struct TView {
 inline TView view(const Tab& t) { return {t.lv.data(), t.th.data(), (int)t.lv.size()}; }
 
 // Number of thresholds below u: branch-free binary search (K is a power of two).
-inline int assign(float u, const TView& t) {
-  int q = 0;
-  for (int step = t.k >> 1; step >= 1; step >>= 1)
-    if (t.th[q + step - 1] < u) q += step;
-  return q;
-}
+inline int assign(float u, const TView& t) { return assign_code(t.th, t.k, u); }
 
 void midpoints(Tab& t) {
   const int k = (int)t.lv.size();
@@ -741,12 +739,14 @@ class BlockQuantizer {
   void finish(const BlockOut& out, BlockStats& st) {
     const int pb = p_.pack_bits ? p_.pack_bits : p_.bits;
     const uint64_t nch = (nb_ + kChunkBlocks - 1) / kChunkBlocks;
-    std::vector<double> c_sse(nch), c_sig(nch), c_max(nch), c_wd(nch);
+    std::vector<ErrorSums> c_err(nch);
+    std::vector<double> c_wd(nch);
     std::vector<uint64_t> hist(nch * K_, 0);
     each_chunk([&](size_t c, uint64_t b0, uint64_t n, Buf& bf) {
       thread_local std::vector<uint8_t> codes;
       codes.resize(n * B_);
-      double sse = 0, sig = 0, mx = 0, wd = 0;
+      ErrorSums err;
+      double wd = 0;
       uint64_t* h = hist.data() + c * K_;
       for (uint64_t j = 0; j < n; ++j) {
         const uint64_t b = b0 + j;
@@ -758,16 +758,13 @@ class BlockQuantizer {
         for (int i = 0; i < B_; ++i) {
           const double xi = in_.dtype == Dtype::F64 ? ((const double*)in_.data)[b * B_ + i] : (double)x[i];
           const float r = s * tab.lv[q[i]];
-          const double e = xi - (double)r;
-          sse += e * e;
-          sig += xi * xi;
-          mx = std::max(mx, std::fabs(e));
+          err.add(xi, (double)r);
           ++h[q[i]];
         }
       }
       const uint64_t e0 = b0 * B_;
       pack_bits(codes.data(), n * B_, pb, out.codes + (e0 / 8) * pb);
-      c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx; c_wd[c] = wd;
+      c_err[c] = err; c_wd[c] = wd;
     });
     const size_t used_bytes = (size_t)((in_.numel * pb + 7) / 8);
     if (out.codes_bytes > used_bytes) std::memset(out.codes + used_bytes, 0, out.codes_bytes - used_bytes);
@@ -797,17 +794,16 @@ class BlockQuantizer {
     }
     st.levels_used = ntab_ ? used / ntab_ : 0;
     std::vector<uint64_t> H(K_, 0);
+    ErrorSums total;
     for (uint64_t c = 0; c < nch; ++c) {
-      st.sse += c_sse[c];
-      st.signal += c_sig[c];
-      st.max_abs_err = std::max(st.max_abs_err, c_max[c]);
+      total.merge(c_err[c]);
       st.weighted_distortion += c_wd[c];
       for (int q = 0; q < K_; ++q) H[q] += hist[c * K_ + q];
     }
-    double ent = 0;
-    for (int q = 0; q < K_; ++q)
-      if (H[q]) { double pq = (double)H[q] / (double)in_.numel; ent -= pq * std::log2(pq); }
-    st.code_entropy = ent;
+    st.sse = total.sse;
+    st.signal = total.signal;
+    st.max_abs_err = total.max_abs;
+    st.code_entropy = histogram_entropy(H.data(), K_);
   }
 };
 

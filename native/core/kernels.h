@@ -21,4 +21,15 @@ WP_HD void lut_pack8(const uint16_t* raw, int n, const uint8_t* lut, int bits, u
   for (int b = 0; b < bytes; ++b) out[b] = (uint8_t)(acc >> (8 * b));
 }
 
+// The code of x under k - 1 ascending decision thresholds (k a power of two; padding thresholds are +inf): the
+// number of thresholds below x, i.e. level t when th[t-1] < x <= th[t]. A branch-free binary search; the one
+// assign step of every codec (the scalar pipeline in double, the block format in float, on normalized values).
+template <typename T>
+WP_HD int assign_code(const T* th, int k, T x) {
+  int q = 0;
+  for (int step = k >> 1; step >= 1; step >>= 1)
+    if (th[q + step - 1] < x) q += step;
+  return q;
+}
+
 }  // namespace wp

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "kernels.h"
+#include "metrics.h"
 #include "pack.h"
 #include "summarize.h"
 
@@ -154,34 +155,31 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   // Stage 3: assign by the thresholds, pack, and measure, chunk by chunk. Large 16-bit slices use a
   // 65,536-entry lookup table (raw code -> level index) and are measured from their histogram instead.
   std::vector<uint8_t> luts(big16 ? ns * 65536 : 0);
-  std::vector<double> s_sse(ns, 0), s_sig(ns, 0), s_max(ns, 0);
+  std::vector<ErrorSums> s_err(ns);
   if (big16) {
     parallel_for(ctx, ns, [&](size_t s) {
       const double* th = thr.data() + s * (k - 1);
       const double* lv = lvl.data() + s * k;
       const uint64_t* H = hist.data() + s * 65536;
-      double sse = 0, sig = 0, mx = 0;
+      ErrorSums err;
       for (uint32_t h = 0; h < 65536; ++h) {
         double x = in.dtype == Dtype::F16 ? f16_to_f32((uint16_t)h) : bf16_to_f32((uint16_t)h);
-        uint8_t q = std::isfinite(x) ? (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th) : 0;
+        uint8_t q = std::isfinite(x) ? (uint8_t)assign_code(th, k, x) : 0;
         luts[s * 65536 + h] = q;
-        if (H[h]) {
-          double err = x - lv[q], c = (double)H[h];
-          sse += c * err * err; sig += c * x * x; mx = std::max(mx, std::fabs(err));
-        }
+        if (H[h]) err.add(x, lv[q], (double)H[h]);
       }
-      s_sse[s] = sse; s_sig[s] = sig; s_max[s] = mx;
+      s_err[s] = err;
     });
   }
   const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
-  std::vector<double> c_sse(nchunks, 0), c_sig(nchunks, 0), c_max(nchunks, 0);
+  std::vector<ErrorSums> c_err(nchunks);
   if (big16 && S % 8 == 0) {
     be.assign((const uint16_t*)in.data, n, S, luts.data(), pb, out.codes, ctx);
   } else {
     parallel_for(ctx, nchunks, [&](size_t c) {
       uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
       std::unique_ptr<uint8_t[]> codes(new uint8_t[e - b]);
-      double sse = 0, sig = 0, mx = 0;
+      ErrorSums err;
       for (uint64_t i = b; i < e;) {
         uint64_t s = i / S;
         uint64_t se = std::min(e, (s + 1) * S);
@@ -195,10 +193,9 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
           auto run = [&](auto load) {
             for (; i < se; ++i) {
               double x = load(i);
-              uint8_t q = (uint8_t)(std::lower_bound(th, th + (k - 1), x) - th);
+              uint8_t q = (uint8_t)assign_code(th, k, x);
               codes[i - b] = q;
-              double err = x - lv[q];
-              sse += err * err; sig += x * x; mx = std::max(mx, std::fabs(err));
+              err.add(x, lv[q]);
             }
           };
           const uint8_t* d = (const uint8_t*)in.data;
@@ -211,7 +208,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
         }
       }
       pack_bits(codes.get(), e - b, pb, out.codes + (b / 8) * pb);
-      c_sse[c] = sse; c_sig[c] = sig; c_max[c] = mx;
+      c_err[c] = err;
     });
   }
   // Zero the padding after the last code byte so the output is deterministic.
@@ -221,16 +218,12 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
     *stats = QuantizeStats{};
     stats->n = n;
     stats->slices = ns;
-    for (size_t c = 0; c < nchunks; ++c) {
-      stats->sse += c_sse[c];
-      stats->signal += c_sig[c];
-      stats->max_abs_err = std::max(stats->max_abs_err, c_max[c]);
-    }
-    for (size_t sl = 0; sl < ns && big16; ++sl) {
-      stats->sse += s_sse[sl];
-      stats->signal += s_sig[sl];
-      stats->max_abs_err = std::max(stats->max_abs_err, s_max[sl]);
-    }
+    ErrorSums total;
+    for (size_t c = 0; c < nchunks; ++c) total.merge(c_err[c]);
+    for (size_t sl = 0; sl < ns && big16; ++sl) total.merge(s_err[sl]);
+    stats->sse = total.sse;
+    stats->signal = total.signal;
+    stats->max_abs_err = total.max_abs;
     double u = 0;
     for (auto v : used) u += v;
     stats->levels_used = ns ? u / ns : 0;
