@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { CODECS } from '../lib/codecs/registry.js';
 import { ArgumentError } from '../lib/errors.js';
 import { COMPRESSION_RATIO, RATE, defaultText, type OptionSpec } from '../lib/methods/options.js';
-import { METHOD_OPTIONS, METHODS, type MethodEntry } from '../lib/methods/registry.js';
+import { METHOD_OPTIONS, METHODS, type MethodEntry, type MethodName } from '../lib/methods/registry.js';
 import { CODEC_OPTIONS, JOB_OPTIONS, QUANTIZE_DEFAULTS, QUANTIZE_KEYS, QUANTIZE_OPTIONS, resolveQuantizeOptions, type QuantizeOptions } from '../lib/validate.js';
 
 const CLI = join(__dirname, '..', 'dist', 'cli.js');
@@ -23,7 +23,7 @@ function methodFor(spec: OptionSpec): MethodEntry {
 
 /** The options a method needs to run at all (importance weights, a rate), leaving out `spec` and what excludes it. */
 function baseFor(m: MethodEntry, spec?: OptionSpec): QuantizeOptions {
-  const o: QuantizeOptions = { method: m.name };
+  const o: QuantizeOptions = { method: m.name as MethodName };
   if (m.importance === 'required') o.importance = 'importance.safetensors';
   if (m.check && spec !== RATE && spec !== COMPRESSION_RATIO) o.rate = 2;
   return o;

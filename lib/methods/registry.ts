@@ -15,12 +15,15 @@ import { sparseL1 } from './sparse-l1.js';
 import { sparseL1l2 } from './sparse-l1l2.js';
 import { uniform } from './uniform.js';
 
-export type { MethodEntry, MethodName, MethodOptions, RecordedOptions } from './method.js';
+export type { MethodEntry, MethodOptions, RecordedOptions } from './method.js';
 
-export const METHODS: readonly MethodEntry[] = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster];
+export const METHODS = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster] as const satisfies readonly MethodEntry[];
+
+/** The methods' names, as the API, the CLI and the file format spell them. */
+export type MethodName = (typeof METHODS)[number]['name'];
 
 export function findMethod(name: string): MethodEntry | undefined {
-  return METHODS.find((m) => m.name === name);
+  return (METHODS as readonly MethodEntry[]).find((m) => m.name === name);
 }
 
 /** Every method option once (an option several methods take is one declaration), with the methods that take it. */
