@@ -14,6 +14,8 @@
 
 namespace wp {
 
+Quantizer solve_normal_float(const WeightedPoints& p, const SolverParams& sp);  // normal_float.cpp
+
 namespace {
 
 Quantizer solve_uniform(const WeightedPoints& p, const SolverParams& sp) {
@@ -47,6 +49,7 @@ constexpr SolverRow kSolvers[] = {
     {"sparse-l1l2", solve_sparse_l1l2},
     {"sparse-l0", solve_sparse_l0},
     {"sparse-cluster", solve_sparse_cluster},
+    {"normal-float", solve_normal_float},
 };
 
 }  // namespace

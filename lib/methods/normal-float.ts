@@ -1,0 +1,17 @@
+/**
+ * normal-float: QLoRA's NormalFloat levels (NF4 at 4 bits): quantiles of N(0, 1) with an exact zero, normalized to
+ * [-1, 1] and scaled by each slice's largest magnitude; nearest-level assignment. With granularity 'group' and
+ * groupSize 64 it gives bitsandbytes' NF4 values (the codebook is stored as levels, not as one absmax scale).
+ * Source: Dettmers et al., QLoRA, NeurIPS 2023, §3 and Appendix E (native/core/solvers/normal_float.cpp).
+ */
+import { defineMethod } from './method.js';
+
+export const normalFloat = defineMethod({
+  name: 'normal-float',
+  summary: "QLoRA's NormalFloat levels (NF4 at 4 bits) scaled by each slice's absmax",
+  paper: 'Dettmers, Pagnoni, Holtzman & Zettlemoyer, QLoRA: Efficient Finetuning of Quantized LLMs, NeurIPS 2023, §3',
+  exact: false,
+  seeded: false,
+  solver: () => 'normal-float',
+  options: [],
+});
