@@ -52,7 +52,12 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
 #else
   cu.Set("compiled", false);
   cu.Set("available", false);
-  cu.Set("reason", "this binary was built without CUDA (nvcc was not found at build time)");
+#ifdef WP_BUILT_WITH_NODE_GYP
+  cu.Set("reason", "this binary was built with node-gyp, which builds the CPU backend only; for CUDA, build with CMake: "
+                   "WEIGHTPRESS_BUILD_FROM_SOURCE=1 npm rebuild weightpress, with cmake-js installed and nvcc on the PATH");
+#else
+  cu.Set("reason", "this binary was built with CMake without CUDA (nvcc was not found, or WEIGHTPRESS_CUDA=OFF)");
+#endif
 #endif
   a.Set(1u, cu);
   return a;
