@@ -32,6 +32,8 @@ export class Checkpoint {
   readonly files: string[];
   /** `__metadata__` of the first shard (or the index's "metadata", stringified). */
   readonly metadata: Record<string, string>;
+  /** A shard index's own "metadata" object (undefined for a single file). */
+  indexMetadata?: Record<string, unknown>;
   private readonly entries: Map<string, Entry>;
   private readonly shards: NativeFile[];
   private closed = false;
@@ -109,7 +111,9 @@ export class Checkpoint {
       throw e;
     }
     try {
-      return Checkpoint.fromShards(indexPath, dir, idx.weight_map, shards);
+      const ck = Checkpoint.fromShards(indexPath, dir, idx.weight_map, shards);
+      ck.indexMetadata = idx.metadata && typeof idx.metadata === 'object' ? { ...idx.metadata } : {};
+      return ck;
     } catch (e) {
       for (const f of shards) native.close(f.handle);
       throw e;

@@ -10,7 +10,7 @@ import { FormatError, fromNative } from './errors.js';
 import { FORMAT_KEY, isQuantized, type FileScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { ShardWriter, ensureDir, indexName, outputTarget, readScheme } from './shards.js';
+import { ShardWriter, ensureDir, indexName, outputTarget, readScheme, removeIfEmpty, shardNames } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
 
 export interface DecodeResult {
@@ -47,6 +47,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
   const started = performance.now();
   const ckpt = await Checkpoint.open(input);
   let writer: ShardWriter | undefined;
+  let created: string | undefined;
   try {
     const scheme = checkedScheme(ckpt);
     const names = Object.keys(scheme.tensors);
@@ -69,14 +70,13 @@ export async function decode(input: string, output: string, options: DecodeOptio
     }
     if (!groups.length) groups.push([]);
     const { dir, base, isDir } = outputTarget(output);
-    if (isDir) ensureDir(dir);
-    const stem = base.replace(/\.safetensors$/, '');
-    const total = String(groups.length).padStart(5, '0');
-    const files = groups.length === 1 ? [base] : groups.map((_, k) => `${stem}-${String(k + 1).padStart(5, '0')}-of-${total}.safetensors`);
+    if (isDir) created = ensureDir(dir);
+    const files = shardNames(base, groups.length);
     const headerBase = 1024 + JSON.stringify(metadata).length * 1.2;
     writer = new ShardWriter(
       dir,
       groups.map((g, k) => ({ file: files[k], reserve: headerBase + g.reduce((a, n) => a + 2 * n.length + 128, 0) })),
+      [ckpt.path, ...ckpt.files],
     );
     const bytesTotal = names.reduce((a, n) => a + bytesOf(n), 0);
     let bytesDone = 0;
@@ -104,6 +104,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
     return { input: ckpt.path, output: out, tensors: names.length, bytesOut: bytesTotal, seconds: (performance.now() - started) / 1000 };
   } catch (e) {
     writer?.abort();
+    removeIfEmpty(created, outputTarget(output).dir);
     throw e;
   } finally {
     cancel.dispose();

@@ -36,12 +36,30 @@ export class OutputFile implements TensorSink {
   private readonly handle: unknown;
   private open = true;
 
-  constructor(readonly path: string, reserveHeaderBytes: number) {
+  /**
+   * `path` is where the file is written (a temporary file beside it until finish()); errors name `shownAs` (the
+   * file the user asked for, when `path` is a staged name for it; default `path`).
+   */
+  constructor(
+    readonly path: string,
+    reserveHeaderBytes: number,
+    private readonly shownAs = path,
+  ) {
     try {
       this.handle = this.native.writerOpen(path, reserveHeaderBytes);
     } catch (e) {
-      throw fromNative(e, { file: path });
+      throw this.error(e);
     }
+  }
+
+  /** A native error about `path`, told about `shownAs` instead. */
+  private error(e: unknown, tensor?: string, at?: Error) {
+    const n = e as { file?: string; message?: string };
+    if (this.shownAs !== this.path && n && typeof n === 'object') {
+      if (n.file === this.path) n.file = this.shownAs;
+      if (typeof n.message === 'string') n.message = n.message.split(this.path).join(this.shownAs);
+    }
+    return fromNative(e, { file: this.shownAs, tensor }, at);
   }
 
   async add(name: string, dtype: string, shape: number[], data: Uint8Array): Promise<void> {
@@ -49,7 +67,7 @@ export class OutputFile implements TensorSink {
     try {
       await this.native.writerAdd(this.handle, name, dtype, shape, data);
     } catch (e) {
-      throw fromNative(e, { file: this.path, tensor: name }, at);
+      throw this.error(e, name, at);
     }
   }
 
@@ -59,7 +77,7 @@ export class OutputFile implements TensorSink {
       await this.native.writerFinish(this.handle, metadata);
       this.open = false;
     } catch (e) {
-      throw fromNative(e, { file: this.path }, at);
+      throw this.error(e, undefined, at);
     }
   }
 

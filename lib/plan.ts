@@ -12,6 +12,7 @@ import { FormatError } from './errors.js';
 import { Importance } from './importance.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
+import { shardNames } from './shards.js';
 import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 export type { TensorTask, TaskOptions, CodecName };
@@ -31,6 +32,8 @@ export interface Plan {
   tasks: TensorTask[];
   /** Things the caller should know (fallbacks, deprecated options). */
   warnings: string[];
+  /** Bytes per output shard at most: quantizeTasks splits the tasks into shards by it (the same on every worker). */
+  maxShardSize: number;
 }
 
 /** The options a task carries: the resolved options without the run's callbacks and runtime settings. */
@@ -106,7 +109,7 @@ export async function planOf(ckpt: Checkpoint, o: ResolvedQuantizeOptions, cance
   const warnings = [...o.warnings];
   const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
   await prepareTasks(ckpt, tasks, o, cancel, warnings);
-  return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings };
+  return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings, maxShardSize: o.maxShardSize };
 }
 
 /** The order tasks are written in: codecs placed 'first', then the rest by descending element size (alignment). */
@@ -134,7 +137,6 @@ export function shardTasks(tasks: TensorTask[], maxShardSize: number, base = 'mo
     size += bytes;
   }
   if (groups.length <= 1) return [{ file: base, tasks: groups[0] ?? [] }];
-  const stem = base.replace(/\.safetensors$/, '');
-  const n = String(groups.length).padStart(5, '0');
-  return groups.map((g, k) => ({ file: `${stem}-${String(k + 1).padStart(5, '0')}-of-${n}.safetensors`, tasks: g }));
+  const names = shardNames(base, groups.length);
+  return groups.map((g, k) => ({ file: names[k], tasks: g }));
 }

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob } from './codecs/codec.js';
-import { findCodec } from './codecs/registry.js';
+import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, type FileScheme, type TensorScheme } from './format.js';
 import { Importance } from './importance.js';
@@ -15,8 +15,8 @@ import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { DEFAULT_MAX_SHARD_SIZE, ShardWriter, ensureDir, indexName, outputTarget, parseSize } from './shards.js';
-import { intIn, resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
+import { ShardWriter, ensureDir, indexName, outputTarget, removeIfEmpty } from './shards.js';
+import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 /**
  * Quantizes every selected tensor of `input` (a .safetensors file, a shard index, or a directory) and writes
@@ -31,12 +31,16 @@ export async function quantize(input: string, output: string, options: QuantizeO
   const cancel = new Cancel(o.signal);
   const started = performance.now();
   const ckpt = await Checkpoint.open(input);
+  let created: string | undefined;
   try {
     const plan = await planOf(ckpt, o, cancel);
     const { dir, base, isDir } = outputTarget(output);
-    if (isDir) ensureDir(dir);
-    const shards = shardTasks(plan.tasks, o.maxShardSize, base);
+    if (isDir) created = ensureDir(dir);
+    const shards = shardTasks(plan.tasks, plan.maxShardSize, base);
     return await runShards(ckpt, plan, dir, shards, indexName(base), o, cancel, started);
+  } catch (e) {
+    removeIfEmpty(created, outputTarget(output).dir);
+    throw e;
   } finally {
     cancel.dispose();
     ckpt.close();
@@ -49,13 +53,23 @@ export interface QuantizeTasksOptions {
   device?: Device;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-  /** Bytes per shard at most (default 5 GB; a number, or a string such as "500MB"). */
-  maxShardSize?: number | string;
   /**
-   * Which shards (0-based) this call writes; default all. A job spread over workers gives each worker some
-   * shards, then calls merge(outDir) once all are written.
+   * Which shards (0-based; the plan's maxShardSize splits it) this call writes; default all. A job spread over
+   * workers gives each worker some shards, then calls merge(outDir, {order}) once all are written.
    */
   shards?: number[];
+}
+
+/** Checks that a plan (perhaps read back from JSON) is one plan() could have made: known codecs and methods. */
+function checkPlan(plan: Plan): void {
+  const bad = (p: string) => new ArgumentError(`option plan: ${p}`);
+  if (!plan || typeof plan !== 'object' || !Array.isArray(plan.tasks) || typeof plan.input !== 'string') throw bad('must be what plan() returns');
+  if (typeof plan.maxShardSize !== 'number' || !(plan.maxShardSize > 0)) throw bad('maxShardSize must be a positive number of bytes');
+  for (const [i, t] of plan.tasks.entries()) {
+    if (!t || typeof t !== 'object' || !t.tensor || typeof t.tensor.name !== 'string') throw bad(`task ${i} has no tensor`);
+    if (!findCodec(t.codec)) throw bad(`task ${i} (${t.tensor.name}) names codec ${JSON.stringify(t.codec)}, which is not registered (known: ${CODECS.map((c) => c.name).join(', ')})`);
+    if (t.codec !== 'keep' && !findMethod(t.method)) throw bad(`task ${i} (${t.tensor.name}) names method ${JSON.stringify(t.method)}, which is not registered`);
+  }
 }
 
 /**
@@ -64,26 +78,29 @@ export interface QuantizeTasksOptions {
  * call, the index "model.safetensors.index.json". Throws ArgumentError for bad options, the errors of quantize().
  */
 export async function quantizeTasks(plan: Plan, outDir: string, options: QuantizeTasksOptions = {}): Promise<Report> {
-  const o = {
-    threads: intIn('threads', options.threads ?? 0, 0, 1024),
-    device: options.device ?? 'auto',
-    signal: options.signal,
-    onProgress: options.onProgress,
-    maxShardSize: parseSize('maxShardSize', options.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE),
-  };
-  if (!plan || !Array.isArray(plan.tasks) || typeof plan.input !== 'string') throw new ArgumentError('option plan: must be what plan() returns');
-  const cancel = new Cancel(o.signal);
+  const known = ['threads', 'device', 'signal', 'onProgress', 'shards'];
+  for (const k of Object.keys(options ?? {})) if (!known.includes(k)) throw new ArgumentError(`option ${k}: unknown quantizeTasks option (known: ${known.join(', ')})`);
+  const r = resolveQuantizeOptions({ threads: options.threads, device: options.device, signal: options.signal, onProgress: options.onProgress });
+  const o = { threads: r.threads, device: r.device, onProgress: r.onProgress };
+  checkPlan(plan);
+  const all = shardTasks(plan.tasks, plan.maxShardSize);
+  const pick = options.shards ?? all.map((_, k) => k);
+  if (!Array.isArray(pick) || !pick.length) throw new ArgumentError('option shards: must be a non-empty array of shard numbers');
+  for (const k of pick) if (!Number.isInteger(k) || k < 0 || k >= all.length) throw new ArgumentError(`option shards: ${k} is not a shard of this plan (0 to ${all.length - 1})`);
+  if (new Set(pick).size !== pick.length) throw new ArgumentError(`option shards: ${JSON.stringify(pick)} names a shard twice`);
+  const chosen = [...pick].sort((a, b) => a - b).map((k) => all[k]);
+  // The index is written only when this call writes every shard; otherwise merge() writes it afterwards.
+  const index = chosen.length === all.length ? indexName('model.safetensors') : undefined;
+  const cancel = new Cancel(r.signal);
   const started = performance.now();
   const ckpt = await Checkpoint.open(plan.input);
+  let created: string | undefined;
   try {
-    const all = shardTasks(plan.tasks, o.maxShardSize);
-    const pick = options.shards ?? all.map((_, k) => k);
-    for (const k of pick) if (!Number.isInteger(k) || k < 0 || k >= all.length) throw new ArgumentError(`option shards: ${k} is not a shard of this plan (0 to ${all.length - 1})`);
-    const chosen = pick.map((k) => all[k]);
-    // The index is written only when this call writes every shard; otherwise merge() writes it afterwards.
-    const index = chosen.length === all.length ? indexName('model.safetensors') : undefined;
-    ensureDir(resolve(outDir));
+    created = ensureDir(resolve(outDir));
     return await runShards(ckpt, plan, resolve(outDir), chosen, index, o, cancel, started);
+  } catch (e) {
+    removeIfEmpty(created, resolve(outDir));
+    throw e;
   } finally {
     cancel.dispose();
     ckpt.close();
@@ -118,6 +135,7 @@ async function runShards(
     writer = new ShardWriter(
       dir,
       shards.map((s) => ({ file: s.file, reserve: reserveFor(plan, s) })),
+      [ckpt.path, ...ckpt.files],
     );
     const schemes: Record<string, TensorScheme> = {};
     const reports: TensorReport[] = [];

@@ -4,13 +4,13 @@
  * Every shard is a complete safetensors file (a weightpress shard holds the scheme of its own tensors); nothing is
  * renamed into place before every shard is written, and the index is written last.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { writeFileAtomic } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
-import { ArgumentError, IoError } from './errors.js';
+import { ArgumentError, FormatError, IoError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, parseScheme, type FileScheme } from './format.js';
 import { OutputFile, type TensorSink } from './job.js';
 
@@ -43,12 +43,31 @@ export function outputTarget(output: string): { dir: string; base: string; isDir
   return { dir: dirname(abs), base: basename(abs), isDir: false };
 }
 
-/** Creates an output directory (and its parents) when it does not exist; an IoError when it cannot. */
-export function ensureDir(dir: string): void {
+/**
+ * Creates an output directory (and its parents) when it does not exist; returns the first directory it created
+ * (for removeIfEmpty after a failure), or undefined. An IoError when it cannot.
+ */
+export function ensureDir(dir: string): string | undefined {
   try {
-    mkdirSync(dir, { recursive: true });
+    return mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw new IoError(`cannot create the output directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
+  }
+}
+
+/**
+ * After a failed job: removes the directories ensureDir created for `dir` (from `dir` up to `created`), as long as
+ * they are empty.
+ */
+export function removeIfEmpty(created: string | undefined, dir: string): void {
+  if (!created) return;
+  for (let d = resolve(dir); d.startsWith(created); d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty, or gone: leave it and its parents
+    }
+    if (d === created) return;
   }
 }
 
@@ -56,22 +75,55 @@ export function indexName(base: string): string {
   return `${base}.index.json`;
 }
 
+/** The shard files of an output named `base` ("model.safetensors" -> "model-00001-of-00003.safetensors" ...). */
+export function shardNames(base: string, count: number): string[] {
+  if (count <= 1) return [base];
+  const stem = base.replace(/\.safetensors$/, '');
+  const n = String(count).padStart(5, '0');
+  return Array.from({ length: count }, (_, k) => `${stem}-${String(k + 1).padStart(5, '0')}-of-${n}.safetensors`);
+}
+
+/** Parses "<stem>-00002-of-00005.safetensors" into its stem, k (1-based) and N; undefined for other names. */
+export function parseShardName(file: string): { stem: string; k: number; n: number } | undefined {
+  const m = /^(.*)-(\d{5})-of-(\d{5})\.safetensors$/.exec(file);
+  return m ? { stem: m[1], k: Number(m[2]), n: Number(m[3]) } : undefined;
+}
+
 /**
- * The shard files of one output, open as temporary files until finish(). `shards` gives each file's name (in
- * `dir`) and the header bytes to reserve.
+ * The shard files of one output, written as hidden staged files until finish(), which renames all of them (and the
+ * index) into place only once every one is complete: a failure or an abort at any point leaves none of them.
+ * `shards` gives each file's name (in `dir`) and the header bytes to reserve.
  */
 export class ShardWriter {
   private readonly files: OutputFile[] = [];
   private readonly names: string[][] = [];
   private readonly bytes: number[] = [];
+  private readonly staged: string[] = [];
+  private readonly placed: string[] = [];
 
   constructor(
     readonly dir: string,
     readonly shards: { file: string; reserve: number }[],
+    /** The input's files: never replaced, never removed as stale (an ArgumentError when an output would be one). */
+    private readonly protect: string[] = [],
   ) {
+    const same = (a: string, b: string) => {
+      try {
+        const x = statSync(a), y = statSync(b);
+        return x.dev === y.dev && x.ino === y.ino;
+      } catch {
+        return false;
+      }
+    };
+    for (const s of shards) {
+      const target = join(dir, s.file);
+      const hit = protect.find((p) => same(p, target));
+      if (hit) throw new ArgumentError(`option output: ${target} is the input (${hit}); write the output elsewhere`);
+    }
     try {
       for (const s of shards) {
-        this.files.push(new OutputFile(join(dir, s.file), s.reserve));
+        const staged = this.stagedPath(s.file);
+        this.files.push(new OutputFile(staged, s.reserve, join(dir, s.file)));
         this.names.push([]);
         this.bytes.push(0);
       }
@@ -79,6 +131,10 @@ export class ShardWriter {
       this.abort();
       throw e;
     }
+  }
+
+  private stagedPath(file: string): string {
+    return join(this.dir, `.${file}.wp-staged-${process.pid}`);
   }
 
   /** The sink of shard k: what is added there is recorded in the index's weight_map. */
@@ -93,58 +149,130 @@ export class ShardWriter {
   }
 
   /**
-   * Writes every shard's header (its metadata from `metadataOf(k)`), renames them into place, then, when there
-   * is more than one shard and `indexFile` is given, writes that index with `indexMetadata`. Returns the output's
-   * path: the single file, the index, or the directory (shards without an index: merge() writes it later).
+   * Writes every shard's header (its metadata from `metadataOf(k)`) and, when there is more than one shard and
+   * `indexFile` is given, the index with `indexMetadata`; then renames them all into place, and removes the files
+   * of an earlier output of the same name that this one does not replace (other shard counts, a stale index), as
+   * Hugging Face's save_pretrained does. Returns the output's path: the single file, the index, or the directory
+   * (shards without an index: merge() writes it later). Throws IoError; then nothing of this output is left.
    */
   async finish(metadataOf: (k: number) => Record<string, string>, indexFile: string | undefined, indexMetadata: Record<string, unknown> = {}): Promise<string> {
-    for (let k = 0; k < this.files.length; k++) await this.files[k].finish(metadataOf(k));
-    if (this.files.length === 1) return this.files[0].path;
-    if (!indexFile) return this.dir;
-    const weightMap: Record<string, string> = {};
-    this.names.forEach((names, k) => names.forEach((n) => (weightMap[n] = this.shards[k].file)));
-    const total = this.bytes.reduce((a, b) => a + b, 0);
-    const path = join(this.dir, indexFile);
-    await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n');
-    return path;
+    const finals = this.shards.map((s) => s.file);
+    for (let k = 0; k < this.files.length; k++) {
+      await this.files[k].finish(metadataOf(k));
+      this.staged.push(this.files[k].path);
+    }
+    const writeIndex = this.files.length > 1 && indexFile !== undefined;
+    if (writeIndex) {
+      const weightMap: Record<string, string> = {};
+      this.names.forEach((names, k) => names.forEach((n) => (weightMap[n] = finals[k])));
+      const total = this.bytes.reduce((a, b) => a + b, 0);
+      const staged = this.stagedPath(indexFile);
+      await writeFileAtomic(staged, JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n');
+      this.staged.push(staged);
+      finals.push(indexFile);
+    }
+    try {
+      for (let k = 0; k < this.staged.length; k++) {
+        await rename(this.staged[k], join(this.dir, finals[k]));
+        this.placed.push(join(this.dir, finals[k]));
+      }
+    } catch (e) {
+      this.abort();
+      throw new IoError(`cannot rename into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: this.dir, cause: e });
+    }
+    this.staged.length = 0;
+    await this.removeStale(finals);
+    if (this.files.length === 1) return join(this.dir, finals[0]);
+    return writeIndex ? join(this.dir, indexFile!) : this.dir;
   }
 
-  /** Removes every temporary file; safe after finish(). */
+  /** Shards and the index of an earlier output with the same stem that this output did not write. */
+  private async removeStale(written: string[]): Promise<void> {
+    const base = this.shards.length === 1 ? this.shards[0].file : `${parseShardName(this.shards[0].file)!.stem}.safetensors`;
+    const stem = base.replace(/\.safetensors$/, '');
+    const partial = this.shards.length > 1 && !written.some((f) => f.endsWith('.index.json'));
+    if (partial) return; // some shards of a larger output (a worker's share): the others are not stale
+    let entries: string[];
+    try {
+      entries = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    for (const f of entries) {
+      const p = parseShardName(f);
+      const stale = (p && p.stem === stem) || f === indexName(base);
+      const path = join(this.dir, f);
+      const input = this.protect.some((q) => resolve(q) === path);
+      if (stale && !written.includes(f) && !input) await unlink(path).catch(() => undefined);
+    }
+  }
+
+  /** Removes every staged file and whatever this output already renamed into place; safe after finish(). */
   abort(): void {
     for (const f of this.files) f.abort();
+    for (const p of [...this.staged, ...this.placed]) rmSync(p, { force: true });
+    this.staged.length = 0;
+    this.placed.length = 0;
   }
 }
 
 /**
  * The scheme of a weightpress checkpoint: one file's, or the union of its shards' (each shard holds its own
- * tensors' entries). Throws FormatError when a shard is not a weightpress file or two shards describe one tensor.
+ * tensors' entries), in the order of the index's own scheme when it has one (the input's order). Throws
+ * FormatError when a shard is not a weightpress file or two shards describe one tensor.
  */
 export function readScheme(ckpt: Checkpoint): FileScheme {
   const shards = ckpt.shardMetadata();
-  if (shards.length === 1) return parseScheme(shards[0].metadata, shards[0].file);
+  if (shards.length === 1 && !ckpt.indexMetadata) return parseScheme(shards[0].metadata, shards[0].file);
   const merged: FileScheme = { format: 'weightpress', version: FORMAT_VERSION, tensors: {} };
   for (const { file, metadata } of shards) {
     const s = parseScheme(metadata, file);
     for (const [name, t] of Object.entries(s.tensors)) {
-      if (merged.tensors[name]) throw new IoError('two shards describe the same tensor', { file, tensor: name });
+      if (merged.tensors[name]) throw new FormatError('two shards describe the same tensor', { file, tensor: name });
       merged.tensors[name] = t;
     }
+  }
+  const own = ckpt.indexMetadata?.[FORMAT_KEY];
+  if (typeof own === 'string') {
+    let order: string[] = [];
+    try {
+      order = Object.keys((JSON.parse(own) as FileScheme).tensors ?? {});
+    } catch {
+      // the shards' schemes are authoritative; the index's copy only gives the order
+    }
+    const rank = new Map(order.map((n, i) => [n, i]));
+    const sorted = Object.keys(merged.tensors).sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity));
+    merged.tensors = Object.fromEntries(sorted.map((n) => [n, merged.tensors[n]]));
   }
   return merged;
 }
 
 /**
- * Writes `index` (default "model.safetensors.index.json") in `dir` for the weightpress shards `files` (file names
- * in `dir`; default: every "*-NNNNN-of-NNNNN.safetensors" there): the weight_map of every stored tensor, the total
- * size, and the merged scheme under metadata["weightpress"]. For outputs written by several workers
- * (quantizeTasks with `shards`). Throws FormatError for a shard that is not a weightpress file, IoError when a
- * shard is missing or the index cannot be written.
+ * Writes the index (default "model.safetensors.index.json") in `dir` for the weightpress shards there (every
+ * "<stem>-NNNNN-of-NNNNN.safetensors" of the index's stem): the weight_map of every stored tensor, the total size,
+ * and the merged scheme under metadata["weightpress"], its tensors in the order of `order` (the plan's tensor names,
+ * so that a job written by several workers gives the index a single run gives). For outputs written shard by shard
+ * (quantizeTasks with `shards`). Throws IoError when the directory cannot be read, a shard is missing or shards of
+ * another shard count are there, FormatError for a shard that is not a weightpress file.
  */
-export async function merge(dir: string, options: { files?: string[]; index?: string } = {}): Promise<string> {
-  const { readdir } = await import('node:fs/promises');
+export async function merge(dir: string, options: { index?: string; order?: string[] } = {}): Promise<string> {
   const d = resolve(dir);
-  const files = options.files ?? (await readdir(d)).filter((f) => /-\d{5}-of-\d{5}\.safetensors$/.test(f)).sort();
-  if (!files.length) throw new IoError('no shards to merge', { file: d });
+  const index = options.index ?? indexName('model.safetensors');
+  const stem = index.replace(/\.safetensors\.index\.json$/, '');
+  let entries: string[];
+  try {
+    entries = await readdir(d);
+  } catch (e) {
+    throw new IoError(`cannot read the directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: d });
+  }
+  const shards = entries.map((f) => ({ f, p: parseShardName(f) })).filter((x) => x.p && x.p.stem === stem);
+  if (!shards.length) throw new IoError(`no shards named ${stem}-NNNNN-of-NNNNN.safetensors to merge`, { file: d });
+  const counts = new Set(shards.map((x) => x.p!.n));
+  if (counts.size > 1) throw new IoError(`shards of different counts (${[...counts].join(', ')}) are mixed in the directory`, { file: d });
+  const n = shards[0].p!.n;
+  const files = shardNames(`${stem}.safetensors`, n);
+  const missing = files.filter((f) => !entries.includes(f));
+  if (missing.length) throw new IoError(`${missing.length} of ${n} shards are missing: ${missing.join(', ')}`, { file: d });
   const weightMap: Record<string, string> = {};
   const merged: FileScheme = { format: 'weightpress', version: FORMAT_VERSION, tensors: {} };
   let total = 0;
@@ -153,7 +281,7 @@ export async function merge(dir: string, options: { files?: string[]; index?: st
     try {
       const s = parseScheme(ck.metadata, ck.path);
       for (const [name, t] of Object.entries(s.tensors)) {
-        if (merged.tensors[name]) throw new IoError('two shards describe the same tensor', { file: ck.path, tensor: name });
+        if (merged.tensors[name]) throw new FormatError('two shards describe the same tensor', { file: ck.path, tensor: name });
         merged.tensors[name] = t;
       }
       for (const t of ck.tensors()) {
@@ -164,7 +292,12 @@ export async function merge(dir: string, options: { files?: string[]; index?: st
       ck.close();
     }
   }
-  const path = join(d, options.index ?? indexName('model.safetensors'));
+  if (options.order) {
+    const rank = new Map(options.order.map((name, i) => [name, i]));
+    const sorted = Object.keys(merged.tensors).sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity));
+    merged.tensors = Object.fromEntries(sorted.map((name) => [name, merged.tensors[name]]));
+  }
+  const path = join(d, index);
   await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, [FORMAT_KEY]: JSON.stringify(merged) }, weight_map: weightMap }, null, 2) + '\n');
   return path;
 }

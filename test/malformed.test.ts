@@ -583,9 +583,10 @@ describe('quantize rejects bad input and leaves nothing behind', () => {
     });
     await expectError(job, { code: 'E_CANCELLED', file: input });
     expect(seen).toEqual(['w0', 'w1']);
-    // Mid-job the directory held only the temporary file (.<basename>.<hex>.tmp); now it holds nothing.
+    // Mid-job the directory held only the native writer's temporary file for the staged output
+    // (.<.basename.wp-staged-PID>.<hex>.tmp); now it holds nothing.
     expect(midJob).toHaveLength(1);
-    expect(midJob[0]).toMatch(/^\.q\.safetensors\.[0-9a-f]+\.tmp$/);
+    expect(midJob[0]).toMatch(/^\.\.q\.safetensors\.wp-staged-\d+\.[0-9a-f]+\.tmp$/);
     expect(readdirSync(out)).toEqual([]);
   });
 

@@ -3,11 +3,11 @@
  * shard as separate workers would, then merge()); a sharded output decodes to exactly the tensors of the single-file
  * output; its index lists every stored tensor once; decode shards large outputs the same way.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { decode, inspect, merge, plan, quantize, quantizeTasks } from '../lib/index.js';
+import { decode, inspect, merge, plan, quantize, quantizeTasks, shardTasks } from '../lib/index.js';
 import { readSafetensors, tempDir } from './helpers.js';
 
 const tmp = tempDir();
@@ -35,7 +35,6 @@ describe('sharded outputs', () => {
   it('--max-shard-size gives shards and an index that lists every stored tensor once; decode gives the same tensors', async () => {
     const opts = { method: 'kmeans-optimal', bits: 4, granularity: 'row', entropy: 'huffman' } as const;
     await quantize(emotion, single, opts);
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(join(tmp.dir, 'sharded'));
     const limit = 40_000;
     const r = await quantize(emotion, sharded, { ...opts, maxShardSize: limit });
@@ -103,24 +102,76 @@ describe('plans are data', () => {
     }
   });
 
-  it('shards written by separate calls (as workers would), then merge(), decode to the same tensors', async () => {
-    const opts = { method: 'uniform', bits: 4, granularity: 'group', groupSize: 64 } as const;
+  it('shards written by separate calls (as workers would), then merge(), give the bytes of a single call', async () => {
+    const opts = { method: 'uniform', bits: 4, granularity: 'group', groupSize: 64, maxShardSize: '50KB' } as const;
     const p = await plan(emotion, opts);
+    expect(p.maxShardSize).toBe(50_000);
     const dir = join(tmp.dir, 'workers');
     const all = join(tmp.dir, 'all');
-    const whole = await quantizeTasks(p, all, { maxShardSize: '50KB' });
+    const whole = await quantizeTasks(p, all);
     const index = JSON.parse(readFileSync(whole.output!, 'utf8'));
     const n = new Set(Object.values(index.weight_map)).size;
     expect(n).toBeGreaterThan(2);
     for (let k = n - 1; k >= 0; k--) {
-      const r = await quantizeTasks(JSON.parse(JSON.stringify(p)), dir, { maxShardSize: '50KB', shards: [k] });
+      const r = await quantizeTasks(JSON.parse(JSON.stringify(p)), dir, { shards: [k] });
       expect(r.output).toMatch(/workers[\\/]model-\d{5}-of-\d{5}\.safetensors$/);
+      if (k > 0) await expect(merge(dir), 'merge refuses while shards are missing').rejects.toMatchObject({ code: 'E_IO' });
     }
     expect(readdirSync(dir).some((f) => f.endsWith('.index.json'))).toBe(false);
-    const merged = await merge(dir);
-    const mi = JSON.parse(readFileSync(merged, 'utf8'));
-    expect(mi.weight_map).toEqual(index.weight_map);
+    const merged = await merge(dir, { order: p.tasks.map((t) => t.tensor.name) });
+    // The index a distributed run writes is the one a single run writes, byte for byte; so are the shards.
+    expect(readFileSync(merged).equals(readFileSync(whole.output!))).toBe(true);
     for (const f of new Set(Object.values(index.weight_map) as string[])) expect(readFileSync(join(dir, f)).equals(readFileSync(join(all, f)))).toBe(true);
-    await expect(quantizeTasks(p, dir, { maxShardSize: '50KB', shards: [n] })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(quantizeTasks(p, dir, { shards: [n] })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(quantizeTasks(p, dir, { shards: [0, 0, 1] })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(quantizeTasks(p, dir, { maxShardSize: '1MB' } as never)).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(quantizeTasks({ ...p, tasks: [{ ...p.tasks[0], codec: 'vq' as 'scalar' }] }, dir)).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('"vq"') });
+  });
+});
+
+describe('sharded outputs are all or nothing', () => {
+  it('a shard that cannot be put in place leaves none of the output, and no staged or temporary file', async () => {
+    const dir = join(tmp.dir, 'blocked');
+    mkdirSync(join(dir, 'model-00003-of-00005.safetensors'), { recursive: true }); // a directory where shard 3 goes
+    const before = readdirSync(dir).sort();
+    const p = await plan(emotion, { method: 'uniform', bits: 4, maxShardSize: '60KB' });
+    expect(new Set(shardTasks(p.tasks, p.maxShardSize).map((s) => s.file)).size).toBe(5);
+    await expect(quantize(emotion, dir + '/', { method: 'uniform', bits: 4, maxShardSize: '60KB' })).rejects.toMatchObject({ code: 'E_IO' });
+    expect(readdirSync(dir).sort()).toEqual(before);
+  });
+
+  it('an aborted sharded job into a new directory leaves nothing, not even the directory', async () => {
+    const dir = join(tmp.dir, 'aborted', 'deep');
+    const ac = new AbortController();
+    const job = quantize(emotion, dir + '/', { maxShardSize: '40KB', signal: ac.signal, onProgress: (q) => q.index === 3 && !q.within && ac.abort() });
+    await expect(job).rejects.toMatchObject({ code: 'E_CANCELLED' });
+    expect(existsSync(join(tmp.dir, 'aborted'))).toBe(false);
+  });
+
+  it('a new output replaces the shards and index of an older one of the same name, and never touches the input', async () => {
+    const dir = join(tmp.dir, 'replace') + '/';
+    await quantize(emotion, dir, { maxShardSize: '40KB' });
+    expect(readdirSync(dir).filter((f) => f.includes('-of-')).length).toBeGreaterThan(2);
+    await quantize(emotion, dir, {});
+    expect(readdirSync(dir).sort()).toEqual(['model.safetensors']);
+    const r = await inspect(dir);
+    expect(r.tensors.length).toBeGreaterThan(0);
+    // The input as the output: refused before any work.
+    const copy = join(tmp.dir, 'in-place');
+    mkdirSync(copy);
+    copyFileSync(emotion, join(copy, 'model.safetensors'));
+    const bytes = readFileSync(join(copy, 'model.safetensors'));
+    await expect(quantize(copy, copy + '/')).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    expect(readFileSync(join(copy, 'model.safetensors')).equals(bytes)).toBe(true);
+  });
+
+  it('decode of a sharded output gives the bytes decode of the single file gives (same tensor order)', async () => {
+    const single = join(tmp.dir, 'order-single.safetensors');
+    const dir = join(tmp.dir, 'order-sharded') + '/';
+    await quantize(emotion, single, { method: 'uniform' });
+    await quantize(emotion, dir, { method: 'uniform', maxShardSize: '40KB' });
+    await decode(single, single + '.dense');
+    const d = await decode(dir, join(tmp.dir, 'order-sharded.dense.safetensors'));
+    expect(readFileSync(d.output).equals(readFileSync(single + '.dense'))).toBe(true);
   });
 });
