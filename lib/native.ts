@@ -204,6 +204,8 @@ export interface NativeAddon {
     scales: Uint8Array,
     table: Uint8Array,
     cancel?: Int32Array | null,
+    /** Called on the main thread as refinement rounds are done (done, total). */
+    onProgress?: (done: number, total: number) => void,
   ): Promise<NativeBlockStats>;
   blockDequantize(
     source: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array; numel: number; cols: number; name?: string },

@@ -118,7 +118,7 @@ export const blockCodec: Codec = {
     let stats;
     try {
       const importance = await importanceFor(job, t);
-      stats = await native.blockQuantize({ data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols, name: t.name, importance }, params, codes, scales, table, job.cancel.flag);
+      stats = await native.blockQuantize({ data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols, name: t.name, importance }, params, codes, scales, table, job.cancel.flag, job.onTensorProgress);
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }

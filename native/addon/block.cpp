@@ -1,5 +1,6 @@
 // N-API face of the block-scaled formats (native/core/block.h, docs/BLOCK.md):
-//   blockQuantize(tensor, params, codes, scales, table, cancel?) -> Promise<stats>
+//   blockQuantize(tensor, params, codes, scales, table, cancel?, onProgress?(done, total)) -> Promise<stats>
+//     (progress: refinement rounds done)
 //   blockDequantize(source, params, outDtype, out, threads?, cancel?) -> Promise<void>
 //   blockSizes(numel, cols, params) -> {codesBytes, scalesBytes, tableBytes, ...}   (sync)
 #include <cmath>
@@ -174,6 +175,7 @@ Napi::Value BlockQuantize(const Napi::CallbackInfo& info) {
   Napi::Object p = info[1].As<Napi::Object>();
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[5]);
+  w->AttachProgress(env, info[6], w->ctx);
   Bytes codes = bytes_of(info[2], "codes");
   Bytes scales = bytes_of(info[3], "scales");
   Bytes table = bytes_of(info[4], "table");

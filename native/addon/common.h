@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <initializer_list>
@@ -44,6 +46,24 @@ wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::init
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  ~PromiseWorker() override {
+    if (progress_) progress_.Release();
+  }
+  // When fn is a function: ctx.progress calls fn(done, total) on the main thread through a thread-safe function,
+  // at most every 50 ms (and for the last unit); the core calls ctx.progress from worker threads.
+  void AttachProgress(Napi::Env env, const Napi::Value& fn, wp::Context& ctx) {
+    if (!fn.IsFunction()) return;
+    progress_ = Napi::ThreadSafeFunction::New(env, fn.As<Napi::Function>(), "weightpress.progress", 0, 1);
+    progress_.Unref(env);  // a pending progress call never keeps the process alive
+    ctx.progress = [this](double done, double total) {
+      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+      int64_t last = last_ms_.load(std::memory_order_relaxed);
+      if (done < total) {  // throttled; the last unit is always sent
+        if (now - last < 50 || !last_ms_.compare_exchange_strong(last, now)) return;
+      }
+      progress_.NonBlockingCall([done, total](Napi::Env e, Napi::Function f) { f.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)}); });
+    };
+  }
   Napi::Promise Queue() {
     Napi::AsyncWorker::Queue();
     return deferred_.Promise();
@@ -89,6 +109,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> keep_;
   std::unique_ptr<wp::Error> err_;
+  Napi::ThreadSafeFunction progress_;
+  std::atomic<int64_t> last_ms_{0};
 };
 
 // The (outDtype, out, threads?, cancel?) arguments of a decode call, from info[i] on: the output dtype, the

@@ -1,6 +1,4 @@
 // N-API face of the scalar pipeline: quantize / dequantize a tensor, and solve a 1-D problem directly.
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -38,9 +36,6 @@ Napi::Object stats_to_js(Napi::Env env, const wp::QuantizeStats& s) {
 class QuantizeWorker : public PromiseWorker {
  public:
   using PromiseWorker::PromiseWorker;
-  ~QuantizeWorker() override {
-    if (progress_) progress_.Release();
-  }
   wp::TensorIn in;
   wp::QuantizeParams params;
   wp::QuantizeOut out;
@@ -49,26 +44,6 @@ class QuantizeWorker : public PromiseWorker {
   wp::Quantizer fixed;
   void Run() override { wp::quantize_tensor(in, params, out, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override { return stats_to_js(env, stats); }
-
-  // onProgress(done, total) on the main thread, at most every 50 ms (and for the last unit), through a
-  // thread-safe function: the core's Context::progress is called from worker threads.
-  void SetProgress(Napi::Env env, const Napi::Function& fn) {
-    progress_ = Napi::ThreadSafeFunction::New(env, fn, "weightpress.progress", 0, 1);
-    progress_.Unref(env);  // a pending progress call never keeps the process alive
-    ctx.progress = [this](double done, double total) {
-      int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-      int64_t last = last_ms_.load(std::memory_order_relaxed);
-      if (done < total && now - last < 50) return;
-      if (!last_ms_.compare_exchange_strong(last, now)) return;
-      progress_.NonBlockingCall([done, total](Napi::Env e, Napi::Function f) {
-        f.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)});
-      });
-    };
-  }
-
- private:
-  Napi::ThreadSafeFunction progress_;
-  std::atomic<int64_t> last_ms_{0};
 };
 
 // quantize(tensor: {data, dtype, numel, importance?: Float32Array, name?},
@@ -128,7 +103,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   }
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[4]);
-  if (info.Length() > 5 && info[5].IsFunction()) w->SetProgress(env, info[5].As<Napi::Function>());
+  w->AttachProgress(env, info[5], w->ctx);
   // device: 'cpu' | 'cuda' | 'auto'. auto takes CUDA when a driver and a device answer, and never fails.
   std::string device = str_of(p, "device", "auto");
   if (device != "cpu" && device != "cuda" && device != "auto") throw_arg(env, "device must be auto, cpu or cuda");

@@ -227,9 +227,10 @@ class BlockQuantizer {
         st.rounds = r + 1;
         const double after = st.history.back();
         if (!(before > 0) || (before - after) < p_.tol * before) break;
-        if (ctx_.progress) ctx_.progress(r + 1, p_.rounds);
+        if (ctx_.progress && r + 1 < p_.rounds) ctx_.progress(r + 1, p_.rounds + 1);
       }
       finish(out, st);
+      if (ctx_.progress) ctx_.progress(p_.rounds + 1, p_.rounds + 1);  // rounds (converged early or not), then the output
     } else {
       if (out.codes_bytes) std::memset(out.codes, 0, out.codes_bytes);
       if (out.scales_bytes) std::memset(out.scales, 0, out.scales_bytes);
