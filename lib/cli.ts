@@ -128,7 +128,8 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   decode: `usage: weightpress decode <input> -o <output> [options]
 
   -o, --output FILE        dense safetensors output, or a directory
-  --max-shard-size SIZE    largest output file (default 5GB); larger outputs are sharded as quantize does
+  --max-shard-size SIZE    data bytes per output file at most (default 5GB); larger outputs are sharded as
+                           quantize does
   --dtype D                f32 | f16 | bf16 | f64: dtype of float tensors (default: each tensor's original dtype)
   --threads N              CPU threads (default: all cores)
   --json                   print a JSON summary on stdout

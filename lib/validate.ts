@@ -101,15 +101,15 @@ export interface QuantizeOptions extends CommonOptions {
   targetValues?: number;
   /** Entropy-code the codes: 'huffman', 'ans', or 'none'. Default: the method's (huffman for ecsq). */
   entropy?: EntropyCoder;
-  /** granularity 'block': weights per block along a row (each block has a scale). */
+  /** codec 'block': weights per block along a row, each with a scale (default 16). */
   blockSize?: number;
-  /** granularity 'block': 'optimal' (MSE search per block) or 'absmax' scales. */
+  /** codec 'block': 'optimal' (MSE search per block) or 'absmax' scales (default 'optimal'). */
   scale?: 'optimal' | 'absmax';
-  /** granularity 'block': one learned level table per tensor or per row. */
+  /** codec 'block': one learned level table per tensor or per row (default 'tensor'). */
   table?: 'tensor' | 'row';
-  /** granularity 'block': block scales as q-bit codes with one F16 super-scale per superBlock weights, or false (F16 scales). */
+  /** codec 'block': block scales as q-bit codes under one F16 super-scale per superBlock weights, or false (F16 scales); default {bits: 6, superBlock: 256}. */
   doubleQuant?: { bits: number; superBlock: number } | false;
-  /** granularity 'block': alternating scale/table refinement rounds at most. */
+  /** codec 'block': alternating scale/table refinement rounds at most (default 4). */
   rounds?: number;
 }
 
@@ -155,7 +155,7 @@ export const CODEC = option({
 });
 export const MAX_SHARD_SIZE = option({
   name: 'maxShardSize', type: 'size', default: DEFAULT_MAX_SHARD_SIZE, defaultDoc: '5GB', unit: 'bytes',
-  doc: 'largest output file, in bytes or as 500MB, 2GiB; a larger output is written as shards x-00001-of-0000N.safetensors and the index x.safetensors.index.json',
+  doc: 'data bytes per output file at most (bytes, or 500MB, 2GiB; estimated before entropy coding; the header adds a few kB); a larger output is written as shards x-00001-of-0000N.safetensors and the index x.safetensors.index.json',
   flag: '--max-shard-size', metavar: 'SIZE',
 });
 export const INCLUDE = option({
@@ -337,7 +337,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       r[spec.name] = undefined;
       continue;
     }
-    const value = checkValue(spec, omitted ? fallback : v, r.blockSize as number);
+    // A default doubleQuant is checked against blockSize below, and only when the block codec is used.
+    const value = checkValue(spec, omitted ? fallback : v, omitted ? 1 : (r.blockSize as number));
     if (!omitted) {
       for (const other of spec.excludes ?? []) if (r[other] !== undefined) fail(spec.name, `give ${other} or ${spec.name}, not both`);
       if (spec.only !== undefined && !entry.options.includes(spec)) fail(spec.name, `applies to ${spec.only} only, not ${method}`);
@@ -355,6 +356,14 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     codec = 'block';
     granularity = GRANULARITY.default as Granularity;
   }
+  // Options of a codec that is not used are refused when given, as another method's options are.
+  for (const c of CODECS)
+    for (const spec of c.options ?? [])
+      if (c.name !== codec && given[spec.name] !== undefined && !(spec.name === 'granularity' && given.granularity === 'block'))
+        fail(spec.name, `applies to the ${c.name} codec only, not ${codec}`);
+  const dq = r.doubleQuant as { superBlock: number } | false;
+  if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
+    fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);
   return {
     ...(r as Omit<ResolvedQuantizeOptions, 'method' | 'codec' | 'granularity' | 'warnings'>),
     method,

@@ -128,6 +128,19 @@ describe('registries and --help', () => {
     }
   });
 
+  it('every codec reports progress within a tensor (units done, non-decreasing, up to the total)', async () => {
+    for (const codec of QUANTIZING_CODECS as ('scalar' | 'block')[]) {
+      const within: { done: number; total: number }[] = [];
+      await quantize(input, join(tmp.dir, `progress-${codec}.safetensors`), { codec, include: ['w'], onProgress: (p) => p.within && within.push(p.within) });
+      expect(within.length, codec).toBeGreaterThan(0);
+      for (let i = 0; i < within.length; i++) {
+        expect(within[i].done).toBeLessThanOrEqual(within[i].total);
+        if (i) expect(within[i].done).toBeGreaterThanOrEqual(within[i - 1].done);
+      }
+      expect(within[within.length - 1].done, codec).toBe(within[within.length - 1].total);
+    }
+  });
+
   it('the addon refuses a misspelled solver option, naming the known ones', async () => {
     const { loadNative } = await import('../lib/load.js');
     const native = loadNative();
@@ -150,6 +163,15 @@ describe('registries and --help', () => {
       { ...f.metadata, weightpress: JSON.stringify(scheme) },
     );
     await expect(decode(bad, bad + '.dense')).rejects.toMatchObject({ code: 'E_FORMAT', tensor: 'w', message: expect.stringContaining('"vq"') });
+  });
+
+  it("a codec's options are refused with the other codec, and checked only when their codec is used", async () => {
+    const out = join(tmp.dir, 'opts.safetensors');
+    await expect(quantize(input, out, { codec: 'block', groupSize: 64 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar codec only') });
+    await expect(quantize(input, out, { codec: 'scalar', blockSize: 32 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('block codec only') });
+    // blockSize 24 does not divide the default super-block of 256: a clear message with the block codec only.
+    await expect(quantize(input, out, { codec: 'block', blockSize: 24 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('does not divide the super-block') });
+    await expect(quantize(input, out, { codec: 'block', blockSize: 32, doubleQuant: false, include: ['w'] })).resolves.toBeDefined();
   });
 
   it('an unknown codec is refused with the list of codecs', async () => {

@@ -1,6 +1,8 @@
 /**
  * Round trips through files: quantize -> the test's own reader; decode(quantize(x)) == codebook[code]
- * exactly; kept tensors byte-identical; every dtype, method and granularity; determinism.
+ * exactly; kept tensors byte-identical; every float dtype, for a set of method x granularity cases (every
+ * registered method and codec is round-tripped in codecs.test.ts, every method x granularity x entropy option
+ * in regression.test.ts); determinism.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

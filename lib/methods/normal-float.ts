@@ -8,7 +8,7 @@ import { defineMethod } from './method.js';
 
 export const normalFloat = defineMethod({
   name: 'normal-float',
-  summary: "QLoRA's NormalFloat levels (NF4 at 4 bits) scaled by each slice's absmax",
+  summary: "QLoRA's NormalFloat levels (NF4 at 4 bits) scaled by each slice's absmax; the codebook stores 2^bits levels per slice",
   paper: 'Dettmers, Pagnoni, Holtzman & Zettlemoyer, QLoRA: Efficient Finetuning of Quantized LLMs, NeurIPS 2023, §3',
   exact: false,
   seeded: false,
