@@ -384,12 +384,16 @@ describe('layout and round trip', () => {
 
   it('rejects what it cannot do, with clear errors', async () => {
     await expect(quantize(tensorOf('odd', new Float32Array(2000).fill(1), 500), { bits: 4, blockSize: 32 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(/row length 500 is not a multiple of the block size 32/) });
-    expect(() => native.blockSizes(1000, 100, { blockSize: 32 })).toThrow(/not a multiple of the block size 32/);
-    expect(() => native.blockSizes(1024, 1024, { blockSize: 32, scale: 'best' as 'absmax' })).toThrow(/absmax or optimal/);
-    expect(() => native.blockSizes(1024, 1024, { blockSize: 32, doubleQuant: { bits: 6, superBlock: 48 } })).toThrow(/multiple of the block size/);
-    expect(() => native.blockSizes(1024, 1024, { solver: 'nope' })).not.toThrow();
-    await expect(quantize(t, { solver: 'nope' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(/unknown table solver/) });
-    await expect(quantize(t, { fixedTable: [1, 2, 3] })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    expect(() => native.blockSizes(1000, 100, { bits: 4, blockSize: 32 })).toThrow(/not a multiple of the block size 32/);
+    expect(() => native.blockSizes(1024, 1024, { bits: 4, blockSize: 32, scale: 'best' as 'absmax' })).toThrow(/absmax or optimal/);
+    expect(() => native.blockSizes(1024, 1024, { bits: 4, blockSize: 32, doubleQuant: { bits: 6, superBlock: 48 } })).toThrow(/multiple of the block size/);
+    expect(() => native.blockSizes(1024, 1024, { bits: 4, blockSize: 32, solver: 'nope' })).not.toThrow();
+    // What shapes the format has no native default (the block codec's options declare it once).
+    expect(() => native.blockSizes(1024, 1024, { bits: 4 })).toThrow(/blockSize is required/);
+    expect(() => native.blockSizes(1024, 1024, { blockSize: 32 })).toThrow(/bits is required/);
+    expect(() => native.blockSizes(1024, 1024, { bits: 4, blockSize: 32, doubleQuant: { bits: 6 } as never })).toThrow(/bits and superBlock/);
+    await expect(quantize(t, { bits: 4, blockSize: 32, solver: 'nope' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(/unknown table solver/) });
+    await expect(quantize(t, { bits: 4, blockSize: 32, fixedTable: [1, 2, 3] })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
     const sz = native.blockSizes(t.numel, t.cols, THE_FORMAT);
     expect(() => native.blockQuantize(t, THE_FORMAT, new Uint8Array(sz.codesBytes - 8), new Uint8Array(sz.scalesBytes), new Uint8Array(sz.tableBytes)))
       .toThrow(/codes buffer is too small/);

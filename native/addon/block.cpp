@@ -21,13 +21,15 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   Napi::Object o = v.As<Napi::Object>();
   wp::BlockParams p;
   auto integer = [&](const char* key, double def, double lo, double hi) {
+    if (std::isnan(def) && o.Get(key).IsUndefined()) throw_arg(env, std::string(key) + " is required");
     double x = num_of(o, key, def);
     if (!(x >= lo && x <= hi) || x != std::floor(x))
       throw_arg(env, std::string(key) + " must be an integer from " + std::to_string((long long)lo) + " to " + std::to_string((long long)hi));
     return x;
   };
-  p.bits = (int)integer("bits", 4, 1, 8);
-  p.block_size = (uint32_t)integer("blockSize", 32, 1, 65536);
+  // No defaults here for what shapes the format: the block codec's option declarations hold them (lib/codecs/block.ts).
+  p.bits = (int)integer("bits", NAN, 1, 8);
+  p.block_size = (uint32_t)integer("blockSize", NAN, 1, 65536);
   std::string scale = str_of(o, "scale", "optimal");
   if (scale == "absmax") p.scale = wp::BlockScale::Absmax;
   else if (scale == "optimal") p.scale = wp::BlockScale::Optimal;
@@ -53,7 +55,8 @@ wp::BlockParams block_params_of(Napi::Env env, const Napi::Value& v) {
   if (!dq.IsUndefined() && !dq.IsNull() && !(dq.IsBoolean() && !dq.As<Napi::Boolean>().Value())) {
     if (!dq.IsObject()) throw_arg(env, "doubleQuant must be an object {bits, superBlock, dtype?}");
     Napi::Object d = dq.As<Napi::Object>();
-    double b = num_of(d, "bits", 8), sb = num_of(d, "superBlock", 256);
+    if (d.Get("bits").IsUndefined() || d.Get("superBlock").IsUndefined()) throw_arg(env, "doubleQuant needs bits and superBlock");
+    double b = num_of(d, "bits", 0), sb = num_of(d, "superBlock", 0);
     if (!(b >= 2 && b <= 8) || b != std::floor(b)) throw_arg(env, "doubleQuant.bits must be an integer from 2 to 8");
     if (!(sb >= 1 && sb <= (1 << 30)) || sb != std::floor(sb)) throw_arg(env, "doubleQuant.superBlock must be a positive integer");
     p.dq_bits = (int)b;

@@ -35,7 +35,8 @@ enum class BlockTable { Tensor, Row };
 
 struct BlockParams {
   int bits = 4;                          // K = 2^bits levels (1..8)
-  uint32_t block_size = 32;              // B: weights per scale
+  uint32_t block_size = 0;               // B: weights per scale; no default (the block codec's options declare
+                                         // it, lib/codecs/block.ts); 0 is refused
   BlockScale scale = BlockScale::Optimal;
   BlockTable table = BlockTable::Tensor;
   std::string solver = "kmeans-optimal";  // a registry solver for the table; "hessian-kmeans" = kmeans-optimal
