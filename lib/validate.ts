@@ -5,7 +5,7 @@
  */
 import { ArgumentError } from './errors.js';
 import { GRANULARITY } from './codecs/scalar.js';
-import { CODECS, QUANTIZING_CODECS } from './codecs/registry.js';
+import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/registry.js';
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS, findMethod, type MethodName } from './methods/registry.js';
 import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
@@ -46,7 +46,7 @@ export interface QuantizeOptions extends CommonOptions {
    * The storage scheme (lib/codecs/): 'scalar' (one codebook per slice; default) or 'block' (a scale per block of
    * weights and a learned level table, docs/BLOCK.md).
    */
-  codec?: 'scalar' | 'block';
+  codec?: QuantizingCodecName;
   /**
    * Bytes per output file at most (default 5 GB, as Hugging Face writes); a larger output is written as shards and a
    * model.safetensors.index.json. A number of bytes or a string such as "500MB" or "2GiB".
@@ -349,7 +349,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   for (const rule of r.importanceMap as string[]) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
   const warnings: string[] = [];
   let granularity = r.granularity as Granularity | 'block';
-  let codec = r.codec as 'scalar' | 'block';
+  let codec = r.codec as QuantizingCodecName;
   if (granularity === 'block') {
     if (o.codec !== undefined && o.codec !== 'block') fail('granularity', `'block' is the block codec, but codec is ${JSON.stringify(o.codec)}`);
     warnings.push("option granularity 'block' is deprecated: use codec 'block' (CLI: --codec block)");

@@ -75,11 +75,11 @@ interface BlockLayout {
   sizes: NativeBlockSizes;
 }
 
-export const blockCodec: Codec = {
-  name: 'block',
+export const blockCodec = {
+  name: 'block' as const,
   summary: 'a scale per block of weights and a level table learned exactly for the tensor (docs/BLOCK.md)',
   options: [BLOCK_SIZE, SCALE, TABLE, DOUBLE_QUANT, ROUNDS],
-  phase: 'quantize',
+  phase: 'quantize' as const,
   placement: 'first',
   storedNames: (name) => [codebookName(name), scalesName(name), ...codeNames(name)],
 
@@ -198,4 +198,4 @@ export const blockCodec: Codec = {
   },
 
   granularity: () => 'block',
-};
+} satisfies Codec;

@@ -12,7 +12,8 @@ import type { OptionSpec } from '../methods/options.js';
 import type { TensorReport } from '../report.js';
 import type { ResolvedQuantizeOptions } from '../validate.js';
 
-export type CodecName = 'scalar' | 'block' | 'keep';
+/** A registered codec's name (derived from the registry, lib/codecs/registry.ts). */
+export type { CodecName, QuantizingCodecName } from './registry.js';
 
 /**
  * The options of one task as plain JSON: the resolved quantize options without the run's callbacks and runtime
@@ -26,7 +27,8 @@ export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' 
  */
 export interface TensorTask {
   tensor: TensorRef;
-  codec: CodecName;
+  /** A registered codec's name (CodecName); checked against the registry when a plan is run. */
+  codec: string;
   method: string;
   options: TaskOptions;
   layout: Record<string, unknown>;
@@ -62,10 +64,11 @@ export interface DecodeJob {
 }
 
 /** How a codec plans a tensor: a layout, or a hand-over to another codec with the reason (a warning). */
-export type PlanResult = { layout: Record<string, unknown> } | { fallback: { codec: CodecName; options: Partial<TaskOptions> }; warning: string };
+export type PlanResult = { layout: Record<string, unknown> } | { fallback: { codec: string; options: Partial<TaskOptions> }; warning: string };
 
 export interface Codec {
-  name: CodecName;
+  /** Its name in the API, the CLI (--codec) and the file format. */
+  name: string;
   /** One line for --help. */
   summary: string;
   /** The options of quantize() the codec reads (declared once, in the codec's file). */

@@ -9,10 +9,10 @@ import { loadNative } from '../load.js';
 import type { Codec } from './codec.js';
 import { entryBytes } from './codec.js';
 
-export const keepCodec: Codec = {
-  name: 'keep',
+export const keepCodec = {
+  name: 'keep' as const,
   summary: 'stored as it is (tensors the rules do not select, non-float and empty tensors)',
-  phase: 'copy',
+  phase: 'copy' as const,
   placement: 'last',
   storedNames: () => [],
   plan: () => ({ layout: {} }),
@@ -44,4 +44,4 @@ export const keepCodec: Codec = {
   },
 
   granularity: () => null,
-};
+} satisfies Codec;

@@ -5,16 +5,20 @@
 import { FormatError } from '../errors.js';
 import { storedCodec, type TensorScheme } from '../format.js';
 import { blockCodec } from './block.js';
-import type { Codec, CodecName } from './codec.js';
+import type { Codec } from './codec.js';
 import { keepCodec } from './keep.js';
 import { scalarCodec } from './scalar.js';
 
-export const CODECS: readonly Codec[] = [scalarCodec, blockCodec, keepCodec];
+const ROWS = [scalarCodec, blockCodec, keepCodec] as const satisfies readonly Codec[];
+export const CODECS: readonly Codec[] = ROWS;
 
-/** The codecs a user may ask for (`codec` option, `--codec`): every row but 'keep'. */
-export const QUANTIZING_CODECS = CODECS.filter((c) => c.phase === 'quantize').map((c) => c.name);
+/** A registered codec's name. */
+export type CodecName = (typeof ROWS)[number]['name'];
+/** The codecs a user may ask for (`codec` option, `--codec`): every row that quantizes. */
+export type QuantizingCodecName = Extract<(typeof ROWS)[number], { phase: 'quantize' }>['name'];
+export const QUANTIZING_CODECS = CODECS.filter((c) => c.phase === 'quantize').map((c) => c.name) as QuantizingCodecName[];
 
-export function findCodec(name: CodecName | string): Codec | undefined {
+export function findCodec(name: string): Codec | undefined {
   return CODECS.find((c) => c.name === name);
 }
 

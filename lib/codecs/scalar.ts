@@ -54,11 +54,11 @@ function layoutOf(task: TensorTask): ScalarLayout {
   return task.layout as unknown as ScalarLayout;
 }
 
-export const scalarCodec: Codec = {
-  name: 'scalar',
+export const scalarCodec = {
+  name: 'scalar' as const,
   summary: 'one scalar codebook per tensor, row, group of weights, or for the whole network; packed or entropy-coded codes',
   options: [GRANULARITY, GROUP_SIZE, CODEBOOK_DTYPE],
-  phase: 'quantize',
+  phase: 'quantize' as const,
   placement: 'first',
   storedNames: (name) => [codebookName(name), ...codeNames(name)],
 
@@ -201,6 +201,6 @@ export const scalarCodec: Codec = {
   },
 
   granularity: (s) => (s as QuantizedScheme).granularity,
-};
+} satisfies Codec;
 
 export type { EncodeJob };
