@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The weightpress command line: quantize, decode, inspect, backends. */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -156,6 +156,19 @@ Run 'weightpress <command> --help' for its options. --version prints the version
 
 class UsageError extends Error {}
 
+/** parseArgs, with an unknown flag's error listing the command's valid flags. */
+function parseFlags<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const flags = Object.entries(config.options ?? {}).map(([k, v]) => `--${k}${v.short ? `/-${v.short}` : ''}`);
+      throw new UsageError(`${(e as Error).message.split('.')[0]}; valid: ${flags.join(', ')}`);
+    }
+    throw e;
+  }
+}
+
 function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw new ArgumentError(`option --${name}: expected an integer, got ${JSON.stringify(v)}`);
@@ -207,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSig);
   try {
     if (cmd === 'quantize') {
-      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
+      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
       if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
       if (typeof values.output !== 'string' || !values.output) throw new UsageError('quantize needs -o <output>');
       const opts: QuantizeOptions = {
@@ -222,7 +235,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd === 'decode') {
-      const { values, positionals } = parseArgs({
+      const { values, positionals } = parseFlags({
         args: rest, allowPositionals: true, strict: true,
         options: {
           output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
@@ -244,14 +257,14 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd === 'inspect') {
-      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } });
+      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } });
       if (positionals.length !== 1) throw new UsageError('inspect takes one file (see --help)');
       const report = await inspect(positionals[0]);
       process.stdout.write((values.json ? JSON.stringify(toJson(report)) : formatTable(report, 1000)) + '\n');
       return 0;
     }
     if (cmd === 'export-gguf') {
-      const { values, positionals } = parseArgs({
+      const { values, positionals } = parseFlags({
         args: rest, allowPositionals: true, strict: true,
         options: {
           output: { type: 'string', short: 'o' }, type: { type: 'string' }, 'no-flatten': { type: 'boolean' },
@@ -288,7 +301,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     // backends
-    const { values } = parseArgs({ args: rest, strict: true, options: { json: { type: 'boolean' } } });
+    const { values } = parseFlags({ args: rest, strict: true, options: { json: { type: 'boolean' } } });
     const b = loadNative().backends();
     if (values.json) process.stdout.write(JSON.stringify(b) + '\n');
     else for (const x of b) process.stdout.write(`${x.name}: ${x.available ? 'available' : 'unavailable'}${x.device ? ` (${x.device})` : ''}${x.reason ? ` — ${x.reason}` : ''}\n`);

@@ -191,6 +191,10 @@ describe('CLI flags from the declarations', () => {
     const r = cli('quantize', 'none.safetensors', '-o', 'none-out.safetensors', flag, value);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(flag);
+    // ... and listing the valid flags, every declared one among them.
+    expect(r.stderr).toContain('valid: ');
+    for (const spec of QUANTIZE_OPTIONS) expect(r.stderr).toContain(spec.flag);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it.each([
