@@ -14,6 +14,7 @@ import { CODECS } from './codecs/registry.js';
 import { defaultText, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS } from './methods/registry.js';
 import { quantize } from './quantize.js';
+import { runWorker, status, submit } from './distributed.js';
 import { formatTable, toJson } from './report.js';
 import { CODEC, CODEC_OPTIONS, JOB_OPTIONS, METHOD, QUANTIZE_OPTIONS, type Progress, type QuantizeOptions } from './validate.js';
 
@@ -122,9 +123,38 @@ commands:
   inspect <file>                 print the scheme and metrics stored in a weightpress file
   export-gguf <input> -o <out>   write GGUF (IQ4_NL or Q4_0) for llama.cpp, and the SQNR the export costs
   backends                       show the CPU/CUDA backends of this build
+  submit <input> -o <dir> --redis URL   plan a job and enqueue it on BullMQ (Redis) for workers; prints its id
+  worker --redis URL             serve the queue: quantize work units (any number of machines)
+  status <job-id> --redis URL    units done/running/failed, bytes, throughput, workers
 
 Run 'weightpress <command> --help' for its options. --version prints the version.`,
   quantize: quantizeHelp(),
+  submit: `usage: weightpress submit <input> -o <outdir> --redis URL [--unit-size SIZE] [quantize options]
+
+  Plans the job as quantize would (every quantize option applies; see 'weightpress quantize --help'), writes the
+  plan into <outdir> (a directory every worker reaches: local disk, NFS or another shared file system), and
+  enqueues a BullMQ flow: one job per work unit and a merge job. Prints the job id. The finished output is
+  byte-identical to 'weightpress quantize <input> -o <outdir>/' with the same options. docs/DISTRIBUTED.md.
+
+  --redis URL              redis://host:port[/db] (required)
+  --unit-size SIZE         input bytes per work unit, about (default 2GB); a unit is one or more whole shards
+  --queue NAME             queue name (default weightpress)
+  --attempts N             attempts per unit for transient failures (default 5, exponential backoff)`,
+  worker: `usage: weightpress worker --redis URL [--concurrency N] [--threads T]
+
+  Serves the queue until SIGINT/SIGTERM (then finishes the units it holds and exits 0).
+
+  --redis URL              redis://host:port[/db] (required)
+  --concurrency N          units at once (default 1)
+  --threads T              CPU threads per unit (default: all cores)
+  --lock-duration MS       how long a unit stays held by a worker that stops answering before another takes it
+                           (default 30000)
+  --queue NAME             queue name (default weightpress)
+  --name NAME              this worker's name in status (default host:pid)`,
+  status: `usage: weightpress status <job-id> --redis URL [--json]
+
+  Units done / running / waiting / failed, bytes done, throughput, the workers holding units, and the error of a
+  failed job (code, file, tensor). --json prints the same as one object.`,
   decode: `usage: weightpress decode <input> -o <output> [options]
 
   -o, --output FILE        dense safetensors output, or a directory
@@ -208,7 +238,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(loadNative().versions().weightpress + '\n');
     return 0;
   }
-  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, export-gguf, backends)`);
+  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, export-gguf, backends, submit, worker, status)`);
   const rest = argv.slice(1);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(HELP[cmd] + '\n');
@@ -233,6 +263,60 @@ async function main(argv: string[]): Promise<number> {
       if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');
       else if (!values.quiet) process.stdout.write(formatTable(report) + `\nwrote ${report.output}\n`);
       return 0;
+    }
+    if (cmd === 'submit') {
+      const flags: ReturnType<typeof quantizeFlags> = { ...quantizeFlags(), redis: { type: 'string' }, 'unit-size': { type: 'string' }, queue: { type: 'string' }, attempts: { type: 'string' } };
+      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: flags });
+      if (positionals.length !== 1) throw new UsageError('submit takes one input path (see --help)');
+      if (typeof values.output !== 'string' || !values.output) throw new UsageError('submit needs -o <outdir>');
+      if (typeof values.redis !== 'string') throw new UsageError('submit needs --redis URL');
+      const id = await submit(positionals[0], values.output, {
+        ...quantizeOptionsOf(values),
+        redis: values.redis,
+        ...(typeof values['unit-size'] === 'string' ? { unitSize: values['unit-size'] } : {}),
+        ...(typeof values.queue === 'string' ? { queue: values.queue } : {}),
+        ...(typeof values.attempts === 'string' ? { attempts: int('attempts', values.attempts) } : {}),
+      });
+      process.stdout.write(values.json ? JSON.stringify({ id }) + '\n' : id + '\n');
+      return 0;
+    }
+    if (cmd === 'worker') {
+      const { values } = parseFlags({
+        args: rest, strict: true,
+        options: { redis: { type: 'string' }, concurrency: { type: 'string' }, threads: { type: 'string' }, 'lock-duration': { type: 'string' }, queue: { type: 'string' }, name: { type: 'string' } },
+      });
+      if (typeof values.redis !== 'string') throw new UsageError('worker needs --redis URL');
+      const w = await runWorker({
+        redis: values.redis,
+        ...(values.concurrency ? { concurrency: int('concurrency', values.concurrency) } : {}),
+        ...(values.threads ? { threads: int('threads', values.threads) } : {}),
+        ...(values['lock-duration'] ? { lockDuration: int('lock-duration', values['lock-duration']) } : {}),
+        ...(values.queue ? { queue: values.queue } : {}),
+        ...(values.name ? { name: values.name } : {}),
+      });
+      process.stderr.write(`weightpress worker ${w.name}: serving (Ctrl-C or SIGTERM to stop)\n`);
+      await new Promise<void>((done) => ac.signal.addEventListener('abort', () => done(), { once: true }));
+      await w.close();
+      return 0;
+    }
+    if (cmd === 'status') {
+      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { redis: { type: 'string' }, queue: { type: 'string' }, json: { type: 'boolean' } } });
+      if (positionals.length !== 1) throw new UsageError('status takes one job id (see --help)');
+      if (typeof values.redis !== 'string') throw new UsageError('status needs --redis URL');
+      const s = await status(positionals[0], { redis: values.redis, ...(values.queue ? { queue: values.queue } : {}) });
+      if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
+      else {
+        const u = s.units;
+        process.stdout.write(
+          `job ${s.id}: ${s.state}; units ${u.done}/${u.total} done, ${u.running} running, ${u.waiting} waiting, ${u.failed} failed; ` +
+            `${(s.bytesDone / 1e9).toFixed(2)} of ${(s.bytesTotal / 1e9).toFixed(2)} GB, ${(s.throughput / 1e6).toFixed(1)} MB/s` +
+            (s.workers.length ? `; workers: ${s.workers.join(', ')}` : '') +
+            (s.output ? `; output ${s.output}` : '') +
+            (s.error ? `; error ${s.error.code}${s.error.file ? ` (${s.error.file}${s.error.tensor ? `, tensor "${s.error.tensor}"` : ''})` : ''}: ${s.error.message}` : '') +
+            '\n',
+        );
+      }
+      return s.state === 'failed' ? 1 : 0;
     }
     if (cmd === 'decode') {
       const { values, positionals } = parseFlags({
