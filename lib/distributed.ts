@@ -143,6 +143,9 @@ export async function submit(input: string, outDir: string, options: SubmitOptio
   const flow = new FlowProducer({ connection: connectionOf(redis) });
   try {
     const total = units.reduce((a, u) => a + u.bytes, 0);
+    // Largest units first (BullMQ priority 1 is taken first): the last units to finish are small ones, so the
+    // workers end together (longest-processing-time-first).
+    const rank = new Map([...units.keys()].sort((a, b) => units[b].bytes - units[a].bytes || a - b).map((u, r) => [u, r + 1]));
     const shards = shardTasks(plan.tasks, plan.maxShardSize).length;
     await flow.add({
       name: 'merge',
@@ -153,7 +156,7 @@ export async function submit(input: string, outDir: string, options: SubmitOptio
         name: 'unit',
         queueName: queue,
         data: { jobId, planFile, outDir: dir, shards: u.shards, bytes: u.bytes } satisfies UnitData,
-        opts: { jobId: `${jobId}-unit-${i}`, attempts, backoff: { type: 'exponential', delay: 1000 }, failParentOnFailure: true },
+        opts: { jobId: `${jobId}-unit-${i}`, priority: rank.get(i), attempts, backoff: { type: 'exponential', delay: 1000 }, failParentOnFailure: true },
       })),
     });
   } catch (e) {
