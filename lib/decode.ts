@@ -10,7 +10,7 @@ import { FormatError, fromNative } from './errors.js';
 import { FORMAT_KEY, isQuantized, type FileScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { ShardWriter, ensureDir, indexName, outputTarget, readScheme, removeIfEmpty, shardNames } from './shards.js';
+import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, readScheme, removeIfEmpty, shardNames } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
 
 export interface DecodeResult {
@@ -58,17 +58,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
     const metadata = { ...ckpt.metadata };
     delete metadata[FORMAT_KEY];
     // Shards of at most maxShardSize bytes, in write order (a tensor larger than that gets one of its own).
-    const groups: string[][] = [];
-    let size = 0;
-    for (const n of order) {
-      if (!groups.length || (size + bytesOf(n) > o.maxShardSize && groups[groups.length - 1].length)) {
-        groups.push([]);
-        size = 0;
-      }
-      groups[groups.length - 1].push(n);
-      size += bytesOf(n);
-    }
-    if (!groups.length) groups.push([]);
+    const groups = groupBySize(order, bytesOf, o.maxShardSize);
     const { dir, base, isDir } = outputTarget(output);
     if (isDir) created = ensureDir(dir);
     const files = shardNames(base, groups.length);

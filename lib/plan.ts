@@ -12,7 +12,7 @@ import { FormatError } from './errors.js';
 import { Importance } from './importance.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
-import { shardNames } from './shards.js';
+import { groupBySize, shardNames } from './shards.js';
 import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 export type { TensorTask, TaskOptions, CodecName };
@@ -120,23 +120,12 @@ export function writeOrder(tasks: TensorTask[]): number[] {
 }
 
 /**
- * Splits the tasks into shards of at most `maxShardSize` input-plus-output bytes each, in write order, the way
- * Hugging Face's save_pretrained does: a tensor larger than the limit gets a shard of its own. `base` is the
- * single-file name ("model.safetensors"); shards are named "model-00001-of-00003.safetensors".
+ * Splits the tasks into shards of at most `maxShardSize` output bytes each (the codecs' estimate before entropy
+ * coding), in write order (groupBySize). `base` is the single-file name ("model.safetensors"); shards are named
+ * "model-00001-of-00003.safetensors".
  */
 export function shardTasks(tasks: TensorTask[], maxShardSize: number, base = 'model.safetensors'): PlannedShard[] {
-  const groups: number[][] = [];
-  let size = 0;
-  for (const i of writeOrder(tasks)) {
-    const bytes = findCodec(tasks[i].codec)!.outputBytes(tasks[i]);
-    if (!groups.length || (size + bytes > maxShardSize && groups[groups.length - 1].length)) {
-      groups.push([]);
-      size = 0;
-    }
-    groups[groups.length - 1].push(i);
-    size += bytes;
-  }
-  if (groups.length <= 1) return [{ file: base, tasks: groups[0] ?? [] }];
+  const groups = groupBySize(writeOrder(tasks), (i) => findCodec(tasks[i].codec)!.outputBytes(tasks[i]), maxShardSize);
   const names = shardNames(base, groups.length);
   return groups.map((g, k) => ({ file: names[k], tasks: g }));
 }

@@ -75,6 +75,25 @@ export function indexName(base: string): string {
   return `${base}.index.json`;
 }
 
+/**
+ * Splits items (in write order) into consecutive groups of at most `maxBytes` bytes each, the way Hugging Face's
+ * save_pretrained shards: an item larger than the limit gets a group of its own. Always at least one group.
+ */
+export function groupBySize<T>(items: readonly T[], bytesOf: (item: T) => number, maxBytes: number): T[][] {
+  const groups: T[][] = [[]];
+  let size = 0;
+  for (const item of items) {
+    const bytes = bytesOf(item);
+    if (size + bytes > maxBytes && groups[groups.length - 1].length) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1].push(item);
+    size += bytes;
+  }
+  return groups;
+}
+
 /** The shard files of an output named `base` ("model.safetensors" -> "model-00001-of-00003.safetensors" ...). */
 export function shardNames(base: string, count: number): string[] {
   if (count <= 1) return [base];
@@ -216,6 +235,13 @@ export class ShardWriter {
   }
 }
 
+/** A scheme's entries re-keyed in the order of `order` (names not in it keep their order, after the others). */
+function inOrder(tensors: FileScheme['tensors'], order: string[]): FileScheme['tensors'] {
+  const rank = new Map(order.map((n, i) => [n, i]));
+  const sorted = Object.keys(tensors).sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity));
+  return Object.fromEntries(sorted.map((n) => [n, tensors[n]]));
+}
+
 /**
  * The scheme of a weightpress checkpoint: one file's, or the union of its shards' (each shard holds its own
  * tensors' entries), in the order of the index's own scheme when it has one (the input's order). Throws
@@ -240,9 +266,7 @@ export function readScheme(ckpt: Checkpoint): FileScheme {
     } catch {
       // the shards' schemes are authoritative; the index's copy only gives the order
     }
-    const rank = new Map(order.map((n, i) => [n, i]));
-    const sorted = Object.keys(merged.tensors).sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity));
-    merged.tensors = Object.fromEntries(sorted.map((n) => [n, merged.tensors[n]]));
+    merged.tensors = inOrder(merged.tensors, order);
   }
   return merged;
 }
@@ -293,9 +317,7 @@ export async function merge(dir: string, options: { index?: string; order?: stri
     }
   }
   if (options.order) {
-    const rank = new Map(options.order.map((name, i) => [name, i]));
-    const sorted = Object.keys(merged.tensors).sort((a, b) => (rank.get(a) ?? Infinity) - (rank.get(b) ?? Infinity));
-    merged.tensors = Object.fromEntries(sorted.map((name) => [name, merged.tensors[name]]));
+    merged.tensors = inOrder(merged.tensors, options.order);
   }
   const path = join(d, index);
   await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, [FORMAT_KEY]: JSON.stringify(merged) }, weight_map: weightMap }, null, 2) + '\n');
