@@ -9,7 +9,7 @@ import type { CodecName, TaskOptions, TensorTask } from './codecs/codec.js';
 import { findCodec, CODECS } from './codecs/registry.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 import { FormatError } from './errors.js';
-import { Importance } from './importance.js';
+import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { groupBySize, shardNames } from './shards.js';
@@ -73,16 +73,16 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
 
 /** Runs the codecs' prepare steps (e.g. the one codebook of granularity 'network'), which need every task. */
 export async function prepareTasks(ckpt: Checkpoint, tasks: TensorTask[], o: ResolvedQuantizeOptions, cancel: Cancel, warnings: string[]): Promise<void> {
-  let importance: Importance | undefined;
+  let aux: Auxiliary | undefined;
   try {
     for (const c of CODECS) {
       const mine = tasks.filter((t) => t.codec === c.name);
       if (!c.prepare || !mine.length) continue;
-      if (o.importance !== undefined && !importance) importance = await Importance.open(o.importance, o.importanceKind, o.importanceMap);
-      await c.prepare(mine, { ckpt, cancel, threads: o.threads, device: o.device, importance, warnings }, findMethod(mine[0].method)!);
+      aux ??= await openAuxiliary(o);
+      await c.prepare(mine, { ckpt, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings }, findMethod(mine[0].method)!);
     }
   } finally {
-    importance?.close();
+    aux?.close();
   }
 }
 

@@ -5,12 +5,12 @@
  */
 import { resolve } from 'node:path';
 
+import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, type FileScheme, type TensorScheme } from './format.js';
-import { Importance } from './importance.js';
 import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
@@ -107,7 +107,7 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
   }
 }
 
-type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> & { importance?: string };
+type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> ;
 
 /** Header bytes to reserve for a shard: its tasks' entries and the input's metadata. */
 function reserveFor(plan: Plan, shard: PlannedShard): number {
@@ -127,11 +127,11 @@ async function runShards(
   started: number,
 ): Promise<Report> {
   const warnings = [...plan.warnings];
-  const imp = plan.tasks.find((t) => t.codec !== 'keep' && t.options.importance !== undefined)?.options;
-  let importance: Importance | undefined;
+  const quantized = plan.tasks.find((t) => t.codec !== 'keep')?.options;
+  let aux: Auxiliary | undefined;
   let writer: ShardWriter | undefined;
   try {
-    if (imp) importance = await Importance.open(imp.importance!, imp.importanceKind, imp.importanceMap);
+    aux = await openAuxiliary(quantized);
     writer = new ShardWriter(
       dir,
       shards.map((s) => ({ file: s.file, reserve: reserveFor(plan, s) })),
@@ -156,7 +156,7 @@ async function runShards(
         const done = { index: index_, count: mine.length, bytesDone, bytesTotal };
         let most = -1; // native progress may arrive out of order from several threads: report it monotone
         const job: EncodeJob = {
-          ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance, warnings,
+          ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings,
           onTensorProgress: o.onProgress
             ? (d, n) => {
                 if (d <= most) return;
@@ -200,6 +200,6 @@ async function runShards(
     writer?.abort();
     throw e;
   } finally {
-    importance?.close();
+    aux?.close();
   }
 }

@@ -7,7 +7,7 @@ import { ArgumentError } from './errors.js';
 import { GRANULARITY } from './codecs/scalar.js';
 import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/registry.js';
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
-import { METHOD_OPTIONS, METHODS, findMethod, type MethodName } from './methods/registry.js';
+import { METHOD_OPTIONS, METHODS, findMethod, type MethodEntry, type MethodName } from './methods/registry.js';
 import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
 
 export type Granularity = 'tensor' | 'row' | 'group' | 'network';
@@ -84,6 +84,13 @@ export interface QuantizeOptions extends CommonOptions {
   importanceKind?: ImportanceKind;
   /** Name rules "FROM=>TO" (FROM a regex) mapping a checkpoint tensor name to its importance tensor name. */
   importanceMap?: string[];
+  /**
+   * A safetensors file with, for each weight, the Gram matrix H = Σ x xᵀ of its layer's inputs ([in, in]); methods that
+   * read it minimise tr((W − Ŵ) H (W − Ŵ)ᵀ) (docs/CALIBRATION.md).
+   */
+  calibration?: string;
+  /** Name rules "FROM=>TO" (FROM a regex) mapping a weight's name to its calibration tensor's name. */
+  calibrationMap?: string[];
   /** hessian-kmeans: the exact DP (true, default) or Lloyd's (false). */
   exact?: boolean;
   /** ecsq methods: the target entropy of the codes, bits per weight. */
@@ -116,7 +123,7 @@ export interface QuantizeOptions extends CommonOptions {
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
   >
 > & {
   granularity: Granularity;
@@ -127,6 +134,8 @@ export type ResolvedQuantizeOptions = Required<
   exclude: string[];
   importance?: string;
   importanceMap: string[];
+  calibration?: string;
+  calibrationMap: string[];
   rate?: number;
   compressionRatio?: number;
   lambda?: number;
@@ -195,8 +204,18 @@ export const IMPORTANCE_MAP = option({
   doc: 'FROM=>TO regex rule mapping a tensor name to its importance tensor name; repeatable', flag: '--importance-map', metavar: 'RULE',
 });
 
+export const CALIBRATION = option({
+  name: 'calibration', type: 'string', unit: 'file path',
+  doc: 'safetensors file of layer-input Gram matrices H = sum x x^T ([in, in] per weight); methods that read it minimise the layer-output error; see docs/CALIBRATION.md',
+  flag: '--calibration', metavar: 'FILE',
+});
+export const CALIBRATION_MAP = option({
+  name: 'calibrationMap', type: 'strings', default: [], defaultDoc: 'none',
+  doc: 'FROM=>TO regex rule mapping a weight name to its calibration tensor name; repeatable', flag: '--calibration-map', metavar: 'RULE',
+});
+
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP];
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP];
 
 /** The codecs' options, each with the codec that reads it. */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codec: string }[] = CODECS.flatMap((c) => (c.options ?? []).map((spec) => ({ spec, codec: c.name })));
@@ -346,7 +365,9 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     }
     r[spec.name] = value;
   }
-  for (const rule of r.importanceMap as string[]) if (!rule.includes('=>')) fail('importanceMap', `rule ${JSON.stringify(rule)} must read FROM=>TO`);
+  for (const key of ['importanceMap', 'calibrationMap'] as const)
+    for (const rule of r[key] as string[]) if (!rule.includes('=>')) fail(key, `rule ${JSON.stringify(rule)} must read FROM=>TO`);
+  if (r.calibration !== undefined && !entry.calibration) fail('calibration', `method ${method} does not read a calibration file (methods that do: ${METHODS.filter((m) => (m as MethodEntry).calibration).map((m) => m.name).join(', ') || 'none'})`);
   const warnings: string[] = [];
   let granularity = r.granularity as Granularity | 'block';
   let codec = r.codec as QuantizingCodecName;
@@ -355,6 +376,14 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     warnings.push("option granularity 'block' is deprecated: use codec 'block' (CLI: --codec block)");
     codec = 'block';
     granularity = GRANULARITY.default as Granularity;
+  }
+  // A method that needs its own codec (the vector methods) takes it; the other methods refuse such a codec.
+  if (entry.codec !== undefined) {
+    if (o.codec !== undefined && o.codec !== entry.codec) fail('codec', `method ${method} stores with the ${entry.codec} codec, not ${JSON.stringify(o.codec)}`);
+    codec = entry.codec as QuantizingCodecName;
+  } else {
+    const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec).map((m) => m.name);
+    if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
   // Options of a codec that is not used are refused when given, as another method's options are.
   for (const c of CODECS)

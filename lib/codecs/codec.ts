@@ -3,6 +3,7 @@
  * decoded, its exact size). quantize.ts, decode.ts and plan.ts drive codecs through this interface only; each
  * codec's scheme JSON, sizes and decode live in its own file under lib/codecs/ (docs/ARCHITECTURE.md).
  */
+import type { Calibration } from '../calibration.js';
 import type { Checkpoint, TensorRef } from '../checkpoint.js';
 import type { StoredMetrics, TensorScheme } from '../format.js';
 import type { Importance } from '../importance.js';
@@ -44,6 +45,8 @@ export interface EncodeJob {
   threads: number;
   device: 'auto' | 'cpu' | 'cuda';
   importance?: Importance;
+  /** Layer-input Gram matrices, for methods that read them (MethodEntry.calibration). */
+  calibration?: Calibration;
   /** Things the caller should know; a codec appends to it. */
   warnings: string[];
   /** Within-tensor progress: done out of total units (slices, blocks), for the progress bar. */

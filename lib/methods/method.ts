@@ -30,6 +30,10 @@ export interface MethodEntry {
   solver: (o: MethodOptions) => string;
   /** Importance weights: 'required' methods refuse to run without them. */
   importance: 'optional' | 'required';
+  /** Reads the calibration file (layer-input Gram matrices, lib/calibration.ts); others refuse one. */
+  calibration?: boolean;
+  /** The codec that stores its results, when the method needs its own (the vector methods); others use any other. */
+  codec?: string;
   /** Entropy coding applied unless the caller says otherwise. */
   entropy: 'none' | 'huffman';
   /** Bits per code when the caller gives none. */
