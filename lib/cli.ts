@@ -52,7 +52,7 @@ function helpLine(head: string, text: string, indent = COL): string {
 function optionHelp(spec: OptionSpec, extra = ''): string {
   let text = spec.doc;
   if (spec.type === 'enum') text += `: ${spec.values!.join(' | ')}`;
-  if (spec.type === 'int' && spec.max! <= 4096) text += `, ${spec.min} to ${spec.max}`;
+  if ((spec.type === 'int' || spec.type === 'intOrAuto') && spec.max! <= 65536) text += `, ${spec.min} to ${spec.max}${spec.type === 'intOrAuto' ? ', or auto' : ''}`;
   if (spec.type === 'number') text += `, ${spec.min !== undefined ? `at least ${spec.min}` : 'positive'}${spec.max !== undefined ? `, at most ${spec.max}` : ''}`;
   if (spec.type === 'number' && spec.unit) text += ` ${spec.unit}`;
   const d = defaultText(spec);
@@ -74,7 +74,7 @@ function quantizeHelp(): string {
   for (const spec of JOB_OPTIONS) out.push(optionHelp(spec));
   for (const c of CODECS.filter((x) => x.options?.length)) {
     out.push('', `codec options, ${c.name} (--codec ${c.name}):`);
-    for (const r of CODEC_OPTIONS.filter((x) => x.codec === c.name)) out.push(optionHelp(r.spec));
+    for (const r of CODEC_OPTIONS.filter((x) => x.codecs.includes(c.name))) out.push(optionHelp(r.spec));
   }
   out.push('', 'method options (the methods that take each in brackets):');
   for (const r of METHOD_OPTIONS) out.push(optionHelp(r.spec, `[${r.methods.map((m) => m.name).join(', ')}]`));
@@ -104,7 +104,7 @@ function quantizeOptionsOf(values: Record<string, string | boolean | (string | b
     else if (!spec.metavar) value = v ? (spec.flagSets ?? true) : undefined;
     else if (typeof v !== 'string') value = v;
     else if (spec.parseFlag) value = spec.parseFlag(v);
-    else if (spec.type === 'int') value = int(name, v);
+    else if (spec.type === 'int' || (spec.type === 'intOrAuto' && v !== 'auto')) value = int(name, v);
     else if (spec.type === 'number') value = num(name, v);
     else value = v;
     if (value !== undefined) opts[spec.name] = value;

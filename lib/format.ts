@@ -24,6 +24,10 @@ export interface StoredMetrics {
   /** With entropy coding: bytesIn / bytesOut, and Choi et al.'s Eq. 1 (see docs/FORMAT.md). */
   compressionRatio?: number;
   paperCompressionRatio?: number;
+  /** Vector codec with a calibration file: tr((W − Ŵ) H (W − Ŵ)ᵀ) after the weight-error clustering and at the end. */
+  layerOutputError?: { initial: number; final: number };
+  /** lr2vq: the projection's rank dk, and with rank 'auto' each candidate's low-rank and clustering error terms. */
+  rank?: { chosen: number; estimate?: { rank: number; lowRank: number; clustering: number }[] };
 }
 
 export interface QuantizedScheme {
@@ -125,7 +129,7 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (typeof t.dtype !== 'string' || DTYPE_SIZE[t.dtype] === undefined) throw bad(`unknown dtype ${JSON.stringify(t.dtype)}`);
     if (!isQuantized(t)) continue;
     if (!isFloatDtype(t.dtype)) throw bad(`quantized tensor has non-float dtype ${t.dtype}`);
-    if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 8) throw bad(`bits must be 1-8, got ${t.bits}`);
+    if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 16) throw bad(`bits must be 1-16, got ${t.bits}`);
     if (!Number.isInteger(t.sliceSize) || t.sliceSize < 1) throw bad('sliceSize must be a positive integer');
     // The rest is the codec's (lib/codecs/): its fields, sizes and stored tensors.
   }

@@ -195,6 +195,32 @@ export interface NativeAddon {
   entropyDecode(blob: Uint8Array, out: Uint8Array, threads?: number, cancel?: Int32Array | null): Promise<void>;
   entropyInfo(blob: Uint8Array): NativeEntropyStats & { codeLengths?: number[]; frequencies?: number[] };
 
+  // Vector quantization (native/addon/vq.cpp; native/core/vq/).
+  /** Weighted k-means in d dims: x, w [n, d] row-major (w null: all 1). */
+  kmeansNd(
+    x: Float32Array,
+    w: Float32Array | null,
+    n: number,
+    d: number,
+    params: { k: number; maxIter?: number; seed?: number; seedSample?: number; threads?: number },
+    cancel?: Int32Array | null,
+  ): Promise<{ centroids: Float32Array; assign: Uint32Array; iterations: number; sse: number; history: number[]; reseeded: number }>;
+  /** PQ (rank 0) or LR²VQ (rank dk, or -1: estimated) of a matrix [rows, cols] (native/core/vq/product.h). */
+  vqEncode(
+    tensor: { w: Float32Array; rows: number; cols: number; importance?: Float32Array; gram?: Float32Array; name?: string },
+    params: { m: number; k: number; rank: number; rowScale: boolean; groupRows: number; maxIter: number; seed: number; f16: boolean; refineRounds?: number; threads?: number },
+    cancel?: Int32Array | null,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<NativeVqResult>;
+  vqDecode(
+    parts: { rows: number; cols: number; m: number; k: number; dk: number; groupRows: number; codes: Uint32Array; codebooks: Float32Array; projection?: Float32Array; scales?: Float32Array },
+    out: Float32Array,
+    threads?: number,
+    cancel?: Int32Array | null,
+  ): Promise<void>;
+  packIndices(codes: Uint32Array, bits: number): Uint8Array;
+  unpackIndices(bytes: Uint8Array, n: number, bits: number): Uint32Array;
+
   // Block-scaled formats with a learned table (native/addon/block.cpp; docs/BLOCK.md).
   blockSizes(numel: number, cols: number, params: NativeBlockParams): NativeBlockSizes;
   blockQuantize(
@@ -221,4 +247,23 @@ export interface NativeAddon {
   summarySolve(summary: unknown, method: string, params: NativeSolverParams): Promise<{ levels: Float64Array; thresholds: Float64Array; points: number }>;
 
   cudaHistogram16?(raw: Uint16Array): BigUint64Array;
+}
+
+export interface NativeVqResult {
+  /** [rows, P] indices. */
+  codes: Uint32Array;
+  /** [groups, k, rank] codewords, as stored (F16-rounded with f16). */
+  codebooks: Float32Array;
+  /** [rank, m] (LR²VQ). */
+  projection?: Float32Array;
+  /** [rows] (rowScale). */
+  scales?: Float32Array;
+  rank: number;
+  estimate: { rank: number; lowRank: number; clustering: number }[];
+  scalesF32: boolean;
+  iterations: number;
+  reseeded: number;
+  outputErrorInitial?: number;
+  outputError?: number;
+  refineRounds?: number;
 }

@@ -5,6 +5,7 @@
  */
 import { ArgumentError } from './errors.js';
 import { GRANULARITY } from './codecs/scalar.js';
+import type { TaskOptions } from './codecs/codec.js';
 import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/registry.js';
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS, findMethod, type MethodEntry, type MethodName } from './methods/registry.js';
@@ -118,6 +119,18 @@ export interface QuantizeOptions extends CommonOptions {
   doubleQuant?: { bits: number; superBlock: number } | false;
   /** codec 'block': alternating scale/table refinement rounds at most (default 4). */
   rounds?: number;
+  /** codec 'vector': weights per subvector M, 1-16 (default 8). */
+  subvector?: number;
+  /** codec 'vector': codewords K per codebook, 2-65,536 (default 256). */
+  centroids?: number;
+  /** codec 'vector': divide each row by its RMS before clustering (default false). */
+  rowScale?: boolean;
+  /** codec 'vector': rows per codebook, 0 = one codebook per tensor (default 0). */
+  codebookRows?: number;
+  /** pq, lr2vq: Lloyd iterations of the d-dimensional k-means at most (default 20). */
+  iterations?: number;
+  /** lr2vq: the projection's rank dk (1 to subvector), or 'auto' to estimate it per tensor (default 'auto'). */
+  rank?: number | 'auto';
 }
 
 export type ResolvedQuantizeOptions = Required<
@@ -217,8 +230,17 @@ export const CALIBRATION_MAP = option({
 /** The job's options, in --help's order. */
 export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP];
 
-/** The codecs' options, each with the codec that reads it. */
-export const CODEC_OPTIONS: readonly { spec: OptionSpec; codec: string }[] = CODECS.flatMap((c) => (c.options ?? []).map((spec) => ({ spec, codec: c.name })));
+/** The codecs' options, each once, with the codecs that read it (a codebook dtype is the scalar and vector codecs'). */
+export const CODEC_OPTIONS: readonly { spec: OptionSpec; codecs: string[] }[] = (() => {
+  const out: { spec: OptionSpec; codecs: string[] }[] = [];
+  for (const c of CODECS)
+    for (const spec of c.options ?? []) {
+      const row = out.find((r) => r.spec === spec);
+      if (row) row.codecs.push(c.name);
+      else out.push({ spec, codecs: [c.name] });
+    }
+  return out;
+})();
 
 /** Every option of quantize() but the run's callbacks (signal, onProgress), each declared once. */
 export const QUANTIZE_OPTIONS: readonly OptionSpec[] = [...JOB_OPTIONS, ...CODEC_OPTIONS.map((r) => r.spec), ...METHOD_OPTIONS.map((r) => r.spec)];
@@ -294,6 +316,8 @@ function checkValue(spec: OptionSpec, v: unknown, blockSize: number): unknown {
   switch (spec.type) {
     case 'int':
       return intIn(n, v, spec.min!, spec.max!);
+    case 'intOrAuto':
+      return v === 'auto' ? v : intIn(n, v, spec.min!, spec.max!);
     case 'number':
       return positive(n, v);
     case 'boolean':
@@ -386,10 +410,12 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
   // Options of a codec that is not used are refused when given, as another method's options are.
-  for (const c of CODECS)
-    for (const spec of c.options ?? [])
-      if (c.name !== codec && given[spec.name] !== undefined && !(spec.name === 'granularity' && given.granularity === 'block'))
-        fail(spec.name, `applies to the ${c.name} codec only, not ${codec}`);
+  const inUse = CODECS.find((c) => c.name === codec)?.options ?? [];
+  for (const r of CODEC_OPTIONS)
+    if (!inUse.includes(r.spec) && given[r.spec.name] !== undefined && !(r.spec.name === 'granularity' && given.granularity === 'block'))
+      fail(r.spec.name, `applies to the ${r.codecs.join(' and ')} codec${r.codecs.length > 1 ? 's' : ''} only, not ${codec}`);
+  const problem = CODECS.find((c) => c.name === codec)?.checkOptions?.({ ...(r as unknown as TaskOptions), method, codec, granularity });
+  if (problem) fail('codec', problem);
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);

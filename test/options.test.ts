@@ -82,7 +82,7 @@ describe('declarations', () => {
       method: 'kmeans', codec: 'scalar', maxShardSize: 1, bits: 4, granularity: 'row', groupSize: 1, include: [], exclude: [], minDims: 0, minElements: 0,
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', importanceKind: 'hessian', importanceMap: [], calibration: '', calibrationMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
-      doubleQuant: false, rounds: 1, threads: 0, device: 'auto',
+      doubleQuant: false, rounds: 1, threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
     };
     expect(QUANTIZE_OPTIONS.map((s) => s.name).sort()).toEqual(Object.keys(every).sort());
     expect([...QUANTIZE_KEYS].sort()).toEqual([...Object.keys(every), 'signal', 'onProgress'].sort());
@@ -91,7 +91,7 @@ describe('declarations', () => {
   it('the job, codec and method groups partition the options; shared method options are one declaration', () => {
     expect(QUANTIZE_OPTIONS.length).toBe(JOB_OPTIONS.length + CODEC_OPTIONS.length + METHOD_OPTIONS.length);
     for (const m of METHODS) for (const spec of m.options) expect(METHOD_OPTIONS.find((r) => r.spec === spec)?.methods, `${m.name} ${spec.name}`).toContain(m);
-    for (const c of CODECS) for (const spec of c.options ?? []) expect(CODEC_OPTIONS.some((r) => r.spec === spec && r.codec === c.name)).toBe(true);
+    for (const c of CODECS) for (const spec of c.options ?? []) expect(CODEC_OPTIONS.some((r) => r.spec === spec && r.codecs.includes(c.name))).toBe(true);
     // seed and maxIter are declared once and taken by several methods.
     const seed = METHOD_OPTIONS.find((r) => r.spec.name === 'seed')!;
     expect(seed.methods.map((m) => m.name)).toEqual(expect.arrayContaining(['kmeans', 'hessian-kmeans']));
@@ -99,7 +99,7 @@ describe('declarations', () => {
 
   it('QUANTIZE_DEFAULTS holds the declared defaults (blockSize 16 from the block codec)', () => {
     for (const s of QUANTIZE_OPTIONS) expect(QUANTIZE_DEFAULTS[s.name], s.name).toEqual(s.default);
-    expect(CODEC_OPTIONS.find((r) => r.spec.name === 'blockSize')).toMatchObject({ codec: 'block', spec: { default: 16 } });
+    expect(CODEC_OPTIONS.find((r) => r.spec.name === 'blockSize')).toMatchObject({ codecs: ['block'], spec: { default: 16 } });
   });
 });
 

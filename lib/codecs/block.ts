@@ -157,6 +157,7 @@ export const blockCodec = {
   parse(s0, bad) {
     const s = s0 as QuantizedScheme;
     const b = s.block;
+    if (s.bits > 8) throw bad(`bits must be 1-8, got ${s.bits}`);
     if (!b || !Number.isInteger(b.blockSize) || b.blockSize < 1 || !Number.isInteger(b.cols) || b.cols % b.blockSize !== 0 || typeof s.scales !== 'string')
       throw bad('block entry needs scales and block {blockSize, cols, table, scale, doubleQuant}');
     parseCodebook(s, bad);

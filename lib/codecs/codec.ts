@@ -83,6 +83,8 @@ export interface Codec {
    * as they are, ordered by descending element size so that every tensor is aligned for its dtype).
    */
   placement: 'first' | 'last';
+  /** A problem with the resolved options for this codec (checked when options are resolved), or undefined. */
+  checkOptions?(o: TaskOptions): string | undefined;
   /** Names of the tensors it writes for tensor `name` (checked against the input's names before any work). */
   storedNames(name: string): string[];
   /** Sizes and slicing of a tensor, or a hand-over to another codec. */

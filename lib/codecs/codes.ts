@@ -77,8 +77,11 @@ export function checkCodebook(ckpt: Checkpoint, name: string, s: QuantizedScheme
     throw new FormatError(`codebook "${s.codebook}" is ${cb.dtype} ${JSON.stringify(cb.shape)}, expected ${s.codebookDtype} [${s.slices}, ${levels}]`, { file, tensor: name });
 }
 
-/** Checks the stored codes (or stream) of an entry: present, U8, long enough, and a stream of the right symbols. */
-export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme): void {
+/**
+ * Checks the stored codes (or stream) of an entry: present, U8, long enough, and a stream of the right symbols.
+ * `count` codes of s.bits bits (default: one per element).
+ */
+export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme, count = numel(s.shape)): void {
   const file = ckpt.path;
   const levels = 2 ** s.bits;
   if (s.stream !== undefined) {
@@ -92,8 +95,8 @@ export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme): 
     } catch (e) {
       throw fromNative(e, { file, tensor: name });
     }
-    if (info.n !== numel(s.shape) || info.alphabet > levels || info.coder !== s.entropy)
-      throw new FormatError(`stream holds ${info.n} ${info.coder} symbols of alphabet ${info.alphabet}, expected ${numel(s.shape)} ${s.entropy} symbols below ${levels}`, {
+    if (info.n !== count || info.alphabet > levels || info.coder !== s.entropy)
+      throw new FormatError(`stream holds ${info.n} ${info.coder} symbols of alphabet ${info.alphabet}, expected ${count} ${s.entropy} symbols below ${levels}`, {
         file,
         tensor: name,
       });
@@ -101,18 +104,18 @@ export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme): 
   }
   if (!ckpt.has(s.codes!)) throw new FormatError(`scheme names "${s.codes}", which the file does not hold`, { file, tensor: name });
   const codes = ckpt.info(s.codes!);
-  const need = codeBytes(numel(s.shape), s.bits);
+  const need = codeBytes(count, s.bits);
   if (codes.dtype !== 'U8' || codes.numel < need)
     throw new FormatError(`codes "${s.codes}" are ${codes.dtype} with ${codes.numel} bytes, expected U8 with at least ${need}`, { file, tensor: name });
 }
 
 /**
- * The codes of a stored entry, ready for a native dequantizer: the packed codes (a view of the file), or the
- * stream decoded to one byte per code. `packBits` is what the dequantizer must be told.
+ * The `count` codes of a stored entry (default: one per element), ready for a native dequantizer: the packed
+ * codes (a view of the file), or the stream decoded to one byte per code. `packBits` is what the dequantizer must be told.
  */
-export async function loadCodes(ckpt: Checkpoint, s: QuantizedScheme, threads: number, cancel: Int32Array): Promise<{ codes: Uint8Array; packBits?: 8 }> {
+export async function loadCodes(ckpt: Checkpoint, s: QuantizedScheme, threads: number, cancel: Int32Array, count = numel(s.shape)): Promise<{ codes: Uint8Array; packBits?: 8 }> {
   if (s.stream === undefined) return { codes: ckpt.bytes(s.codes!) };
-  const codes = new Uint8Array(numel(s.shape));
+  const codes = new Uint8Array(count);
   await loadNative().entropyDecode(ckpt.bytes(s.stream).subarray(0, s.streamBytes), codes, threads, cancel);
   return { codes, packBits: 8 };
 }

@@ -8,8 +8,9 @@ import { blockCodec } from './block.js';
 import type { Codec } from './codec.js';
 import { keepCodec } from './keep.js';
 import { scalarCodec } from './scalar.js';
+import { vectorCodec } from './vector.js';
 
-const ROWS = [scalarCodec, blockCodec, keepCodec] as const satisfies readonly Codec[];
+const ROWS = [scalarCodec, blockCodec, vectorCodec, keepCodec] as const satisfies readonly Codec[];
 export const CODECS: readonly Codec[] = ROWS;
 
 /** A registered codec's name. */

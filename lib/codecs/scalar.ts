@@ -173,6 +173,7 @@ export const scalarCodec = {
   parse(s0, bad) {
     const s = s0 as QuantizedScheme;
     if (!['tensor', 'row', 'group', 'network'].includes(s.granularity)) throw bad(`unknown granularity ${JSON.stringify(s.granularity)}`);
+    if (s.bits > 8) throw bad(`bits must be 1-8, got ${s.bits}`);
     const n = numel(s.shape);
     if (s.slices !== Math.ceil(n / s.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / s.sliceSize)}`);
     parseCodebook(s, bad);

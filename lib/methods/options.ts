@@ -13,11 +13,11 @@ export interface OptionSpec {
   /** The API key (camelCase). */
   name: OptionName;
   /**
-   * int (min..max inclusive), number (positive; optional min/max), boolean, enum (one of `values`), string,
+   * int (min..max inclusive), intOrAuto (an int, or 'auto'), number (positive; optional min/max), boolean, enum (one of `values`), string,
    * strings (a string or an array of name patterns; a repeatable flag), size (bytes, or "500MB"), doubleQuant
    * ({bits, superBlock} or false).
    */
-  type: 'int' | 'number' | 'boolean' | 'enum' | 'string' | 'strings' | 'size' | 'doubleQuant';
+  type: 'int' | 'intOrAuto' | 'number' | 'boolean' | 'enum' | 'string' | 'strings' | 'size' | 'doubleQuant';
   /** enum: the values. */
   values?: readonly string[];
   /** The value when the option is omitted; absent: none (the option is then undefined). */

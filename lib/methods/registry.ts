@@ -7,9 +7,11 @@ import { ecsqUniform } from './ecsq-uniform.js';
 import { hessianKmeans } from './hessian-kmeans.js';
 import { kmeans } from './kmeans.js';
 import { kmeansOptimal } from './kmeans-optimal.js';
+import { lr2vq } from './lr2vq.js';
 import { normalFloat } from './normal-float.js';
 import type { MethodEntry } from './method.js';
 import type { OptionSpec } from './options.js';
+import { pq } from './pq.js';
 import { sparseCluster } from './sparse-cluster.js';
 import { sparseL0 } from './sparse-l0.js';
 import { sparseL1 } from './sparse-l1.js';
@@ -18,7 +20,7 @@ import { uniform } from './uniform.js';
 
 export type { MethodEntry, MethodOptions, RecordedOptions } from './method.js';
 
-export const METHODS = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster, normalFloat] as const satisfies readonly MethodEntry[];
+export const METHODS = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster, normalFloat, pq, lr2vq] as const satisfies readonly MethodEntry[];
 
 /** The methods' names, as the API, the CLI and the file format spell them. */
 export type MethodName = (typeof METHODS)[number]['name'];

@@ -134,6 +134,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wpa::init_backends(env, exports);
   wpa::init_entropy(env, exports);
   wpa::init_block(env, exports);
+  wpa::init_vq(env, exports);
   return exports;
 }
 }  // namespace

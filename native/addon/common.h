@@ -127,5 +127,6 @@ void init_quant(Napi::Env env, Napi::Object exports);
 void init_backends(Napi::Env env, Napi::Object exports);
 void init_entropy(Napi::Env env, Napi::Object exports);
 void init_block(Napi::Env env, Napi::Object exports);
+void init_vq(Napi::Env env, Napi::Object exports);
 
 }  // namespace wpa

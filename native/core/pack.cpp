@@ -45,4 +45,28 @@ void unpack_bits(const uint8_t* in, size_t n, int bits, uint8_t* codes) {
   }
 }
 
+void pack_indices(const uint32_t* codes, size_t n, int bits, uint8_t* out) {
+  uint64_t acc = 0;
+  int nb = 0;
+  const uint32_t mask = bits >= 32 ? ~0u : (1u << bits) - 1;
+  for (size_t i = 0; i < n; ++i) {
+    acc |= (uint64_t)(codes[i] & mask) << nb;
+    nb += bits;
+    while (nb >= 8) { *out++ = (uint8_t)acc; acc >>= 8; nb -= 8; }
+  }
+  if (nb > 0) *out = (uint8_t)acc;
+}
+
+void unpack_indices(const uint8_t* in, size_t n, int bits, uint32_t* codes) {
+  const uint32_t mask = bits >= 32 ? ~0u : (1u << bits) - 1;
+  uint64_t acc = 0;
+  int nb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    while (nb < bits) { acc |= (uint64_t)(*in++) << nb; nb += 8; }
+    codes[i] = (uint32_t)(acc & mask);
+    acc >>= bits;
+    nb -= bits;
+  }
+}
+
 }  // namespace wp

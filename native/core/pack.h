@@ -16,4 +16,8 @@ inline size_t packed_bytes(size_t n, int bits) {
 void pack_bits(const uint8_t* codes, size_t n, int bits, uint8_t* out);
 void unpack_bits(const uint8_t* in, size_t n, int bits, uint8_t* codes);
 
+// The same layout for wider codes (the vector codec's indices): bits 1 ... 16, ceil(n * bits / 8) bytes.
+void pack_indices(const uint32_t* codes, size_t n, int bits, uint8_t* out);
+void unpack_indices(const uint8_t* in, size_t n, int bits, uint32_t* codes);
+
 }  // namespace wp

@@ -1,0 +1,247 @@
+// Weighted k-means in d dimensions (kmeans.h). Eigen does the distance products; the rest is plain loops in a fixed
+// order so that the result does not depend on the thread count.
+#include "kmeans.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "../error.h"
+#include "../solvers/kmeans_lloyd.h"
+#include "../solvers/registry.h"
+
+namespace wp::vq {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+namespace {
+
+// Points per distance block: a fixed function of k (never of the thread count), so that every point is always
+// computed in a block of the same shape. The block's score matrix stays near 2 MB.
+size_t block_points(int k) { return std::clamp<size_t>((size_t(1) << 19) / (size_t)k, 16, 2048); }
+
+double point_dist(const float* x, const float* w, int d, const float* c) {
+  double s = 0;
+  for (int i = 0; i < d; i++) {
+    const double e = (double)x[i] - (double)c[i];
+    s += (w ? (double)w[i] : 1.0) * e * e;
+  }
+  return s;
+}
+
+void check_args(size_t n, int d, int k) {
+  if (d < 1) throw Error(Code::Argument, "k-means: dimension must be at least 1");
+  if (k < 1) throw Error(Code::Argument, "k-means: k must be at least 1");
+  if ((size_t)k > n) throw Error(Code::Argument, "k-means: " + std::to_string(k) + " centroids for " + std::to_string(n) + " points");
+}
+
+}  // namespace
+
+double weighted_sse(const float* x, const float* w, size_t n, int d, const float* centroids, const uint32_t* assign) {
+  double s = 0;
+  for (size_t t = 0; t < n; t++) s += point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)assign[t] * d);
+  return s;
+}
+
+double assign_nearest(const float* x, const float* w, size_t n, int d, const float* centroids, int k, uint32_t* assign, double* dist,
+                      const Context& ctx) {
+  check_args(n, d, 1);
+  const size_t B = block_points(k);
+  const size_t blocks = (n + B - 1) / B;
+  Eigen::Map<const RowMat> C(centroids, k, d);
+  const Eigen::VectorXf cnorm = C.rowwise().squaredNorm();
+  const RowMat C2 = C.array().square().matrix();
+  std::vector<double> block_sse(blocks, 0.0);
+  parallel_for(ctx, blocks, [&](size_t b) {
+    const size_t lo = b * B, m = std::min(B, n - lo);
+    Eigen::Map<const RowMat> X(x + lo * d, (Eigen::Index)m, d);
+    RowMat S((Eigen::Index)m, k);
+    RowMat T;
+    if (w) {
+      Eigen::Map<const RowMat> W(w + lo * d, (Eigen::Index)m, d);
+      const RowMat WX = W.cwiseProduct(X);
+      S.noalias() = WX * C.transpose();
+      T.resize((Eigen::Index)m, k);
+      T.noalias() = W * C2.transpose();
+    } else {
+      S.noalias() = X * C.transpose();
+    }
+    double acc = 0;
+    for (size_t r = 0; r < m; r++) {
+      const float* srow = S.data() + r * (size_t)k;
+      const float* trow = w ? T.data() + r * (size_t)k : cnorm.data();
+      int best = 0;
+      float bv = trow[0] - 2.0f * srow[0];
+      for (int j = 1; j < k; j++) {
+        const float v = trow[j] - 2.0f * srow[j];
+        if (v < bv) bv = v, best = j;
+      }
+      const size_t t = lo + r;
+      assign[t] = (uint32_t)best;
+      const double dt = point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)best * d);
+      if (dist) dist[t] = dt;
+      acc += dt;
+    }
+    block_sse[b] = acc;
+  });
+  double s = 0;
+  for (double v : block_sse) s += v;
+  return s;
+}
+
+std::vector<size_t> update_centroids(const float* x, const float* w, size_t n, int d, const uint32_t* assign, int k, float* centroids,
+                                     const Context& ctx) {
+  // Counting sort of the points by cluster (stable: each cluster's points in index order).
+  std::vector<size_t> count(k, 0), start(k + 1, 0);
+  for (size_t t = 0; t < n; t++) count[assign[t]]++;
+  for (int j = 0; j < k; j++) start[j + 1] = start[j] + count[j];
+  std::vector<size_t> order(n), at(start.begin(), start.end() - 1);
+  for (size_t t = 0; t < n; t++) order[at[assign[t]]++] = t;
+  const size_t chunk = 64;
+  parallel_for(ctx, ((size_t)k + chunk - 1) / chunk, [&](size_t c) {
+    std::vector<double> num(d), den(d);
+    for (size_t j = c * chunk; j < std::min((size_t)k, (c + 1) * chunk); j++) {
+      if (!count[j]) continue;
+      std::fill(num.begin(), num.end(), 0.0);
+      std::fill(den.begin(), den.end(), 0.0);
+      for (size_t q = start[j]; q < start[j + 1]; q++) {
+        const size_t t = order[q];
+        const float* xt = x + t * d;
+        const float* wt = w ? w + t * d : nullptr;
+        for (int i = 0; i < d; i++) {
+          const double wi = wt ? (double)wt[i] : 1.0;
+          num[i] += wi * xt[i];
+          den[i] += wi;
+        }
+      }
+      for (int i = 0; i < d; i++)
+        if (den[i] > 0) centroids[j * (size_t)d + i] = (float)(num[i] / den[i]);
+    }
+  });
+  return count;
+}
+
+namespace {
+
+// k-means++ (Arthur & Vassilvitskii 2007) on a seeded sample: the first seed drawn by point weight, each next one
+// with probability proportional to its weighted squared distance to the nearest seed so far. Above
+// plus_plus_max_k centroids, distinct sample points drawn uniformly.
+void seed_centroids(const float* x, const float* w, size_t n, int d, const KmeansParams& p, float* centroids, const Context& ctx) {
+  const int k = p.k;
+  SplitMix64 rng(mix_seed(p.seed, 0x6b6d65616e73ull));
+  size_t want = p.seed_sample ? p.seed_sample : std::max<size_t>((size_t)16 * k, 65536);
+  want = std::max<size_t>(std::min(want, n), (size_t)k);
+  std::vector<uint32_t> sample;
+  if (want >= n) {
+    sample.resize(n);
+    std::iota(sample.begin(), sample.end(), 0u);
+  } else {
+    // A partial Fisher–Yates shuffle of the indices, then sorted for locality.
+    std::vector<uint32_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0u);
+    for (size_t i = 0; i < want; i++) std::swap(idx[i], idx[i + rng.next() % (n - i)]);
+    sample.assign(idx.begin(), idx.begin() + want);
+    std::sort(sample.begin(), sample.end());
+  }
+  const size_t s = sample.size();
+  if (k > p.plus_plus_max_k) {
+    for (size_t i = 0; i + 1 < s && i < (size_t)k; i++) std::swap(sample[i], sample[i + rng.next() % (s - i)]);
+    for (int j = 0; j < k; j++) std::copy_n(x + (size_t)sample[j] * d, d, centroids + (size_t)j * d);
+    return;
+  }
+  std::vector<double> mass(s);
+  for (size_t i = 0; i < s; i++) {
+    double m = 0;
+    for (int q = 0; q < d; q++) m += w ? (double)w[(size_t)sample[i] * d + q] : 1.0;
+    mass[i] = m;
+  }
+  auto draw = [&](const std::vector<double>& v) -> size_t {
+    double total = 0;
+    for (double a : v) total += a;
+    if (!(total > 0)) return rng.next() % s;
+    const double r = rng.uniform() * total;
+    double acc = 0;
+    for (size_t i = 0; i < s; i++) {
+      acc += v[i];
+      if (acc > r) return i;
+    }
+    return s - 1;
+  };
+  size_t first = draw(mass);
+  std::copy_n(x + (size_t)sample[first] * d, d, centroids);
+  std::vector<double> d2(s);
+  const size_t chunk = 4096;
+  auto refresh = [&](int j, bool init) {
+    const float* c = centroids + (size_t)j * d;
+    parallel_for(ctx, (s + chunk - 1) / chunk, [&](size_t b) {
+      for (size_t i = b * chunk; i < std::min(s, (b + 1) * chunk); i++) {
+        const size_t t = sample[i];
+        const double v = point_dist(x + t * d, w ? w + t * d : nullptr, d, c);
+        d2[i] = init ? v : std::min(d2[i], v);
+      }
+    });
+  };
+  refresh(0, true);
+  for (int j = 1; j < k; j++) {
+    const size_t pick = draw(d2);
+    std::copy_n(x + (size_t)sample[pick] * d, d, centroids + (size_t)j * d);
+    refresh(j, false);
+  }
+}
+
+}  // namespace
+
+KmeansStats kmeans(const float* x, const float* w, size_t n, int d, const KmeansParams& p, float* centroids, uint32_t* assign,
+                   const Context& ctx) {
+  check_args(n, d, p.k);
+  if (p.k > 65536) throw Error(Code::Argument, "k-means: at most 65,536 centroids");
+  const int k = p.k;
+  KmeansStats st;
+  const double total = (double)p.max_iter + 1;
+  seed_centroids(x, w, n, d, p, centroids, ctx);
+  if (ctx.progress) ctx.progress(1, total);
+  std::vector<double> dist(n);
+  std::vector<uint32_t> prev;
+  for (int it = 0; it < p.max_iter; it++) {
+    ctx.check_cancel();
+    assign_nearest(x, w, n, d, centroids, k, assign, dist.data(), ctx);
+    bool changed = prev.empty() || !std::equal(prev.begin(), prev.end(), assign);
+    // Empty clusters take the farthest points (largest weighted distance; ties: lower index) of clusters that
+    // keep at least one point.
+    std::vector<size_t> count(k, 0);
+    for (size_t t = 0; t < n; t++) count[assign[t]]++;
+    std::vector<int> empty;
+    for (int j = 0; j < k; j++)
+      if (!count[j]) empty.push_back(j);
+    if (!empty.empty()) {
+      std::vector<uint32_t> far(n);
+      std::iota(far.begin(), far.end(), 0u);
+      std::sort(far.begin(), far.end(), [&](uint32_t a, uint32_t b) { return dist[a] != dist[b] ? dist[a] > dist[b] : a < b; });
+      size_t q = 0;
+      for (int j : empty) {
+        while (q < n && count[assign[far[q]]] <= 1) q++;
+        if (q == n) break;
+        const uint32_t t = far[q++];
+        count[assign[t]]--;
+        assign[t] = (uint32_t)j;
+        count[j] = 1;
+        std::copy_n(x + (size_t)t * d, d, centroids + (size_t)j * d);
+        st.reseeded++;
+      }
+      changed = true;
+    }
+    update_centroids(x, w, n, d, assign, k, centroids, ctx);
+    st.history.push_back(weighted_sse(x, w, n, d, centroids, assign));
+    st.iterations = it + 1;
+    if (ctx.progress) ctx.progress(it + 2, total);
+    if (!changed) break;
+    prev.assign(assign, assign + n);
+  }
+  st.sse = assign_nearest(x, w, n, d, centroids, k, assign, nullptr, ctx);
+  if (ctx.progress) ctx.progress(total, total);
+  return st;
+}
+
+}  // namespace wp::vq
