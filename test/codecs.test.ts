@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
-import { METHODS } from '../lib/methods/registry.js';
+import { METHODS, codecsFor } from '../lib/methods/registry.js';
 import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, tempDir, unpackCodes, writeSafetensors, type ParsedFile } from './helpers.js';
 
 const tmp = tempDir();
@@ -58,21 +58,68 @@ function refBlock(f: ParsedFile, s: any, n: number): Float64Array {
   return Float64Array.from({ length: n }, (_, i) => fr(sc[Math.floor(i / B)] * T[(table === 'row' ? Math.floor(i / cols) : 0) * K + codes[i]]));
 }
 
-const REFERENCE: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock };
+/** LSB-first indices of `bits` bits (docs/FORMAT.md), any width up to 16. */
+function unpackWide(bytes: Uint8Array, n: number, bits: number): number[] {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    let v = 0;
+    for (let b = 0; b < bits; b++) {
+      const bit = i * bits + b;
+      v |= ((bytes[bit >> 3] >> (bit & 7)) & 1) << b;
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/**
+ * Vector codec (docs/FORMAT.md "Vector-quantized tensors"): B[g][c][i] = Σ_j C[g][c][j] · P[j][i] (F32, j ascending;
+ * no projection: B = C), x[r][c] = fl32(B[g(r)][code[r][floor(c / M)]][c mod M] · s_r).
+ */
+function refVector(f: ParsedFile, s: any, n: number): Float64Array {
+  const { subvector: M, centroids: K, rank: D, rows, cols, codebookRows, projection, scales } = s.vector;
+  const P = Math.ceil(cols / M);
+  const codes = unpackWide(f.tensor(s.codes), rows * P, s.bits);
+  const C = decodeBytes(f.tensor(s.codebook), s.codebookDtype);
+  const proj = projection ? decodeBytes(f.tensor(projection), s.codebookDtype) : undefined;
+  const sc = scales ? decodeBytes(f.tensor(scales), f.header[scales].dtype as 'F32' | 'F16') : undefined;
+  const groups = Math.ceil(rows / codebookRows);
+  const B = new Float64Array(groups * K * M);
+  for (let g = 0; g < groups; g++)
+    for (let c = 0; c < K; c++)
+      for (let i = 0; i < M; i++) {
+        let acc = 0;
+        if (!proj) acc = C[(g * K + c) * M + i];
+        else for (let j = 0; j < D; j++) acc = fr(acc + fr(C[(g * K + c) * D + j] * proj[j * M + i]));
+        B[(g * K + c) * M + i] = acc;
+      }
+  const out = new Float64Array(n);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const v = B[(Math.floor(r / codebookRows) * K + codes[r * P + Math.floor(c / M)]) * M + (c % M)];
+      out[r * cols + c] = sc ? fr(v * sc[r]) : v;
+    }
+  return out;
+}
+
+const REFERENCE: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector };
 
 function methodOptions(method: string): QuantizeOptions {
   if (method.startsWith('ecsq')) return { rate: 2 };
+  if (method === 'pq') return { subvector: 5, centroids: 12, rowScale: true, codebookRows: 20 };
+  if (method === 'lr2vq') return { subvector: 4, centroids: 8, rank: 3, codebookDtype: 'F16' };
   if (method === 'hessian-kmeans') return { importance: imp };
   if (method.startsWith('sparse-')) return { targetValues: 6, ...(method === 'sparse-l1l2' ? { lambda2: 0.01 } : {}) };
   return {};
 }
 
 describe.each(QUANTIZING_CODECS)('codec %s', (codec) => {
-  it.each(METHODS.map((m) => m.name))('method %s: reference decode = decode, metrics match, entropy coding is lossless', async (method) => {
+  it.each(METHODS.filter((m) => codecsFor(m, QUANTIZING_CODECS).includes(codec)).map((m) => m.name))('method %s: reference decode = decode, metrics match, entropy coding is lossless', async (method) => {
     const ref = REFERENCE[codec];
     expect(ref, `a reference decoder for codec ${codec} in this test`).toBeDefined();
     const out = join(tmp.dir, `${codec}-${method}.safetensors`);
-    const opts: QuantizeOptions = { codec, method, bits: 3, entropy: 'none', include: ['w'], ...methodOptions(method) };
+    const entry = METHODS.find((m) => m.name === method)!;
+    const opts: QuantizeOptions = { codec, method, ...('codec' in entry ? {} : { bits: 3 }), entropy: 'none', include: ['w'], ...methodOptions(method) };
     const rep = await quantize(input, out, opts);
     const f = readSafetensors(out);
     const s = JSON.parse(f.metadata.weightpress).tensors.w;
@@ -116,7 +163,7 @@ describe('registries and --help', () => {
 
   it("every codec's solver gets the method's own options (one nested object across N-API)", async () => {
     // sparse-l1l2's lambda2 shapes the levels; both codecs must see it (the block codec once dropped it).
-    for (const codec of QUANTIZING_CODECS) {
+    for (const codec of codecsFor(METHODS.find((m) => m.name === 'sparse-l1l2')!, QUANTIZING_CODECS) as QuantizeOptions['codec'][]) {
       const tables = [];
       for (const lambda2 of [1e-4, 10]) {
         const out = join(tmp.dir, `l2-${codec}-${lambda2}.safetensors`);
@@ -131,7 +178,8 @@ describe('registries and --help', () => {
   it('every codec reports progress within a tensor (units done, non-decreasing, up to the total)', async () => {
     for (const codec of QUANTIZING_CODECS) {
       const within: { done: number; total: number }[] = [];
-      await quantize(input, join(tmp.dir, `progress-${codec}.safetensors`), { codec, include: ['w'], onProgress: (p) => p.within && within.push(p.within) });
+      const method = METHODS.find((m) => codecsFor(m, QUANTIZING_CODECS).includes(codec))!.name;
+      await quantize(input, join(tmp.dir, `progress-${codec}.safetensors`), { codec, method, include: ['w'], ...methodOptions(method), onProgress: (p) => p.within && within.push(p.within) });
       expect(within.length, codec).toBeGreaterThan(0);
       for (let i = 0; i < within.length; i++) {
         expect(within[i].done).toBeLessThanOrEqual(within[i].total);

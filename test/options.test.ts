@@ -25,7 +25,7 @@ function methodFor(spec: OptionSpec): MethodEntry {
 function baseFor(m: MethodEntry, spec?: OptionSpec): QuantizeOptions {
   const o: QuantizeOptions = { method: m.name as MethodName };
   if (m.importance === 'required') o.importance = 'importance.safetensors';
-  if (m.check && spec !== RATE && spec !== COMPRESSION_RATIO) o.rate = 2;
+  if (m.check?.({}) !== undefined && spec !== RATE && spec !== COMPRESSION_RATIO) o.rate = 2;
   return o;
 }
 
@@ -43,6 +43,7 @@ function thrown(f: () => unknown): ArgumentError {
 function outOfRange(spec: OptionSpec): unknown {
   switch (spec.type) {
     case 'int':
+    case 'intOrAuto':
       return spec.max! + 1;
     case 'number':
       return spec.max !== undefined ? spec.max + 1 : spec.min !== undefined ? spec.min / 2 : -1;
@@ -134,6 +135,7 @@ describe('defaults from the declarations', () => {
       if (spec.name in base) continue;
       if (spec.name === 'bits') expect(r.bits, `${m.name} bits`).toBe(m.defaultBits(base));
       else if (spec.name === 'entropy') expect(r.entropy, `${m.name} entropy`).toBe(m.entropy);
+      else if (spec.name === 'codec') expect(r.codec, `${m.name} codec`).toBe(m.codec ?? spec.default);
       else expect(r[spec.name], `${m.name} ${spec.name}`).toEqual(spec.default);
     }
   });

@@ -40,3 +40,13 @@ export const METHOD_OPTIONS: readonly { spec: OptionSpec; methods: MethodEntry[]
     }
   return out;
 })();
+
+/**
+ * The codecs that can store a method's results: its own codec when it has one (the vector methods), else every
+ * quantizing codec that no method owns.
+ */
+export function codecsFor(method: MethodEntry, quantizing: readonly string[]): string[] {
+  if (method.codec !== undefined) return [method.codec];
+  const owned = new Set((METHODS as readonly MethodEntry[]).map((m) => m.codec).filter((c) => c !== undefined));
+  return quantizing.filter((c) => !owned.has(c));
+}
