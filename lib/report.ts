@@ -137,6 +137,8 @@ export function toJson(r: Report): object {
       ...(t.entropy !== undefined
         ? { entropy: t.entropy, avgCodeLength: t.avgCodeLength, compressionRatio: t.compressionRatio, paperCompressionRatio: t.paperCompressionRatio }
         : {}),
+      ...(t.layerOutputError ? { layerOutputError: t.layerOutputError } : {}),
+      ...(t.rank ? { rank: t.rank } : {}),
     })),
     total: r.total,
     ...(r.warnings ? { warnings: r.warnings } : {}),

@@ -1,6 +1,7 @@
 // Vector quantization (lib/codecs/vector.ts, native/core/vq): k-means in d dimensions against brute force and the
 // Gaussian figures of METHODS.md §3; PQ and LR²VQ against scalar k-means and a low-rank bound; the layer-output
 // objective against the weight-only result; option and file checks. Reference decoding is in codecs.test.ts.
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -261,6 +262,24 @@ describe('product quantization and LR²VQ', () => {
     expect(readSafetensors(out).tensor(s.codes).byteLength).toBeGreaterThanOrEqual(Math.ceil((256 * 32 * 10) / 8));
     await decode(out, out + '.dense', { dtype: 'F32' });
     expect(decodeBytes(readSafetensors(out + '.dense').tensor('b'), 'F32').length).toBe(256 * 64);
+  });
+});
+
+describe('CLI', () => {
+  it('quantize --method lr2vq --json reports the rank estimate per tensor; inspect and decode read the file', () => {
+    const cli = join(__dirname, '..', 'dist', 'cli.js');
+    const out = join(tmp.dir, 'cli.safetensors');
+    const r = JSON.parse(
+      execFileSync(process.execPath, [cli, 'quantize', input, '-o', out, '--method', 'lr2vq', '--subvector', '4', '--centroids', '16', '--row-scale', '--include', 'w', '--json'], { encoding: 'utf8' }),
+    );
+    const t = r.tensors.find((x: { name: string }) => x.name === 'w');
+    expect(t.method).toBe('lr2vq');
+    expect(t.rank.estimate.map((e: { rank: number }) => e.rank)).toEqual([1, 2, 3, 4]);
+    expect(t.rank.estimate.every((e: { lowRank: number; clustering: number }) => e.lowRank >= 0 && e.clustering >= 0)).toBe(true);
+    const inspected = JSON.parse(execFileSync(process.execPath, [cli, 'inspect', out, '--json'], { encoding: 'utf8' }));
+    expect(inspected.tensors.find((x: { name: string }) => x.name === 'w').bitsPerWeight).toBeCloseTo(t.bitsPerWeight, 12);
+    execFileSync(process.execPath, [cli, 'decode', out, '-o', out + '.dense'], { encoding: 'utf8' });
+    expect(decodeBytes(readSafetensors(out + '.dense').tensor('w'), 'F32').length).toBe(ROWS * COLS);
   });
 });
 

@@ -2,8 +2,8 @@
 // order so that the result does not depend on the thread count.
 #include "kmeans.h"
 
-#include <Eigen/Dense>
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -13,8 +13,6 @@
 #include "../solvers/registry.h"
 
 namespace wp::vq {
-
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 namespace {
 
@@ -45,42 +43,53 @@ double weighted_sse(const float* x, const float* w, size_t n, int d, const float
   return s;
 }
 
+void nearest_block_generic(const float* x, const float* w, size_t m, int d, const float* c, const float* half_norm, const float* half_sq, int k,
+                           uint32_t* idx, float* scratch);
+#if defined(__x86_64__) && defined(WP_AVX2_KERNELS)
+void nearest_block_avx2(const float* x, const float* w, size_t m, int d, const float* c, const float* half_norm, const float* half_sq, int k,
+                        uint32_t* idx, float* scratch);
+#endif
+
+namespace {
+using NearestFn = void (*)(const float*, const float*, size_t, int, const float*, const float*, const float*, int, uint32_t*, float*);
+// The distance kernel for this CPU: AVX2 + FMA where the CPU has them (x86-64), else the baseline build. Results
+// may differ in the last bits between the two (FMA), never between thread counts.
+NearestFn nearest_kernel() {
+#if defined(__x86_64__) && defined(WP_AVX2_KERNELS)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) return nearest_block_avx2;
+#endif
+  return nearest_block_generic;
+}
+}  // namespace
+
+const char* kmeans_kernel_isa() { return nearest_kernel() == nearest_block_generic ? "baseline" : "avx2+fma"; }
+
 double assign_nearest(const float* x, const float* w, size_t n, int d, const float* centroids, int k, uint32_t* assign, double* dist,
                       const Context& ctx) {
   check_args(n, d, 1);
   const size_t B = block_points(k);
   const size_t blocks = (n + B - 1) / B;
-  Eigen::Map<const RowMat> C(centroids, k, d);
-  const Eigen::VectorXf cnorm = C.rowwise().squaredNorm();
-  const RowMat C2 = C.array().square().matrix();
+  std::vector<float> half_norm(k), half_sq((size_t)k * d);
+  for (int j = 0; j < k; j++) {
+    float s = 0;
+    for (int i = 0; i < d; i++) {
+      const float v = centroids[(size_t)j * d + i];
+      half_sq[(size_t)j * d + i] = 0.5f * v * v;
+      s += v * v;
+    }
+    half_norm[j] = 0.5f * s;
+  }
+  const NearestFn kernel = nearest_kernel();
   std::vector<double> block_sse(blocks, 0.0);
   parallel_for(ctx, blocks, [&](size_t b) {
     const size_t lo = b * B, m = std::min(B, n - lo);
-    Eigen::Map<const RowMat> X(x + lo * d, (Eigen::Index)m, d);
-    RowMat S((Eigen::Index)m, k);
-    RowMat T;
-    if (w) {
-      Eigen::Map<const RowMat> W(w + lo * d, (Eigen::Index)m, d);
-      const RowMat WX = W.cwiseProduct(X);
-      S.noalias() = WX * C.transpose();
-      T.resize((Eigen::Index)m, k);
-      T.noalias() = W * C2.transpose();
-    } else {
-      S.noalias() = X * C.transpose();
-    }
+    std::unique_ptr<float[]> scratch(new float[m * (size_t)(k + d + 1)]);  // uninitialized: the kernel writes it first
+    kernel(x + lo * d, w ? w + lo * d : nullptr, m, d, centroids, half_norm.data(), half_sq.data(), k, assign + lo, scratch.get());
     double acc = 0;
     for (size_t r = 0; r < m; r++) {
-      const float* srow = S.data() + r * (size_t)k;
-      const float* trow = w ? T.data() + r * (size_t)k : cnorm.data();
-      int best = 0;
-      float bv = trow[0] - 2.0f * srow[0];
-      for (int j = 1; j < k; j++) {
-        const float v = trow[j] - 2.0f * srow[j];
-        if (v < bv) bv = v, best = j;
-      }
       const size_t t = lo + r;
-      assign[t] = (uint32_t)best;
-      const double dt = point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)best * d);
+      const double dt = point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)assign[t] * d);
       if (dist) dist[t] = dt;
       acc += dt;
     }
@@ -131,7 +140,7 @@ namespace {
 void seed_centroids(const float* x, const float* w, size_t n, int d, const KmeansParams& p, float* centroids, const Context& ctx) {
   const int k = p.k;
   SplitMix64 rng(mix_seed(p.seed, 0x6b6d65616e73ull));
-  size_t want = p.seed_sample ? p.seed_sample : std::max<size_t>((size_t)16 * k, 65536);
+  size_t want = p.seed_sample ? p.seed_sample : std::max<size_t>((size_t)32 * k, 16384);
   want = std::max<size_t>(std::min(want, n), (size_t)k);
   std::vector<uint32_t> sample;
   if (want >= n) {
@@ -171,15 +180,28 @@ void seed_centroids(const float* x, const float* w, size_t n, int d, const Kmean
   };
   size_t first = draw(mass);
   std::copy_n(x + (size_t)sample[first] * d, d, centroids);
+  // The sample as a contiguous copy (and its weights), and each point's distance to its nearest seed so far, in
+  // float (it only sets sampling probabilities).
+  std::vector<float> xs(s * (size_t)d), ws(w ? s * (size_t)d : 0);
+  for (size_t i = 0; i < s; i++) {
+    std::copy_n(x + (size_t)sample[i] * d, d, xs.begin() + i * d);
+    if (w) std::copy_n(w + (size_t)sample[i] * d, d, ws.begin() + i * d);
+  }
   std::vector<double> d2(s);
-  const size_t chunk = 4096;
+  const size_t chunk = 16384;
   auto refresh = [&](int j, bool init) {
     const float* c = centroids + (size_t)j * d;
     parallel_for(ctx, (s + chunk - 1) / chunk, [&](size_t b) {
       for (size_t i = b * chunk; i < std::min(s, (b + 1) * chunk); i++) {
-        const size_t t = sample[i];
-        const double v = point_dist(x + t * d, w ? w + t * d : nullptr, d, c);
-        d2[i] = init ? v : std::min(d2[i], v);
+        const float* xi = xs.data() + i * d;
+        float v = 0;
+        if (w) {
+          const float* wi = ws.data() + i * d;
+          for (int q = 0; q < d; q++) v += wi[q] * (xi[q] - c[q]) * (xi[q] - c[q]);
+        } else {
+          for (int q = 0; q < d; q++) v += (xi[q] - c[q]) * (xi[q] - c[q]);
+        }
+        d2[i] = init ? v : std::min(d2[i], (double)v);
       }
     });
   };

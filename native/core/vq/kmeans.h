@@ -20,7 +20,7 @@ struct KmeansParams {
   int k = 256;             // centroids (2 ... 65,536); at most the number of points
   int max_iter = 20;       // Lloyd iterations at most (0: seeding only); stops early when no assignment changes
   uint64_t seed = 0;
-  // k-means++ runs on a seeded sample of at most this many points (0: max(64 k, 65,536)); above
+  // k-means++ runs on a seeded sample of at most this many points (0: max(32 k, 16,384)); above
   // plus_plus_max_k centroids the seeds are distinct sample points drawn uniformly (k-means++ costs n·k·d).
   size_t seed_sample = 0;
   int plus_plus_max_k = 4096;
@@ -49,6 +49,9 @@ double assign_nearest(const float* x, const float* w, size_t n, int d, const flo
 // cluster.
 std::vector<size_t> update_centroids(const float* x, const float* w, size_t n, int d, const uint32_t* assign, int k, float* centroids,
                                      const Context& ctx);
+
+// The distance kernel's instruction set on this CPU: "avx2+fma" or "baseline" (benches report it).
+const char* kmeans_kernel_isa();
 
 // E of an assignment, in double, in a fixed order (the reference the tests compare against).
 double weighted_sse(const float* x, const float* w, size_t n, int d, const float* centroids, const uint32_t* assign);
