@@ -170,7 +170,7 @@ describe('validation from the declarations', () => {
 
   it.each(METHOD_OPTIONS.filter((r) => r.spec.only).map((r) => [r.spec.name, r] as const))('%s: rejected with a method that does not take it', (_name, r) => {
     const other = METHODS.find((m) => !r.methods.includes(m) && !m.check && m.importance === 'optional')!;
-    const value = r.spec.type === 'int' ? r.spec.min : r.spec.min ?? 1;
+    const value = r.spec.type === 'boolean' ? true : r.spec.type === 'string' ? 'ternary' : r.spec.type === 'int' ? r.spec.min : r.spec.min ?? 1;
     expect(() => resolveQuantizeOptions({ method: other.name, [r.spec.name]: value })).toThrow(`option ${r.spec.name}: applies to ${r.spec.only} only, not ${other.name}`);
   });
 
