@@ -47,6 +47,8 @@ export interface NativeSolverParams {
   penalty?: 'standardized' | 'uniform';
   l0Algorithm?: 'monge' | 'pelt' | 'naive';
   dpBound?: boolean;
+  /** CPU threads for the solve (0 = all). */
+  threads?: number;
   /** qn: the level set Y (ascending) and the fit's schedule (native/core/qn/params.h). */
   levels?: number[];
   tStart?: number;
