@@ -22,6 +22,7 @@ export {
   WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, CudaError, type ErrorCode,
 } from './errors.js';
 export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
+export { qnForward, qnBackward, qnQuantizer, qnInit, parseLevels as qnParseLevels, presetLevels as qnPresetLevels, type QnFunction, type QnQuantizer, type QnGradients, type QnForwardOptions } from './qn.js';
 export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device, ImportanceKind, EntropyCoder } from './validate.js';
 export type { Report, TensorReport, TotalReport } from './report.js';
 export { toJson as reportToJson, formatTable } from './report.js';

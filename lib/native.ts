@@ -47,6 +47,43 @@ export interface NativeSolverParams {
   penalty?: 'standardized' | 'uniform';
   l0Algorithm?: 'monge' | 'pelt' | 'naive';
   dpBound?: boolean;
+  /** CPU threads for the solve (0 = all). */
+  threads?: number;
+  /** qn: the level set Y (ascending) and the fit's schedule (native/core/qn/params.h). */
+  levels?: number[];
+  tStart?: number;
+  tSlope?: number;
+  epochs?: number;
+  stepsPerEpoch?: number;
+  learningRate?: number;
+  learnBiases?: boolean;
+}
+
+/** A Quantization Networks function as the addon takes it (lib/qn.ts documents it: QnFunction). */
+export interface NativeQnFunction {
+  levels: ArrayLike<number>;
+  alpha: number;
+  beta: number;
+  biases: ArrayLike<number>;
+  offset?: number;
+}
+
+/** A fitted function as the addon returns it, with its hard quantizer (levels and thresholds, ascending). */
+export interface NativeQnFitted {
+  alpha: number;
+  beta: number;
+  offset: number;
+  biases: Float64Array;
+  quantizerLevels: Float64Array;
+  quantizerThresholds: Float64Array;
+}
+
+/** One epoch of a qn fit: its temperature, the soft loss of its last step and the hard objective after it (relative). */
+export interface QnEpoch {
+  epoch: number;
+  temperature: number;
+  loss: number;
+  objective: number;
 }
 
 export interface NativeQuantizeParams {
@@ -55,6 +92,8 @@ export interface NativeQuantizeParams {
   /** Use this quantizer for every slice instead of solving (e.g. one codebook for the whole network). */
   fixedLevels?: Float64Array;
   fixedThresholds?: Float64Array;
+  /** One quantizer per slice instead of solving: L levels and L - 1 thresholds per slice, concatenated. */
+  fixedSlices?: { levels: Float64Array; thresholds: Float64Array };
   /** Bits per stored code: bits (default, packed) or 8 (one byte per code, what entropy coders take). */
   packBits?: number;
   method: string;
@@ -166,7 +205,8 @@ export interface NativeAddon {
   writerAbort(writer: unknown): void;
 
   quantize(
-    tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null },
+    /** assignFrom: F32 values the codes are assigned from (the error is measured against data). */
+    tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null; assignFrom?: Float32Array },
     params: NativeQuantizeParams,
     codes: Uint8Array,
     codebook: Uint8Array,
@@ -247,6 +287,27 @@ export interface NativeAddon {
   summarySolve(summary: unknown, method: string, params: NativeSolverParams): Promise<{ levels: Float64Array; thresholds: Float64Array; points: number }>;
 
   cudaHistogram16?(raw: Uint16Array): BigUint64Array;
+
+  // Quantization Networks (native/addon/qn.cpp; lib/qn.ts).
+  qnForward(x: Float32Array, fn: NativeQnFunction, temperature: number, y: Float32Array, threads?: number): void;
+  qnBackward(
+    x: Float32Array,
+    gy: Float32Array,
+    fn: NativeQnFunction,
+    temperature: number,
+    gx: Float32Array | null,
+    threads?: number,
+  ): { alpha: number; beta: number; biases: Float64Array };
+  qnInit(x: Float64Array, levels: number[]): NativeQnFitted;
+  qnQuantizer(fn: NativeQnFunction): NativeQnFitted;
+  qnFitCalibrated(
+    w: Float32Array,
+    gram: Float32Array,
+    params: NativeSolverParams & { rows: number; inFeatures: number; rowsPerSlice: number; threads?: number; name?: string },
+    latent: Float32Array,
+    cancel?: Int32Array | null,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ functions: NativeQnFitted[]; history: QnEpoch[]; initObjective: number; objective: number }>;
 }
 
 export interface NativeVqResult {

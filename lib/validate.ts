@@ -107,6 +107,20 @@ export interface QuantizeOptions extends CommonOptions {
   lambda2?: number;
   /** sparse methods: search the penalty until this many distinct values per slice. */
   targetValues?: number;
+  /** qn: the level set: 'binary', 'ternary', or an ascending comma-separated list such as '-4,-2,-1,0,1,2,4'. */
+  levels?: string;
+  /** qn: the temperature of the first epoch (default 10). */
+  tStart?: number;
+  /** qn: the temperature's growth per epoch (default 10; the paper: 5 to 40). */
+  tSlope?: number;
+  /** qn: epochs of the fit (default 20). */
+  epochs?: number;
+  /** qn: full-batch Adam steps per epoch (default 10). */
+  stepsPerEpoch?: number;
+  /** qn: Adam's step size (default 0.02). */
+  learningRate?: number;
+  /** qn: learn the biases too (default false, as the paper). */
+  learnBiases?: boolean;
   /** Entropy-code the codes: 'huffman', 'ans', or 'none'. Default: the method's (huffman for ecsq). */
   entropy?: EntropyCoder;
   /** codec 'block': weights per block along a row, each with a scale (default 16). */
@@ -136,7 +150,7 @@ export interface QuantizeOptions extends CommonOptions {
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
   >
 > & {
   granularity: Granularity;
@@ -149,6 +163,7 @@ export type ResolvedQuantizeOptions = Required<
   importanceMap: string[];
   calibration?: string;
   calibrationMap: string[];
+  levels?: string;
   rate?: number;
   compressionRatio?: number;
   lambda?: number;
@@ -363,7 +378,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       // A compression ratio stands for a rate (at most F32's 32 bits / C) in the method's checks and default bits.
       const rate = r.rate as number | undefined;
       const compressionRatio = r.compressionRatio as number | undefined;
-      const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda: r.lambda as number | undefined, targetValues: r.targetValues as number | undefined, exact: o.exact, importance: r.importance as string | undefined };
+      const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda: r.lambda as number | undefined, targetValues: r.targetValues as number | undefined, exact: o.exact, importance: r.importance as string | undefined, levels: r.levels as string | undefined };
       const problem = entry.check?.(mopts);
       if (problem) fail('method', problem);
       if (entry.importance === 'required' && r.importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
@@ -392,6 +407,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   for (const key of ['importanceMap', 'calibrationMap'] as const)
     for (const rule of r[key] as string[]) if (!rule.includes('=>')) fail(key, `rule ${JSON.stringify(rule)} must read FROM=>TO`);
   if (r.calibration !== undefined && !entry.calibration) fail('calibration', `method ${method} does not read a calibration file (methods that do: ${METHODS.filter((m) => (m as MethodEntry).calibration).map((m) => m.name).join(', ') || 'none'})`);
+  if (r.calibration !== undefined && entry.fitCalibrated && !['tensor', 'row'].includes(r.granularity as string))
+    fail('granularity', `method ${method} with a calibration file fits whole rows: granularity tensor or row, not ${JSON.stringify(r.granularity)}`);
   const warnings: string[] = [];
   let granularity = r.granularity as Granularity | 'block';
   let codec = r.codec as QuantizingCodecName;

@@ -84,6 +84,7 @@ describe('declarations', () => {
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', importanceKind: 'hessian', importanceMap: [], calibration: '', calibrationMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
       doubleQuant: false, rounds: 1, threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
+      levels: '', tStart: 1, tSlope: 1, epochs: 1, stepsPerEpoch: 1, learningRate: 1, learnBiases: false,
     };
     expect(QUANTIZE_OPTIONS.map((s) => s.name).sort()).toEqual(Object.keys(every).sort());
     expect([...QUANTIZE_KEYS].sort()).toEqual([...Object.keys(every), 'signal', 'onProgress'].sort());
@@ -172,7 +173,7 @@ describe('validation from the declarations', () => {
 
   it.each(METHOD_OPTIONS.filter((r) => r.spec.only).map((r) => [r.spec.name, r] as const))('%s: rejected with a method that does not take it', (_name, r) => {
     const other = METHODS.find((m) => !r.methods.includes(m) && !m.check && m.importance === 'optional')!;
-    const value = r.spec.type === 'int' ? r.spec.min : r.spec.min ?? 1;
+    const value = r.spec.type === 'boolean' ? true : r.spec.type === 'string' ? 'ternary' : r.spec.type === 'int' ? r.spec.min : r.spec.min ?? 1;
     expect(() => resolveQuantizeOptions({ method: other.name, [r.spec.name]: value })).toThrow(`option ${r.spec.name}: applies to ${r.spec.only} only, not ${other.name}`);
   });
 

@@ -71,6 +71,7 @@ function methodOptions(method: string, importance: string): QuantizeOptions {
   if (method === 'hessian-kmeans') return { importance };
   if (method === 'sparse-l1l2') return { targetValues: 8, lambda2: 0.01 };
   if (method.startsWith('sparse-')) return { targetValues: 8 };
+  if (method === 'qn') return { epochs: 3 }; // a short schedule keeps the set fast (the fit is exp-bound)
   return {};
 }
 

@@ -11,6 +11,7 @@ import { codebookName, type QuantizedScheme, type TensorScheme } from '../format
 import { loadNative } from '../load.js';
 import type { NativeQuantizeParams } from '../native.js';
 import { option } from '../methods/options.js';
+import type { CalibratedFit, MethodEntry } from '../methods/registry.js';
 import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodebook, checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
@@ -52,6 +53,46 @@ export function sliceSizeOf(t: TensorRef, o: Pick<TaskOptions, 'granularity' | '
 
 function layoutOf(task: TensorTask): ScalarLayout {
   return task.layout as unknown as ScalarLayout;
+}
+
+/**
+ * The method's calibrated fit of a task (MethodEntry.fitCalibrated), when the method has one, the job has a
+ * calibration file, and the file holds the tensor's Gram matrix; otherwise undefined (a warning when the file lacks
+ * the tensor). Throws the calibration reader's FormatError/NonFiniteError for a bad Gram matrix.
+ */
+async function calibratedFit(task: TensorTask, job: EncodeJob, method: MethodEntry, data: Uint8Array): Promise<CalibratedFit | undefined> {
+  const t = task.tensor;
+  const step = layoutOf(task);
+  if (!method.fitCalibrated || !job.calibration || step.fixed) return undefined;
+  const gram = await job.calibration.gramFor(t);
+  if (!gram) {
+    job.warnings.push(`tensor "${t.name}": ${job.calibration.file} has no calibration Gram matrix for it; ${method.name} fitted it against the weight error`);
+    return undefined;
+  }
+  const w = new Float32Array(t.numel);
+  const at = new Error();
+  try {
+    await loadNative().convert(data, t.dtype, 'F32', new Uint8Array(w.buffer), t.name);
+  } catch (e) {
+    throw fromNative(e, { file: t.file, tensor: t.name }, at);
+  }
+  const rows = t.numel / gram.inFeatures;
+  const fit = await method.fitCalibrated({
+    name: t.name,
+    w,
+    rows,
+    inFeatures: gram.inFeatures,
+    rowsPerSlice: step.granularity === 'row' ? 1 : rows,
+    gram: gram.h,
+    options: task.options,
+    threads: job.threads,
+    cancel: job.cancel.flag,
+    onProgress: job.onTensorProgress,
+  }).catch((e: unknown) => {
+    throw fromNative(e, { file: t.file, tensor: t.name });
+  });
+  if (step.granularity === 'row' && step.sliceSize !== gram.inFeatures) throw new Error(`internal: row slices of ${step.sliceSize} weights, Gram matrix of ${gram.inFeatures}`);
+  return fit;
 }
 
 export const scalarCodec = {
@@ -132,11 +173,18 @@ export const scalarCodec = {
       ...(step.fixed ? { fixedLevels: Float64Array.from(step.fixed.levels), fixedThresholds: Float64Array.from(step.fixed.thresholds) } : {}),
       ...(packBitsOf(o) ? { packBits: packBitsOf(o) } : {}),
     };
+    // A method with a calibrated fit (qn) and the tensor's Gram matrix in the calibration file: fit against the
+    // layer-output error; its codes come from the fit's latent weights, one quantizer per slice.
+    const fit = await calibratedFit(task, job, method, data);
+    if (fit) {
+      params.fixedSlices = { levels: fit.levels, thresholds: fit.thresholds };
+      delete params.solverParams;
+    }
     const at = new Error();
     let stats;
     try {
-      const importance = step.fixed ? undefined : await importanceFor(job, t);
-      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
+      const importance = step.fixed || fit ? undefined : await importanceFor(job, t);
+      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance, ...(fit ? { assignFrom: fit.assignFrom } : {}) }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }
@@ -159,7 +207,7 @@ export const scalarCodec = {
       ...codesOut.scheme,
       codebook: cbName,
       codebookDtype: o.codebookDtype,
-      params: { solver: params.method, ...method.recordedParams(o) },
+      params: { solver: params.method, ...method.recordedParams(o), ...(fit ? { calibration: fit.recorded } : {}) },
       metrics,
     };
     return {

@@ -13,6 +13,38 @@ export interface MethodOptions {
   targetValues?: number;
   exact?: boolean;
   importance?: string;
+  /** qn: the level set (lib/qn.ts, parseLevels). */
+  levels?: string;
+}
+
+/** What a method's calibrated fit gets for one tensor (MethodEntry.fitCalibrated). */
+export interface CalibratedInput {
+  name: string;
+  /** The weight as F32, row-major [rows, inFeatures]. */
+  w: Float32Array;
+  rows: number;
+  inFeatures: number;
+  /** Rows per slice (one quantizer each): rows (granularity tensor) or 1 (row). */
+  rowsPerSlice: number;
+  /** The layer inputs' Gram matrix H, [inFeatures, inFeatures]. */
+  gram: Float32Array;
+  options: NativeOptions;
+  threads: number;
+  cancel: Int32Array;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A calibrated fit's result: codes are assigned from `assignFrom` with one quantizer per slice. */
+export interface CalibratedFit {
+  assignFrom: Float32Array;
+  /** L levels per slice, concatenated (ascending within a slice). */
+  levels: Float64Array;
+  /** L - 1 thresholds per slice, concatenated. */
+  thresholds: Float64Array;
+  /** Recorded in the scheme's params (objective before and after, learned parameters). */
+  recorded: Record<string, unknown>;
+  /** Per epoch: temperature, soft loss, hard objective. */
+  history: { epoch: number; temperature: number; loss: number; objective: number }[];
 }
 
 export interface MethodEntry {
@@ -50,12 +82,21 @@ export interface MethodEntry {
    * `solverParams` (native/addon/common.cpp, solver_params_of).
    */
   nativeParams: (o: NativeOptions, dtypeBits?: number) => NativeSolverParams;
+  /**
+   * Methods with `calibration`: fits one tensor against its layer-output error tr((W − Ŵ) H (W − Ŵ)ᵀ) (the scalar
+   * codec calls it when the calibration file holds the tensor's Gram matrix; granularity tensor or row).
+   */
+  fitCalibrated?: (input: CalibratedInput) => Promise<CalibratedFit>;
 }
 
 /** The resolved options nativeParams reads. */
-export type NativeOptions = Partial<Record<'seed' | 'maxIter' | 'lambda' | 'lambda2' | 'targetValues' | 'rate' | 'compressionRatio', number>> & {
+export type NativeOptions = Partial<
+  Record<'seed' | 'maxIter' | 'lambda' | 'lambda2' | 'targetValues' | 'rate' | 'compressionRatio' | 'bits' | 'tStart' | 'tSlope' | 'epochs' | 'stepsPerEpoch' | 'learningRate', number>
+> & {
   symmetric?: boolean;
   step?: 'mse' | 'minmax';
+  levels?: string;
+  learnBiases?: boolean;
 };
 
 /** The rate of a tensor (bits per weight): the option, or its dtype's bits / the compression ratio (Choi et al.). */
@@ -92,6 +133,14 @@ export interface RecordedOptions {
   targetValues?: number;
   importance?: string;
   importanceKind: string;
+  bits?: number;
+  levels?: string;
+  tStart?: number;
+  tSlope?: number;
+  epochs?: number;
+  stepsPerEpoch?: number;
+  learningRate?: number;
+  learnBiases?: boolean;
 }
 
 /** Seeded methods record seed and maxIter; then `own` (the method's own options), the rate/penalty options given, the importance kind. */
@@ -108,16 +157,17 @@ export function recorder(seeded: boolean, own: (keyof RecordedOptions)[] = []) {
 
 /**
  * A method's entry. Omitted: importance 'optional', entropy and bits the options' defaults (ENTROPY, BITS),
- * recordedParams the seeded methods' seed and maxIter and the rate/penalty options given.
+ * recordedParams the seeded methods' seed and maxIter and the rate/penalty options given, nativeParams the declared
+ * options among the shared native keys.
  */
 export function defineMethod<N extends string>(
   m: Omit<MethodEntry, 'name' | 'importance' | 'entropy' | 'defaultBits' | 'recordedParams' | 'nativeParams'> & { name: N } & Partial<
-      Pick<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams'>
+      Pick<MethodEntry, 'importance' | 'entropy' | 'defaultBits' | 'recordedParams' | 'nativeParams'>
     >,
 ): MethodEntry & { name: N } {
   return {
     ...m,
-    nativeParams: nativeParamsOf(m.options),
+    nativeParams: m.nativeParams ?? nativeParamsOf(m.options),
     importance: m.importance ?? 'optional',
     entropy: m.entropy ?? (ENTROPY.default as 'none'),
     defaultBits: m.defaultBits ?? (() => BITS.default as number),

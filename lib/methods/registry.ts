@@ -9,6 +9,7 @@ import { kmeans } from './kmeans.js';
 import { kmeansOptimal } from './kmeans-optimal.js';
 import { lr2vq } from './lr2vq.js';
 import { normalFloat } from './normal-float.js';
+import { qn } from './qn.js';
 import type { MethodEntry } from './method.js';
 import type { OptionSpec } from './options.js';
 import { pq } from './pq.js';
@@ -18,9 +19,9 @@ import { sparseL1 } from './sparse-l1.js';
 import { sparseL1l2 } from './sparse-l1l2.js';
 import { uniform } from './uniform.js';
 
-export type { MethodEntry, MethodOptions, RecordedOptions } from './method.js';
+export type { CalibratedFit, CalibratedInput, MethodEntry, MethodOptions, RecordedOptions } from './method.js';
 
-export const METHODS = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster, normalFloat, pq, lr2vq] as const satisfies readonly MethodEntry[];
+export const METHODS = [uniform, kmeans, kmeansOptimal, hessianKmeans, ecsqUniform, ecsq, sparseL1, sparseL1l2, sparseL0, sparseCluster, normalFloat, qn, pq, lr2vq] as const satisfies readonly MethodEntry[];
 
 /** The methods' names, as the API, the CLI and the file format spell them. */
 export type MethodName = (typeof METHODS)[number]['name'];

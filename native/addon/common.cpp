@@ -82,7 +82,8 @@ DenseOut dense_out_of(const Napi::CallbackInfo& info, size_t i, uint64_t numel, 
 
 wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::initializer_list<const char*> also) {
   static const char* const kKeys[] = {"seed", "maxIter", "symmetric", "step", "lambda", "lambda2", "targetValues",
-                                      "rate", "penalty", "l0Algorithm", "dpBound", "threads"};
+                                      "rate", "penalty", "l0Algorithm", "dpBound", "threads",
+                                      "levels", "tStart", "tSlope", "epochs", "stepsPerEpoch", "learningRate", "learnBiases"};
   if (!v.IsUndefined() && !v.IsNull() && !v.IsObject()) throw_arg(env, "solver params must be an object");
   Napi::Object o = v.IsObject() ? v.As<Napi::Object>() : Napi::Object::New(env);
   Napi::Array names = o.GetPropertyNames();
@@ -118,6 +119,22 @@ wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::init
   else if (l0 == "naive") sp.l0_algo = wp::SparseL0Algo::Naive;
   else throw_arg(env, "l0Algorithm must be monge, pelt or naive, got '" + l0 + "'");
   sp.dp_bound = bool_of(o, "dpBound", true);
+  Napi::Value lv = o.Get("levels");
+  if (lv.IsArray()) {
+    Napi::Array a = lv.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      if (!a.Get(i).IsNumber()) throw_arg(env, "levels must be an array of numbers");
+      sp.qn.levels.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+    }
+  } else if (!lv.IsUndefined()) {
+    throw_arg(env, "levels must be an array of numbers");
+  }
+  sp.qn.t_start = num_of(o, "tStart", sp.qn.t_start);
+  sp.qn.t_slope = num_of(o, "tSlope", sp.qn.t_slope);
+  sp.qn.epochs = (int)num_of(o, "epochs", sp.qn.epochs);
+  sp.qn.steps = (int)num_of(o, "stepsPerEpoch", sp.qn.steps);
+  sp.qn.lr = num_of(o, "learningRate", sp.qn.lr);
+  sp.qn.learn_biases = bool_of(o, "learnBiases", false);
   std::string step = str_of(o, "step", "mse");
   if (step == "mse") sp.step = wp::UniformStep::Mse;
   else if (step == "minmax") sp.step = wp::UniformStep::MinMax;
@@ -135,6 +152,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wpa::init_entropy(env, exports);
   wpa::init_block(env, exports);
   wpa::init_vq(env, exports);
+  wpa::init_qn(env, exports);
   return exports;
 }
 }  // namespace

@@ -37,7 +37,7 @@ wp::Dtype dtype_of(Napi::Env env, const std::string& s);
 const int32_t* cancel_of(const Napi::Value& v);
 // The solver's options as one object (quantize's and blockQuantize's `solverParams`, or the params of solve and
 // summarySolve): seed, maxIter, symmetric, step, lambda, lambda2, targetValues, rate, penalty, l0Algorithm,
-// dpBound, threads (0 = all cores); `also` names the other keys the call takes there (e.g. k). Undefined gives the
+// dpBound, threads (0 = all cores), and qn's levels, tStart, tSlope, epochs, stepsPerEpoch, learningRate, learnBiases; `also` names the other keys the call takes there (e.g. k). Undefined gives the
 // defaults; an unknown key is an E_ARGUMENT that lists the known ones.
 wp::SolverParams solver_params_of(Napi::Env env, const Napi::Value& v, std::initializer_list<const char*> also = {});
 
@@ -128,5 +128,6 @@ void init_backends(Napi::Env env, Napi::Object exports);
 void init_entropy(Napi::Env env, Napi::Object exports);
 void init_block(Napi::Env env, Napi::Object exports);
 void init_vq(Napi::Env env, Napi::Object exports);
+void init_qn(Napi::Env env, Napi::Object exports);
 
 }  // namespace wpa

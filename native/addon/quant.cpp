@@ -42,6 +42,7 @@ class QuantizeWorker : public PromiseWorker {
   wp::Context ctx;
   wp::QuantizeStats stats;
   wp::Quantizer fixed;
+  std::vector<wp::Quantizer> slices;
   void Run() override { wp::quantize_tensor(in, params, out, ctx, &stats); }
   Napi::Value Result(Napi::Env env) override { return stats_to_js(env, stats); }
 };
@@ -100,6 +101,38 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     if (w->fixed.levels.empty() || (!w->fixed.thresholds.empty() && w->fixed.thresholds.size() + 1 != w->fixed.levels.size()))
       throw_arg(env, "fixedLevels must be non-empty, with one threshold fewer");
     w->params.fixed = &w->fixed;
+  }
+  // fixedSlices: {levels: Float64Array [slices·L], thresholds: Float64Array [slices·(L−1)]}, one quantizer per slice.
+  Napi::Value fs = p.Get("fixedSlices");
+  if (!fs.IsUndefined() && !fs.IsNull()) {
+    if (!fs.IsObject()) throw_arg(env, "fixedSlices must be {levels, thresholds}");
+    Napi::Object fo = fs.As<Napi::Object>();
+    auto read = [&](const Napi::Value& v, const char* what) {
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+        throw_arg(env, std::string(what) + " must be a Float64Array");
+      Bytes b = bytes_of(v, what);
+      const double* d = reinterpret_cast<const double*>(b.data);
+      return std::vector<double>(d, d + b.size / 8);
+    };
+    std::vector<double> L = read(fo.Get("levels"), "fixedSlices.levels"), T = read(fo.Get("thresholds"), "fixedSlices.thresholds");
+    const uint64_t nsl = wp::slice_count(w->in.numel, w->params.slice_size);
+    if (nsl == 0 || L.size() % nsl || L.size() / nsl < 1 || T.size() != nsl * (L.size() / nsl - 1))
+      throw_arg(env, "fixedSlices must hold L levels and L - 1 thresholds per slice");
+    const size_t nl = L.size() / nsl;
+    w->slices.resize(nsl);
+    for (size_t s = 0; s < nsl; ++s) {
+      w->slices[s].levels.assign(L.begin() + s * nl, L.begin() + (s + 1) * nl);
+      w->slices[s].thresholds.assign(T.begin() + s * (nl - 1), T.begin() + (s + 1) * (nl - 1));
+    }
+    w->params.fixed_slices = &w->slices;
+  }
+  Napi::Value af = t.Get("assignFrom");
+  if (!af.IsUndefined() && !af.IsNull()) {
+    if (!af.IsTypedArray() || af.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_arg(env, "assignFrom must be a Float32Array");
+    Bytes ab = bytes_of(af, "assignFrom");
+    if (ab.size != w->in.numel * 4) throw_arg(env, "assignFrom must have one value per element");
+    w->in.assign_from = reinterpret_cast<const float*>(ab.data);
+    w->Keep(af);
   }
   w->ctx.threads = (int)num_of(p, "threads", 0);
   w->ctx.cancel = cancel_of(info[4]);

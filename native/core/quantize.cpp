@@ -94,7 +94,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   // the slice (without importance), measures the error exactly (sum over codes of count x error^2), and leaves
   // the assign pass nothing but a table lookup and packing.
   const bool is16 = in.dtype == Dtype::F16 || in.dtype == Dtype::BF16;
-  const bool big16 = is16 && S >= (1u << 18);
+  const bool big16 = is16 && S >= (1u << 18) && !in.assign_from;
   std::vector<uint64_t> hist(big16 ? ns * 65536 : 0);
   const Backend16& be = params.backend16 ? *params.backend16 : cpu_backend16();
   if (big16) be.histogram((const uint16_t*)in.data, n, S, hist.data(), ctx);
@@ -108,7 +108,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
     uint64_t b = s * S, e = std::min(n, b + S);
     if (big16) {
       if (hist16_first_non_finite(hist.data() + s * 65536, in.dtype) < 65536) throw_non_finite_at(in.data, in.dtype, b, e);
-    } else if (params.fixed && first_non_finite(in.data, in.dtype, b, e) < e) {
+    } else if ((params.fixed || params.fixed_slices) && first_non_finite(in.data, in.dtype, b, e) < e) {
       throw_non_finite_at(in.data, in.dtype, b, e);
     }
   };
@@ -127,12 +127,17 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       else T[t] = std::numeric_limits<double>::infinity();  // padding entries are never chosen
     }
   };
-  if (params.fixed) {
+  if (params.fixed || params.fixed_slices) {
     // No solve, but every slice is still checked for NaN/Inf.
-    WP_THROW_IF_NOT(!params.fixed->levels.empty() && (int)params.fixed->levels.size() <= k, Argument, "fixed quantizer must have 1 to 2^bits levels");
+    WP_THROW_IF_NOT(!params.fixed_slices || params.fixed_slices->size() == ns, Argument, "fixed quantizers must be one per slice");
+    for (size_t s = 0; s < (params.fixed_slices ? ns : 1); ++s) {
+      const Quantizer& q = params.fixed_slices ? (*params.fixed_slices)[s] : *params.fixed;
+      WP_THROW_IF_NOT(!q.levels.empty() && (int)q.levels.size() <= k, Argument, "fixed quantizer must have 1 to 2^bits levels");
+      WP_THROW_IF_NOT(q.thresholds.empty() || q.thresholds.size() + 1 == q.levels.size(), Argument, "fixed quantizer must have one threshold fewer than levels");
+    }
     parallel_for(ctx, ns, [&](size_t s) {
       check_finite(s);
-      write_row(s, *params.fixed);
+      write_row(s, params.fixed_slices ? (*params.fixed_slices)[s] : *params.fixed);
       if (ctx.progress) ctx.progress((double)(s + 1), (double)ns);
     });
   } else {
@@ -193,7 +198,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
           auto run = [&](auto load) {
             for (; i < se; ++i) {
               double x = load(i);
-              uint8_t q = (uint8_t)assign_code(th, k, x);
+              uint8_t q = (uint8_t)assign_code(th, k, in.assign_from ? (double)in.assign_from[i] : x);
               codes[i - b] = q;
               err.add(x, lv[q]);
             }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "context.h"
 #include "dtype.h"
@@ -24,6 +25,8 @@ struct QuantizeParams {
                                         // layout entropy coders take
   const Quantizer* fixed = nullptr;     // when set: every slice uses this quantizer (no solve), e.g. one
                                         // codebook for the whole network
+  const std::vector<Quantizer>* fixed_slices = nullptr;  // when set: slice s uses entry s (no solve), e.g. a fit
+                                        // that needed more than the slice's values (qn with calibration)
   const Backend16* backend16 = nullptr; // the histogram and assign passes of large 16-bit slices (null: CPU)
 };
 
@@ -32,6 +35,8 @@ struct TensorIn {
   Dtype dtype = Dtype::F32;
   uint64_t numel = 0;
   const float* importance = nullptr;    // optional, numel entries
+  const float* assign_from = nullptr;   // optional, numel F32 values: codes are assigned from these (e.g. learned
+                                        // latent weights), the error is still measured against data
 };
 
 struct QuantizeOut {

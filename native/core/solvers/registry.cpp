@@ -15,6 +15,7 @@
 namespace wp {
 
 Quantizer solve_normal_float(const WeightedPoints& p, const SolverParams& sp);  // normal_float.cpp
+Quantizer solve_qn(const WeightedPoints& p, const SolverParams& sp);            // qn/fit.cpp
 
 namespace {
 
@@ -50,6 +51,7 @@ constexpr SolverRow kSolvers[] = {
     {"sparse-l0", solve_sparse_l0},
     {"sparse-cluster", solve_sparse_cluster},
     {"normal-float", solve_normal_float},
+    {"qn", solve_qn},
 };
 
 }  // namespace
@@ -110,6 +112,7 @@ void solve_batch(const SolverRow& row, const SolverParams& sp0, const SolveBatch
   std::atomic<size_t> done{0};
   SolverParams sp = sp0;
   sp.threads = batch.count == 1 ? ctx.thread_count() : 1;  // a lone problem gets every thread for its solve
+  sp.ctx = batch.count == 1 ? &ctx : nullptr;              // and the context, for progress within it
   parallel_for(ctx, batch.count, [&](size_t i) {
     WeightedPoints pts;
     batch.problem(i, pts);

@@ -8,6 +8,7 @@
 
 #include "../context.h"
 
+#include "../qn/params.h"
 #include "../summarize.h"
 #include "uniform.h"
 
@@ -31,6 +32,10 @@ struct SolverParams {
   SparsePenalty sparse_penalty = SparsePenalty::Standardized;  // sparse-l1/l1l2: jump weights (standardized A) or 1
   SparseL0Algo l0_algo = SparseL0Algo::Monge;  // sparse-l0: the DP's row-minima search
   bool dp_bound = true;            // kmeans-optimal: start each scan at the previous layer's argmin (Knuth-style)
+  QnFitParams qn;                  // qn: the level set and the fit's schedule
+  // A lone problem's context (solve_batch sets it when the batch has one problem): long solvers report progress
+  // and check cancellation through it. Null otherwise.
+  const Context* ctx = nullptr;
 };
 
 // What a solver returns: the levels, ascending, and optionally the k-1 decision thresholds between them
