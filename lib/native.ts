@@ -248,7 +248,7 @@ export interface NativeAddon {
   /** PQ (rank 0) or LR²VQ (rank dk, or -1: estimated) of a matrix [rows, cols] (native/core/vq/product.h). */
   vqEncode(
     tensor: { w: Float32Array; rows: number; cols: number; importance?: Float32Array; gram?: Float32Array; name?: string },
-    params: { m: number; k: number; rank: number; rowScale: boolean; groupRows: number; maxIter: number; seed: number; f16: boolean; refineRounds?: number; threads?: number },
+    params: { m: number; k: number; rank: number; rowScale: boolean; groupRows: number; maxIter: number; seed: number; f16: boolean; refineRounds?: number; threads?: number; rate?: number },
     cancel?: Int32Array | null,
     onProgress?: (done: number, total: number) => void,
   ): Promise<NativeVqResult>;
@@ -324,6 +324,8 @@ export interface NativeVqResult {
   scalesF32: boolean;
   iterations: number;
   reseeded: number;
+  /** Bits per weight: the indices' empirical entropy / m. */
+  indexEntropy: number;
   outputErrorInitial?: number;
   outputError?: number;
   refineRounds?: number;

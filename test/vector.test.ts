@@ -230,6 +230,23 @@ describe('product quantization and LR²VQ', () => {
     }
   });
 
+  it('with a rate, entropy-constrained VQ stays within it and between ECSQ-class quality and Shannon’s D(R) on Gaussian data', async () => {
+    const g = join(tmp.dir, 'gauss.safetensors');
+    writeSafetensors(g, [{ name: 'g', dtype: 'F32', shape: [512, 256], data: encode(gaussian(512 * 256, 31), 'F32') }]);
+    for (const rate of [0.75, 1]) {
+      const { rep } = await mseOf({ method: 'pq', subvector: 4, centroids: 256, entropy: 'huffman', rate, codebookDtype: 'F16' }, g, 'g');
+      const t = rep.tensors[0];
+      // The stream's entropy is per index (4 weights).
+      expect(t.entropy! / 4).toBeLessThanOrEqual(rate + 1e-9);
+      expect(t.sqnrDb!).toBeLessThanOrEqual(6.0206 * rate + 0.05);
+      // Gish–Pierce: uniform ECSQ sits 1.53 dB below D(R) at high rate; 4-dimensional ECVQ must not be worse than that.
+      expect(t.sqnrDb!).toBeGreaterThanOrEqual(6.0206 * rate - 1.53);
+      // And better than fixed-length PQ at the same index rate (K = 2^(4R) codewords).
+      const fixed = await mseOf({ method: 'pq', subvector: 4, centroids: Math.round(2 ** (4 * rate)), codebookDtype: 'F16' }, g, 'g');
+      expect(t.mse).toBeLessThan(fixed.mse);
+    }
+  });
+
   it('falls back to keeping a tensor that vector codes would not shrink, with a warning', async () => {
     const small = join(tmp.dir, 'small.safetensors');
     writeSafetensors(small, [{ name: 's', dtype: 'F16', shape: [4, 16], data: encode(gaussian(64, 2), 'F16') }]);
@@ -248,6 +265,7 @@ describe('product quantization and LR²VQ', () => {
       [{ method: 'pq', centroids: 1024, entropy: 'huffman' }, /at most 256 codewords/],
       [{ method: 'lr2vq', subvector: 4, rank: 6 }, /exceeds the subvector length/],
       [{ method: 'kmeans', calibration: input }, /does not read a calibration file/],
+      [{ method: 'pq', rate: 1 }, /needs entropy-coded indices/],
     ];
     for (const [opts, msg] of cases) await expect(quantize(input, out, opts), JSON.stringify(opts)).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(msg) });
   });

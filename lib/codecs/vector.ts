@@ -111,6 +111,8 @@ export const vectorCodec = {
   checkOptions(o) {
     if (rankOf(o) > o.subvector) return `rank ${rankOf(o)} exceeds the subvector length ${o.subvector}`;
     if (o.entropy !== 'none' && o.centroids > 256) return `entropy coding takes at most 256 codewords, not ${o.centroids}: give entropy 'none' or fewer centroids`;
+    if (o.rate !== undefined && o.entropy === 'none') return 'rate (entropy-constrained vector quantization) needs entropy-coded indices: give entropy huffman or ans';
+    if (o.rate !== undefined && o.calibration !== undefined) return 'rate and calibration cannot be combined (the layer-output refinement does not keep the indices\' entropy)';
     return undefined;
   },
   storedNames: (name) => [codebookName(name), projectionName(name), scalesName(name), ...codeNames(name)],
@@ -166,7 +168,7 @@ export const vectorCodec = {
     try {
       r = await native.vqEncode(
         { w, rows: l.rows, cols: l.cols, importance, gram, name: t.name },
-        { m: o.subvector, k: o.centroids, rank, rowScale: o.rowScale, groupRows: l.codebookRows, maxIter: (o as { iterations?: number }).iterations ?? 20, seed: o.seed, f16, threads: job.threads },
+        { m: o.subvector, k: o.centroids, rank, rowScale: o.rowScale, groupRows: l.codebookRows, maxIter: (o as { iterations?: number }).iterations ?? 20, seed: o.seed, f16, threads: job.threads, ...(o.rate !== undefined ? { rate: o.rate } : {}) },
         job.cancel.flag,
         job.onTensorProgress,
       );

@@ -1,6 +1,6 @@
 /** lr2vq: LR²VQ, subvectors projected to dk < M principal directions, clustered there, decoded through the projection. */
 import { defineMethod, recorder } from './method.js';
-import { SEED, option } from './options.js';
+import { RATE, SEED, option } from './options.js';
 import { ITERATIONS, noBits } from './pq.js';
 
 export const RANK = option({
@@ -20,5 +20,5 @@ export const lr2vq = defineMethod({
   solver: () => 'lr2vq',
   check: noBits('lr2vq'),
   recordedParams: (o) => ({ ...recorder(false)(o), seed: o.seed, iterations: (o as { iterations?: number }).iterations, rank: (o as { rank?: unknown }).rank }),
-  options: [SEED, ITERATIONS, RANK],
+  options: [SEED, ITERATIONS, RANK, RATE],
 });

@@ -1,6 +1,6 @@
 /** pq: product quantization, one codebook of K codewords for the M-weight subvectors of a tensor (lib/codecs/vector.ts). */
 import { defineMethod, recorder } from './method.js';
-import { SEED, option } from './options.js';
+import { RATE, SEED, option } from './options.js';
 
 export const ITERATIONS = option({
   name: 'iterations', type: 'int', min: 0, max: 100000, default: 20, unit: 'iterations',
@@ -22,5 +22,5 @@ export const pq = defineMethod({
   solver: () => 'pq',
   check: noBits('pq'),
   recordedParams: (o) => ({ ...recorder(false)(o), seed: o.seed, iterations: (o as { iterations?: number }).iterations }),
-  options: [SEED, ITERATIONS],
+  options: [SEED, ITERATIONS, RATE],
 });

@@ -132,6 +132,7 @@ class ProductWorker : public PromiseWorker {
     o.Set("scalesF32", Napi::Boolean::New(env, st.scales_f32));
     o.Set("iterations", Napi::Number::New(env, st.iterations));
     o.Set("reseeded", Napi::Number::New(env, (double)st.reseeded));
+    o.Set("indexEntropy", Napi::Number::New(env, st.index_entropy));
     if (in.gram) {
       o.Set("outputErrorInitial", Napi::Number::New(env, st.output_error_initial));
       o.Set("outputError", Napi::Number::New(env, st.output_error));
@@ -166,6 +167,7 @@ Napi::Value VqEncode(const Napi::CallbackInfo& info) {
   wk->p.seed = (uint64_t)num_of(p, "seed", 0);
   wk->p.f16 = bool_of(p, "f16", false);
   wk->p.refine_rounds = (int)num_of(p, "refineRounds", 4);
+  wk->p.rate = num_of(p, "rate", 0);
   wk->ctx.threads = (int)num_of(p, "threads", 0);
   wk->ctx.cancel = cancel_of(info[2]);
   wk->AttachProgress(env, info[3], wk->ctx);

@@ -65,8 +65,26 @@ NearestFn nearest_kernel() {
 
 const char* kmeans_kernel_isa() { return nearest_kernel() == nearest_block_generic ? "baseline" : "avx2+fma"; }
 
+std::vector<float> code_penalties(const uint32_t* assign, size_t n, int k, double lambda, double* entropy) {
+  std::vector<size_t> count(k, 0);
+  for (size_t t = 0; t < n; t++) count[assign[t]]++;
+  std::vector<float> pen(k);
+  double h = 0;
+  for (int j = 0; j < k; j++) {
+    if (!count[j]) {
+      pen[j] = 1e30f;
+      continue;
+    }
+    const double p = (double)count[j] / (double)n;
+    h -= p * std::log2(p);
+    pen[j] = (float)(lambda * -std::log2(p));
+  }
+  if (entropy) *entropy = h;
+  return pen;
+}
+
 double assign_nearest(const float* x, const float* w, size_t n, int d, const float* centroids, int k, uint32_t* assign, double* dist,
-                      const Context& ctx) {
+                      const Context& ctx, const float* penalty) {
   check_args(n, d, 1);
   const size_t B = block_points(k);
   const size_t blocks = (n + B - 1) / B;
@@ -80,12 +98,20 @@ double assign_nearest(const float* x, const float* w, size_t n, int d, const flo
     }
     half_norm[j] = 0.5f * s;
   }
+  // A penalty adds ½ penalty[c] to the score's offset (score = x·c − ½(‖c‖² + penalty[c])); weighted runs get it
+  // through the kernel's offset vector alone.
+  std::vector<float> offset;
+  if (penalty) {
+    offset.resize(k);
+    for (int j = 0; j < k; j++) offset[j] = 0.5f * penalty[j] + (w ? 0.0f : half_norm[j]);
+  }
+  const float* off = penalty ? offset.data() : w ? nullptr : half_norm.data();
   const NearestFn kernel = nearest_kernel();
   std::vector<double> block_sse(blocks, 0.0);
   parallel_for(ctx, blocks, [&](size_t b) {
     const size_t lo = b * B, m = std::min(B, n - lo);
     std::unique_ptr<float[]> scratch(new float[m * (size_t)(k + d + 1)]);  // uninitialized: the kernel writes it first
-    kernel(x + lo * d, w ? w + lo * d : nullptr, m, d, centroids, half_norm.data(), half_sq.data(), k, assign + lo, scratch.get());
+    kernel(x + lo * d, w ? w + lo * d : nullptr, m, d, centroids, off, half_sq.data(), k, assign + lo, scratch.get());
     double acc = 0;
     for (size_t r = 0; r < m; r++) {
       const size_t t = lo + r;
@@ -222,13 +248,20 @@ KmeansStats kmeans(const float* x, const float* w, size_t n, int d, const Kmeans
   const int k = p.k;
   KmeansStats st;
   const double total = (double)p.max_iter + 1;
-  seed_centroids(x, w, n, d, p, centroids, ctx);
+  if (p.init) std::copy_n(p.init, (size_t)k * d, centroids);
+  else seed_centroids(x, w, n, d, p, centroids, ctx);
   if (ctx.progress) ctx.progress(1, total);
   std::vector<double> dist(n);
   std::vector<uint32_t> prev;
+  const bool ecvq = p.lambda > 0;
+  if (ecvq) {
+    // Start from the unpenalized assignment's shares.
+    assign_nearest(x, w, n, d, centroids, k, assign, nullptr, ctx);
+    st.penalty = code_penalties(assign, n, k, p.lambda, nullptr);
+  }
   for (int it = 0; it < p.max_iter; it++) {
     ctx.check_cancel();
-    assign_nearest(x, w, n, d, centroids, k, assign, dist.data(), ctx);
+    assign_nearest(x, w, n, d, centroids, k, assign, dist.data(), ctx, ecvq ? st.penalty.data() : nullptr);
     bool changed = prev.empty() || !std::equal(prev.begin(), prev.end(), assign);
     // Empty clusters take the farthest points (largest weighted distance; ties: lower index) of clusters that
     // keep at least one point.
@@ -237,7 +270,7 @@ KmeansStats kmeans(const float* x, const float* w, size_t n, int d, const Kmeans
     std::vector<int> empty;
     for (int j = 0; j < k; j++)
       if (!count[j]) empty.push_back(j);
-    if (!empty.empty()) {
+    if (!empty.empty() && !ecvq) {
       std::vector<uint32_t> far(n);
       std::iota(far.begin(), far.end(), 0u);
       std::sort(far.begin(), far.end(), [&](uint32_t a, uint32_t b) { return dist[a] != dist[b] ? dist[a] > dist[b] : a < b; });
@@ -255,13 +288,15 @@ KmeansStats kmeans(const float* x, const float* w, size_t n, int d, const Kmeans
       changed = true;
     }
     update_centroids(x, w, n, d, assign, k, centroids, ctx);
+    if (ecvq) st.penalty = code_penalties(assign, n, k, p.lambda, nullptr);
     st.history.push_back(weighted_sse(x, w, n, d, centroids, assign));
     st.iterations = it + 1;
     if (ctx.progress) ctx.progress(it + 2, total);
     if (!changed) break;
     prev.assign(assign, assign + n);
   }
-  st.sse = assign_nearest(x, w, n, d, centroids, k, assign, nullptr, ctx);
+  st.sse = assign_nearest(x, w, n, d, centroids, k, assign, nullptr, ctx, ecvq ? st.penalty.data() : nullptr);
+  code_penalties(assign, n, k, ecvq ? p.lambda : 0, &st.entropy);
   if (ctx.progress) ctx.progress(total, total);
   return st;
 }

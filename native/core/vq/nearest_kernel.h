@@ -14,8 +14,8 @@ namespace {
 
 using KRowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// x, w: the block's points [m, d] (w may be null); c [k, d]; half_norm [k] = ½‖c_j‖² (unweighted);
-// half_sq [k, d] = ½ c∘c (weighted). Writes idx[m]. scratch holds m·k + m·(d + 1) floats. (No std:: containers here:
+// x, w: the block's points [m, d] (w may be null); c [k, d]; half_norm [k]: the score's offset per centroid
+// (unweighted: ½‖c_j‖² plus any penalty; weighted: the penalty alone, or null); half_sq [k, d] = ½ c∘c (weighted). Writes idx[m]. scratch holds m·k + m·(d + 1) floats. (No std:: containers here:
 // their template instances would be shared between the two builds.)
 void nearest_block_impl(const float* x, const float* w, size_t m, int d, const float* c, const float* half_norm, const float* half_sq, int k,
                         uint32_t* idx, float* scratch) {
@@ -29,6 +29,10 @@ void nearest_block_impl(const float* x, const float* w, size_t m, int d, const f
     T = W.cwiseProduct(X);
     S.noalias() = T * C.transpose();
     S.noalias() -= W * H.transpose();
+    if (half_norm) {
+      Eigen::Map<const Eigen::RowVectorXf> off(half_norm, k);
+      S.rowwise() -= off;
+    }
   } else {
     // [x, 1] · [c, −½‖c‖²]ᵀ in one product: the block with a column of ones appended.
     Eigen::Map<KRowMat> Xa(scratch + m * (size_t)k, (Eigen::Index)m, d + 1);

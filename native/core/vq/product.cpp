@@ -410,14 +410,48 @@ ProductStats product_quantize(const ProductIn& in, const ProductParams& p, Produ
     kp.seed = mix_seed(p.seed, g);
     float* C = out.codebooks + g * (size_t)p.k * dk;
     Context kc{ctx.threads, ctx.cancel, {}};
-    const KmeansStats ks = P ? kmeans(R.data() + t0 * dk, Rw.empty() ? nullptr : Rw.data() + t0 * dk, t1 - t0, dk, kp, C, out.codes + t0, kc)
-                             : kmeans(X.data() + t0 * m, wt ? wt + t0 * m : nullptr, t1 - t0, m, kp, C, out.codes + t0, kc);
+    const float* gx = P ? R.data() + t0 * dk : X.data() + t0 * m;
+    const float* gw = P ? (Rw.empty() ? nullptr : Rw.data() + t0 * dk) : (wt ? wt + t0 * m : nullptr);
+    const size_t gn = t1 - t0;
+    KmeansStats ks = kmeans(gx, gw, gn, dk, kp, C, out.codes + t0, kc);
     st.iterations = std::max(st.iterations, ks.iterations);
     st.reseeded += ks.reseeded;
+    std::vector<float> penalty;
+    if (p.rate > 0 && ks.entropy / m > p.rate) {
+      // Entropy-constrained VQ: the smallest λ (bisection in log space) whose indices' entropy is within the rate,
+      // each run started from the unconstrained codebook.
+      const std::vector<float> C0(C, C + (size_t)p.k * dk);
+      std::vector<float> Cb(C0.size());
+      std::vector<uint32_t> ab(gn);
+      double lo = 0, hi = std::max(ks.sse / (double)gn, 1e-300);
+      bool found = false;
+      auto attempt = [&](double lambda) {
+        KmeansParams ep = kp;
+        ep.lambda = lambda;
+        ep.init = C0.data();
+        ep.max_iter = std::max(10, p.max_iter / 2);
+        std::vector<float> Ct(C0.size());
+        std::vector<uint32_t> at(gn);
+        KmeansStats es = kmeans(gx, gw, gn, dk, ep, Ct.data(), at.data(), kc);
+        const bool ok = es.entropy / m <= p.rate;
+        if (ok) Cb = Ct, ab = at, penalty = es.penalty, found = true;
+        return ok;
+      };
+      for (int i = 0; i < 60 && !attempt(hi); i++) lo = hi, hi *= 4;
+      for (int i = 0; i < 12 && found; i++) {
+        const double mid = lo > 0 ? std::sqrt(lo * hi) : hi / 16;
+        if (attempt(mid)) hi = mid;
+        else lo = mid;
+      }
+      if (found) std::copy(Cb.begin(), Cb.end(), C), std::copy(ab.begin(), ab.end(), out.codes + t0);
+      else penalty.clear();
+    }
     if (!round_stored(C, (size_t)p.k * dk, p.f16)) throw Error(Code::NonFinite, "a codeword does not fit F16: store codebooks as F32");
     float* B = books.data() + g * (size_t)p.k * m;
     fold(C, P, p.k, dk, m, B);
-    assign_nearest(X.data() + t0 * m, wt ? wt + t0 * m : nullptr, t1 - t0, m, B, p.k, out.codes + t0, nullptr, kc);
+    // The entropy-constrained penalties are in the clustering's coordinates, which are the subvectors' for PQ; for
+    // LR²VQ (an orthonormal projection, up to rounding) the same squared distances up to the low-rank part.
+    assign_nearest(X.data() + t0 * m, wt ? wt + t0 * m : nullptr, gn, m, B, p.k, out.codes + t0, nullptr, kc, penalty.empty() ? nullptr : penalty.data());
     tick(p.max_iter + 1);
   }
 
@@ -527,6 +561,16 @@ ProductStats product_quantize(const ProductIn& in, const ProductParams& p, Produ
     st.output_error = f;
     std::copy(theta.begin(), theta.end(), out.codebooks);
     if (P) std::copy(proj.begin(), proj.end(), out.projection);
+  }
+  {
+    double h = 0;
+    for (size_t g = 0; g < L.groups; g++) {
+      const size_t t0 = g * L.gr * L.P, t1 = std::min(n, (g + 1) * L.gr * L.P);
+      double hg = 0;
+      code_penalties(out.codes + t0, t1 - t0, p.k, 0, &hg);
+      h += hg * (double)(t1 - t0);
+    }
+    st.index_entropy = n ? h / (double)n / m : 0;
   }
   if (ctx.progress) ctx.progress(units, units);
   return st;

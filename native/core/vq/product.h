@@ -34,6 +34,9 @@ struct ProductParams {
   uint64_t seed = 0;
   bool f16 = false;        // codebooks, projection and scales stored as F16 (scales F32 when out of F16's range)
   int refine_rounds = 4;   // with a Gram matrix: assignment + refit rounds at most
+  // > 0: entropy-constrained VQ (kmeans.h) with λ searched per codebook so that the indices' empirical entropy is
+  // at most `rate` bits per weight (entropy / m), as close as the search gets (for entropy-coded indices).
+  double rate = 0;
 };
 
 struct RankTerm {
@@ -51,6 +54,7 @@ struct ProductStats {
   double output_error_initial = -1; // with a Gram matrix: tr(E H Eᵀ) after the weight-error clustering
   double output_error = -1;         //   and at the end
   int refine_rounds = 0;            //   rounds that lowered it
+  double index_entropy = 0;         // bits per weight: the indices' empirical entropy / m (over all codebooks)
 };
 
 struct ProductIn {
