@@ -16,7 +16,7 @@ export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface Progress {
-  phase: 'quantize' | 'decode' | 'copy';
+  phase: 'quantize' | 'decode' | 'copy' | 'export';
   /** The tensor being worked on. */
   tensor: string;
   /** Tensors done so far, and in all. */
@@ -34,6 +34,8 @@ export interface CommonOptions {
   threads?: number;
   /** Abort the job; the output file is then not written. */
   signal?: AbortSignal;
+  /** Let the output replace an input file (default false: an output that is an input is an ArgumentError). */
+  force?: boolean;
   /** Called after each tensor, and within a long tensor as its slices are done (with `within`). */
   onProgress?: (p: Progress) => void;
   /** Where numeric work runs. 'auto' uses CUDA when a driver and device answer (CPU otherwise). */
@@ -196,7 +198,12 @@ export const IMPORTANCE_MAP = option({
 });
 
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP];
+export const FORCE = option({
+  name: 'force', type: 'boolean', default: false,
+  doc: 'let the output replace an input file (same file, also through a symlink or hard link); refused otherwise', flag: '--force',
+});
+
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, FORCE];
 
 /** The codecs' options, each with the codec that reads it. */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codec: string }[] = CODECS.flatMap((c) => (c.options ?? []).map((spec) => ({ spec, codec: c.name })));
@@ -247,6 +254,13 @@ export function compilePattern(option: string, p: string): RegExp {
   }
   const re = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${re}$`);
+}
+
+/** A boolean option (force, strict), default false. */
+export function forceOf(v: unknown, option = 'force'): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') fail(option, `must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function signalOf(v: unknown): AbortSignal | undefined {
@@ -397,11 +411,12 @@ export interface ResolvedDecodeOptions {
   device: Device;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  force: boolean;
 }
 
 export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
-  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress', 'force'], 'decode');
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
@@ -410,5 +425,6 @@ export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptio
     device: checkValue(DEVICE, o.device ?? DEVICE.default, 0) as Device,
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
+    force: forceOf(o.force),
   };
 }

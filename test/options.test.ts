@@ -82,7 +82,7 @@ describe('declarations', () => {
       method: 'kmeans', codec: 'scalar', maxShardSize: 1, bits: 4, granularity: 'row', groupSize: 1, include: [], exclude: [], minDims: 0, minElements: 0,
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', importanceKind: 'hessian', importanceMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
-      doubleQuant: false, rounds: 1, threads: 0, device: 'auto',
+      doubleQuant: false, rounds: 1, threads: 0, device: 'auto', force: false,
     };
     expect(QUANTIZE_OPTIONS.map((s) => s.name).sort()).toEqual(Object.keys(every).sort());
     expect([...QUANTIZE_KEYS].sort()).toEqual([...Object.keys(every), 'signal', 'onProgress'].sort());
