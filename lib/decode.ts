@@ -7,7 +7,7 @@ import { Checkpoint } from './checkpoint.js';
 import { codecOf } from './codecs/registry.js';
 import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
 import { FormatError, fromNative, type WeightpressError } from './errors.js';
-import { FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
+import { DIGEST_KEY, FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, prepareOutput, readScheme, removeIfEmpty, shardNames } from './shards.js';
@@ -35,12 +35,23 @@ export function checkedScheme(ckpt: Checkpoint): FileScheme {
     const where = { file: ckpt.path, tensor: name };
     const codec = codecOf(s, where);
     codec.parse(s, (p) => new FormatError(`scheme: ${p}`, where));
-    codec.check(ckpt, name, s);
+    try {
+      codec.check(ckpt, name, s);
+    } catch (e) {
+      throw asInputError(fromNative(e, where), ckpt.path, name);
+    }
+    let stored = 0;
     for (const part of partsOf(name, s, codec.storedNames(name))) {
       const other = owner.get(part);
       if (other !== undefined) throw new FormatError(`scheme: stored tensor "${part}" is claimed by this entry and by "${other}"`, where);
       owner.set(part, name);
+      stored += ckpt.has(part) ? ckpt.info(part).byteLength : 0;
     }
+    // The stored metrics repeat the sizes: the dense bytes (numel x the dtype's size) and every stored byte. They
+    // must agree, or the entry's dtype or shape is not the one the file was written with.
+    const m = s.metrics;
+    if (m.bytesIn !== numel(s.shape) * DTYPE_SIZE[s.dtype] || m.bytesOut !== stored)
+      throw new FormatError(`scheme: metrics say ${m.bytesIn} bytes in and ${m.bytesOut} stored, but ${s.dtype} ${JSON.stringify(s.shape)} is ${numel(s.shape) * DTYPE_SIZE[s.dtype]} bytes and the file stores ${stored}`, where);
   }
   for (const t of ckpt.tensors())
     if (!owner.has(t.name)) throw new FormatError('the file holds this tensor, but the weightpress scheme does not describe it', { file: t.file, tensor: t.name });
@@ -87,6 +98,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
     const order = [...names].sort((a, b) => DTYPE_SIZE[outDtype(scheme.tensors[b].dtype)] - DTYPE_SIZE[outDtype(scheme.tensors[a].dtype)]);
     const metadata = { ...ckpt.metadata };
     delete metadata[FORMAT_KEY];
+    delete metadata[DIGEST_KEY];
     // Shards of at most maxShardSize bytes, in write order (a tensor larger than that gets one of its own).
     const groups = groupBySize(order, bytesOf, o.maxShardSize);
     const { dir, base, isDir } = prepareOutput(output, [ckpt.path, ...ckpt.files], o.force);

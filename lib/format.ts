@@ -3,11 +3,25 @@
  * the scheme of every tensor as JSON. Quantized tensors are stored as a codebook tensor and a packed-codes
  * tensor; kept tensors are stored as they were.
  */
+import { createHash } from 'node:crypto';
+
 import { FormatError } from './errors.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 
 export const FORMAT_KEY = 'weightpress';
 export const FORMAT_VERSION = 1;
+/**
+ * `__metadata__` key of the scheme's SHA-256 (hex of the UTF-8 bytes of the scheme string). Some parameters of a
+ * stored layout do not change its sizes (block scales are padded to 8 bytes, so 5-, 6- and 7-bit double
+ * quantization or another super-block can give the same bytes); the digest makes any change to the scheme an
+ * E_FORMAT instead of a file decoded under parameters it was not written with. Files without it are read as before.
+ */
+export const DIGEST_KEY = 'weightpress.sha256';
+
+/** The value of DIGEST_KEY for a scheme string. */
+export function schemeDigest(scheme: string): string {
+  return createHash('sha256').update(scheme, 'utf8').digest('hex');
+}
 
 export interface StoredMetrics {
   mse: number;
@@ -121,6 +135,9 @@ function checkMetrics(m: unknown, bad: (p: string) => Error): void {
 export function parseScheme(metadata: Record<string, string>, file: string): FileScheme {
   const raw = metadata[FORMAT_KEY];
   if (raw === undefined) throw new FormatError(`not a weightpress file: __metadata__ has no "${FORMAT_KEY}" entry`, { file });
+  const digest = metadata[DIGEST_KEY];
+  if (digest !== undefined && digest !== schemeDigest(raw))
+    throw new FormatError(`the weightpress scheme does not match its SHA-256 (${DIGEST_KEY}): the scheme or the digest was changed after writing`, { file });
   let s: FileScheme;
   try {
     s = JSON.parse(raw);

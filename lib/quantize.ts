@@ -10,7 +10,7 @@ import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
-import { FORMAT_KEY, FORMAT_VERSION, type FileScheme, type TensorScheme } from './format.js';
+import { DIGEST_KEY, FORMAT_KEY, FORMAT_VERSION, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
 import { Importance } from './importance.js';
 import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
@@ -189,7 +189,10 @@ async function runShards(
     };
     const names = (s: PlannedShard) => s.tasks.map((i) => plan.tasks[i].tensor.name);
     const output = await writer.finish(
-      (k) => ({ ...plan.metadata, [FORMAT_KEY]: schemeOf(names(shards[k])) }),
+      (k) => {
+        const scheme = schemeOf(names(shards[k]));
+        return { ...plan.metadata, [FORMAT_KEY]: scheme, [DIGEST_KEY]: schemeDigest(scheme) };
+      },
       index,
       { [FORMAT_KEY]: schemeOf(shards.flatMap(names)) },
       () => ckpt.check(),
