@@ -178,7 +178,7 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --no-compare, the SQNR of weightpress's learned-table block format on the same tensors: the difference is what
   the fixed-table export costs.
 
-  -o, --output FILE        output .gguf (temporary file, renamed into place)
+  -o, --output FILE        output .gguf, or a directory (an existing one, or ending in "/": <dir>/<input name>.gguf)
   --type T                 IQ4_NL | Q4_0 (default IQ4_NL)
   --no-flatten             keep tensors whose innermost dimension is not a multiple of 32 (conv kernels) unquantized
   --no-compare             skip the learned-table comparison

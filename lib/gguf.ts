@@ -9,7 +9,7 @@
  * "weightpress-export", general.name, general.alignment = 32, general.quantization_version = 2,
  * general.file_type, and weightpress.* maps when names or shapes had to change), tensor infos (name, dims
  * innermost first, type, offset), zero padding to 32, then each tensor's data at a 32-aligned offset.
- * The file is written to a temporary file next to the output and renamed into place.
+ * The file is written unnamed next to the output and linked into place at the end (lib/atomic.ts).
  */
 import { statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';

@@ -2,7 +2,7 @@
  * Sharded outputs, as Hugging Face writes them: "model-00001-of-00003.safetensors" ... beside
  * "model.safetensors.index.json" ({"metadata": {"total_size": bytes, ...}, "weight_map": {tensor: shard file}}).
  * Every shard is a complete safetensors file (a weightpress shard holds the scheme of its own tensors); nothing is
- * renamed into place before every shard is written, and the index is written last.
+ * linked into place before every shard is written, and the index is written last.
  */
 import { existsSync, mkdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { readFile, readdir, unlink } from 'node:fs/promises';

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { WeightpressError, decode, inspect, quantize } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { DIGEST_KEY, schemeDigest } from '../lib/format.js';
-import { encode, gaussian, mulberry32, readSafetensors, writeSafetensors, type RawTensor } from './helpers.js';
+import { encode, gaussian, mulberry32, readSafetensors, rewriteMetadata, writeSafetensors } from './helpers.js';
 
 export interface FuzzReport {
   tried: number;
@@ -159,16 +159,12 @@ function mutateScheme(r: Rng, scheme: Record<string, unknown>): string {
 }
 
 /**
- * The file with its __metadata__.weightpress replaced (tensors and data unchanged, in data order); `resign`
- * also replaces the scheme's digest, as a writer that made this scheme would have.
+ * The file with its __metadata__.weightpress replaced (tensors and data unchanged); `resign` also replaces the
+ * scheme's digest, as a writer that made this scheme would have.
  */
 function withScheme(bytes: Buffer, scheme: string, path: string, resign: boolean): void {
   writeFileSync(path, bytes);
-  const f = readSafetensors(path);
-  const tensors: RawTensor[] = Object.entries(f.header)
-    .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0])
-    .map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: Uint8Array.from(f.tensor(name)) }));
-  writeSafetensors(path, tensors, { ...f.metadata, weightpress: scheme, ...(resign ? { [DIGEST_KEY]: schemeDigest(scheme) } : {}) });
+  rewriteMetadata(path, path, (m) => ({ ...m, weightpress: scheme, ...(resign ? { [DIGEST_KEY]: schemeDigest(scheme) } : {}) }));
 }
 
 /**

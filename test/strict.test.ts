@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint, WeightpressError, decode, exportGguf, inspect, quantize } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { DIGEST_KEY, schemeDigest } from '../lib/format.js';
-import { encode, gaussian, readSafetensors, tempDir, writeSafetensors, type RawTensor } from './helpers.js';
+import { encode, gaussian, rewriteMetadata, tempDir, writeSafetensors, type RawTensor } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 let dir: string;
@@ -177,15 +177,13 @@ const variants: Variant[] = [];
 
 /** The file with its scheme changed by `edit` (and re-signed unless `keepDigest`). */
 function edited(v: Variant, edit: (scheme: { tensors: Record<string, Record<string, unknown>> }) => void, keepDigest = false): string {
-  const f = readSafetensors(v.file);
-  const scheme = JSON.parse(f.metadata.weightpress);
-  edit(scheme);
-  const s = JSON.stringify(scheme);
-  const tensors: RawTensor[] = Object.entries(f.header)
-    .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0])
-    .map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: Uint8Array.from(f.tensor(name)) }));
   const out = fresh(`${v.label}-edited.safetensors`);
-  writeSafetensors(out, tensors, { ...f.metadata, weightpress: s, ...(keepDigest ? {} : { [DIGEST_KEY]: schemeDigest(s) }) });
+  rewriteMetadata(v.file, out, (m) => {
+    const scheme = JSON.parse(m.weightpress);
+    edit(scheme);
+    const s = JSON.stringify(scheme);
+    return { ...m, weightpress: s, ...(keepDigest ? {} : { [DIGEST_KEY]: schemeDigest(s) }) };
+  });
   return out;
 }
 

@@ -56,7 +56,10 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];
   if (n > kMaxHeaderBytes) not_safetensors(path, base, size, "header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > size - 8) not_safetensors(path, base, size, "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes): truncated?");
-  if (n < 2 || base[8] != '{') not_safetensors(path, base, size, "header does not start with '{'");
+  // JSON whitespace may precede the object (the reference reader parses the header with serde_json).
+  uint64_t first = 8;
+  while (first < 8 + n && (base[first] == ' ' || base[first] == '\t' || base[first] == '\n' || base[first] == '\r')) ++first;
+  if (first == 8 + n || base[first] != '{') not_safetensors(path, base, size, "header does not start with '{'");
   // The reference reader takes the header as UTF-8 text (str::from_utf8): anything else is no header.
   size_t bad = 0;
   if (!json::valid_utf8((const char*)base + 8, n, &bad))
