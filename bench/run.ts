@@ -17,6 +17,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   rd: async () => ({ run: (await import('./rd.bench.js')).runRd }),
   entropy: () => import('./entropy.bench.js'),
   block: () => import('./block.bench.js'),
+  output: () => import('./output.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');

@@ -27,6 +27,7 @@ struct Slot {
 Slot g_slots[kSlots];
 struct sigaction g_previous;
 std::once_flag g_installed;
+uintptr_t g_page = 4096;  // set before the handler is installed (sysconf is not async-signal-safe)
 std::mutex g_table;
 
 void on_sigbus(int sig, siginfo_t* info, void* uctx) {
@@ -35,8 +36,8 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
     const uintptr_t b = s.base.load(std::memory_order_acquire);
     if (b && a >= b && a < b + s.size.load(std::memory_order_relaxed)) {
       // Past the end of a file that shrank: read zeros from here on, and remember it for check().
-      const uintptr_t page = a & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
-      void* p = mmap((void*)page, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      const uintptr_t page = a & ~(g_page - 1);
+      void* p = mmap((void*)page, (size_t)g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
       if (p != MAP_FAILED) {
         s.faulted.store(1, std::memory_order_release);
         return;
@@ -55,6 +56,7 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
 
 void install_guard() {
   std::call_once(g_installed, [] {
+    g_page = (uintptr_t)sysconf(_SC_PAGESIZE);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sigbus;
