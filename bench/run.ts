@@ -18,6 +18,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   entropy: () => import('./entropy.bench.js'),
   block: () => import('./block.bench.js'),
   vq: () => import('./vq.bench.js'),
+  output: () => import('./output.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');

@@ -166,7 +166,35 @@ export class Checkpoint {
    */
   bytes(name: string): Uint8Array {
     const e = this.entry(name);
+    this.checkShard(e.shard);
     return new Uint8Array(loadNative().view(e.shard.handle, e.index));
+  }
+
+  /**
+   * Throws an IoError naming the file when a file of this checkpoint shrank since it was opened (truncated or
+   * rewritten in place while mapped): a read past its new end gave zeros, not the data (native/core/io/
+   * mapped_file.h). Jobs call it after each tensor and before placing any output.
+   */
+  check(): void {
+    for (const s of this.shards) this.checkShard(s);
+  }
+
+  /** The IoError check() would throw, or undefined. */
+  failure(): WeightpressError | undefined {
+    try {
+      if (!this.closed) this.check();
+    } catch (e) {
+      return e as WeightpressError;
+    }
+    return undefined;
+  }
+
+  private checkShard(s: NativeFile): void {
+    try {
+      loadNative().check(s.handle);
+    } catch (e) {
+      throw fromNative(e, { file: s.path });
+    }
   }
 
   /** Hints the kernel that a tensor will be read soon, or that its pages can be dropped. */

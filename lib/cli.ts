@@ -3,9 +3,10 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { abortAllOutputs } from './atomic.js';
 import { decode, inspect } from './decode.js';
 import { exportGguf } from './gguf.js';
 import { ArgumentError, WeightpressError } from './errors.js';
@@ -20,7 +21,7 @@ import { CODEC, CODEC_OPTIONS, JOB_OPTIONS, METHOD, QUANTIZE_OPTIONS, type Progr
 
 /** The quantize flags that are no option of quantize(): where the output goes and what is printed. */
 const QUANTIZE_FLAGS = [
-  ['-o, --output FILE', 'output file, or a directory (written to temporary files, renamed into place at the end)'],
+  ['-o, --output FILE', 'output file, or a directory (an existing one, or a path ending in "/"); written unnamed and linked into place at the end, so that a failed or killed job leaves nothing; a symlink is written through; a device node, FIFO, socket or the input itself (without --force) is refused'],
   ['--json', 'print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)'],
   ['--quiet', 'no progress bar and no table'],
   ['--progress', 'a progress bar on stderr even when it is not a terminal'],
@@ -162,6 +163,7 @@ Run 'weightpress <command> --help' for its options. --version prints the version
                            quantize does
   --dtype D                f32 | f16 | bf16 | f64: dtype of float tensors (default: each tensor's original dtype)
   --threads N              CPU threads (default: all cores)
+  --force                  let the output replace the input (refused otherwise)
   --json                   print a JSON summary on stdout
   --quiet                  no progress bar`,
   inspect: `usage: weightpress inspect <file> [--json]
@@ -176,11 +178,14 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --no-compare, the SQNR of weightpress's learned-table block format on the same tensors: the difference is what
   the fixed-table export costs.
 
-  -o, --output FILE        output .gguf (temporary file, renamed into place)
+  -o, --output FILE        output .gguf, or a directory (an existing one, or ending in "/": <dir>/<input name>.gguf)
   --type T                 IQ4_NL | Q4_0 (default IQ4_NL)
   --no-flatten             keep tensors whose innermost dimension is not a multiple of 32 (conv kernels) unquantized
   --no-compare             skip the learned-table comparison
   --threads N              CPU threads
+  --strict                 refuse tensors GGUF has no type for (F8, BOOL, U8, ...) instead of dropping them (each
+                           dropped tensor is named on stderr)
+  --force                  let the output replace the input (refused otherwise)
   --json                   print the report as JSON`,
 };
 
@@ -245,156 +250,171 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const ac = new AbortController();
-  const onSig = () => ac.abort();
-  process.once('SIGINT', onSig);
-  process.once('SIGTERM', onSig);
-  try {
-    if (cmd === 'quantize') {
-      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
-      if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
-      if (typeof values.output !== 'string' || !values.output) throw new UsageError('quantize needs -o <output>');
-      const opts: QuantizeOptions = {
-        ...quantizeOptionsOf(values),
-        signal: ac.signal,
-        onProgress: progressBar(!values.quiet && (values.progress === true || process.stderr.isTTY === true)),
-      };
-      const report = await quantize(positionals[0], values.output, opts);
-      for (const w of report.warnings ?? []) process.stderr.write(`weightpress: warning: ${w}\n`);
-      if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');
-      else if (!values.quiet) process.stdout.write(formatTable(report) + `\nwrote ${report.output}\n`);
-      return 0;
+  // The first SIGINT/SIGTERM/SIGHUP/SIGQUIT cancels the job, which removes its outputs and exits 128 + the
+  // signal's number (130, 143, 129, 131); a second one removes them synchronously and exits at once.
+  const onSig = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) {
+      abortAllOutputs();
+      process.exit(128 + (osConstants.signals[sig] ?? 2));
     }
-    if (cmd === 'submit') {
-      const flags: ReturnType<typeof quantizeFlags> = { ...quantizeFlags(), redis: { type: 'string' }, 'unit-size': { type: 'string' }, queue: { type: 'string' }, attempts: { type: 'string' } };
-      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: flags });
-      if (positionals.length !== 1) throw new UsageError('submit takes one input path (see --help)');
-      if (typeof values.output !== 'string' || !values.output) throw new UsageError('submit needs -o <outdir>');
-      if (typeof values.redis !== 'string') throw new UsageError('submit needs --redis URL');
-      const id = await submit(positionals[0], values.output, {
-        ...quantizeOptionsOf(values),
-        redis: values.redis,
-        ...(typeof values['unit-size'] === 'string' ? { unitSize: values['unit-size'] } : {}),
-        ...(typeof values.queue === 'string' ? { queue: values.queue } : {}),
-        ...(typeof values.attempts === 'string' ? { attempts: int('attempts', values.attempts) } : {}),
-      });
-      process.stdout.write(values.json ? JSON.stringify({ id }) + '\n' : id + '\n');
-      return 0;
+    received = sig;
+    ac.abort();
+  };
+  // The handlers stay until the process exits: a signal after cleanup exits at once with its code, rather than
+  // by the signal's default action.
+  for (const sig of SIGNALS) process.on(sig, onSig);
+  if (cmd === 'quantize') {
+    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
+    if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
+    if (typeof values.output !== 'string' || !values.output) throw new UsageError('quantize needs -o <output>');
+    const opts: QuantizeOptions = {
+      ...quantizeOptionsOf(values),
+      signal: ac.signal,
+      onProgress: progressBar(!values.quiet && (values.progress === true || process.stderr.isTTY === true)),
+    };
+    const report = await quantize(positionals[0], values.output, opts);
+    for (const w of report.warnings ?? []) process.stderr.write(`weightpress: warning: ${w}\n`);
+    if (values.json) process.stdout.write(JSON.stringify(toJson(report)) + '\n');
+    else if (!values.quiet) process.stdout.write(formatTable(report) + `\nwrote ${report.output}\n`);
+    return 0;
+  }
+  if (cmd === 'submit') {
+    const flags: ReturnType<typeof quantizeFlags> = { ...quantizeFlags(), redis: { type: 'string' }, 'unit-size': { type: 'string' }, queue: { type: 'string' }, attempts: { type: 'string' } };
+    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: flags });
+    if (positionals.length !== 1) throw new UsageError('submit takes one input path (see --help)');
+    if (typeof values.output !== 'string' || !values.output) throw new UsageError('submit needs -o <outdir>');
+    if (typeof values.redis !== 'string') throw new UsageError('submit needs --redis URL');
+    const id = await submit(positionals[0], values.output, {
+      ...quantizeOptionsOf(values),
+      redis: values.redis,
+      ...(typeof values['unit-size'] === 'string' ? { unitSize: values['unit-size'] } : {}),
+      ...(typeof values.queue === 'string' ? { queue: values.queue } : {}),
+      ...(typeof values.attempts === 'string' ? { attempts: int('attempts', values.attempts) } : {}),
+    });
+    process.stdout.write(values.json ? JSON.stringify({ id }) + '\n' : id + '\n');
+    return 0;
+  }
+  if (cmd === 'worker') {
+    const { values } = parseFlags({
+      args: rest, strict: true,
+      options: { redis: { type: 'string' }, concurrency: { type: 'string' }, threads: { type: 'string' }, 'lock-duration': { type: 'string' }, queue: { type: 'string' }, name: { type: 'string' } },
+    });
+    if (typeof values.redis !== 'string') throw new UsageError('worker needs --redis URL');
+    const w = await runWorker({
+      redis: values.redis,
+      ...(values.concurrency ? { concurrency: int('concurrency', values.concurrency) } : {}),
+      ...(values.threads ? { threads: int('threads', values.threads) } : {}),
+      ...(values['lock-duration'] ? { lockDuration: int('lock-duration', values['lock-duration']) } : {}),
+      ...(values.queue ? { queue: values.queue } : {}),
+      ...(values.name ? { name: values.name } : {}),
+    });
+    process.stderr.write(`weightpress worker ${w.name}: serving (Ctrl-C or SIGTERM to stop)\n`);
+    await new Promise<void>((done) => ac.signal.addEventListener('abort', () => done(), { once: true }));
+    await w.close();
+    return 0;
+  }
+  if (cmd === 'status') {
+    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { redis: { type: 'string' }, queue: { type: 'string' }, json: { type: 'boolean' } } });
+    if (positionals.length !== 1) throw new UsageError('status takes one job id (see --help)');
+    if (typeof values.redis !== 'string') throw new UsageError('status needs --redis URL');
+    const s = await status(positionals[0], { redis: values.redis, ...(values.queue ? { queue: values.queue } : {}) });
+    if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
+    else {
+      const u = s.units;
+      process.stdout.write(
+        `job ${s.id}: ${s.state}; units ${u.done}/${u.total} done, ${u.running} running, ${u.waiting} waiting, ${u.failed} failed; ` +
+          `${(s.bytesDone / 1e9).toFixed(2)} of ${(s.bytesTotal / 1e9).toFixed(2)} GB, ${(s.throughput / 1e6).toFixed(1)} MB/s` +
+          (s.workers.length ? `; workers: ${s.workers.join(', ')}` : '') +
+          (s.output ? `; output ${s.output}` : '') +
+          (s.error ? `; error ${s.error.code}${s.error.file ? ` (${s.error.file}${s.error.tensor ? `, tensor "${s.error.tensor}"` : ''})` : ''}: ${s.error.message}` : '') +
+          '\n',
+      );
     }
-    if (cmd === 'worker') {
-      const { values } = parseFlags({
-        args: rest, strict: true,
-        options: { redis: { type: 'string' }, concurrency: { type: 'string' }, threads: { type: 'string' }, 'lock-duration': { type: 'string' }, queue: { type: 'string' }, name: { type: 'string' } },
-      });
-      if (typeof values.redis !== 'string') throw new UsageError('worker needs --redis URL');
-      const w = await runWorker({
-        redis: values.redis,
-        ...(values.concurrency ? { concurrency: int('concurrency', values.concurrency) } : {}),
-        ...(values.threads ? { threads: int('threads', values.threads) } : {}),
-        ...(values['lock-duration'] ? { lockDuration: int('lock-duration', values['lock-duration']) } : {}),
-        ...(values.queue ? { queue: values.queue } : {}),
-        ...(values.name ? { name: values.name } : {}),
-      });
-      process.stderr.write(`weightpress worker ${w.name}: serving (Ctrl-C or SIGTERM to stop)\n`);
-      await new Promise<void>((done) => ac.signal.addEventListener('abort', () => done(), { once: true }));
-      await w.close();
-      return 0;
-    }
-    if (cmd === 'status') {
-      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { redis: { type: 'string' }, queue: { type: 'string' }, json: { type: 'boolean' } } });
-      if (positionals.length !== 1) throw new UsageError('status takes one job id (see --help)');
-      if (typeof values.redis !== 'string') throw new UsageError('status needs --redis URL');
-      const s = await status(positionals[0], { redis: values.redis, ...(values.queue ? { queue: values.queue } : {}) });
-      if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
-      else {
-        const u = s.units;
-        process.stdout.write(
-          `job ${s.id}: ${s.state}; units ${u.done}/${u.total} done, ${u.running} running, ${u.waiting} waiting, ${u.failed} failed; ` +
-            `${(s.bytesDone / 1e9).toFixed(2)} of ${(s.bytesTotal / 1e9).toFixed(2)} GB, ${(s.throughput / 1e6).toFixed(1)} MB/s` +
-            (s.workers.length ? `; workers: ${s.workers.join(', ')}` : '') +
-            (s.output ? `; output ${s.output}` : '') +
-            (s.error ? `; error ${s.error.code}${s.error.file ? ` (${s.error.file}${s.error.tensor ? `, tensor "${s.error.tensor}"` : ''})` : ''}: ${s.error.message}` : '') +
-            '\n',
-        );
-      }
-      return s.state === 'failed' ? 1 : 0;
-    }
-    if (cmd === 'decode') {
-      const { values, positionals } = parseFlags({
-        args: rest, allowPositionals: true, strict: true,
-        options: {
-          output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
-          'max-shard-size': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
-        },
-      });
-      if (positionals.length !== 1) throw new UsageError('decode takes one input path (see --help)');
-      if (!values.output) throw new UsageError('decode needs -o <output>');
-      const r = await decode(positionals[0], values.output, {
-        ...(values.dtype ? { dtype: values.dtype.toUpperCase() as 'F32' } : {}),
-        ...(values.threads ? { threads: int('threads', values.threads) } : {}),
-        ...(values.device ? { device: values.device as 'auto' } : {}),
-        ...(values['max-shard-size'] ? { maxShardSize: values['max-shard-size'] } : {}),
-        signal: ac.signal,
-        onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
-      });
-      if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
-      else if (!values.quiet) process.stdout.write(`decoded ${r.tensors} tensors (${(r.bytesOut / 2 ** 20).toFixed(2)} MiB) in ${r.seconds.toFixed(2)} s to ${r.output}\n`);
-      return 0;
-    }
-    if (cmd === 'inspect') {
-      const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } });
-      if (positionals.length !== 1) throw new UsageError('inspect takes one file (see --help)');
-      const report = await inspect(positionals[0]);
-      process.stdout.write((values.json ? JSON.stringify(toJson(report)) : formatTable(report, 1000)) + '\n');
-      return 0;
-    }
-    if (cmd === 'export-gguf') {
-      const { values, positionals } = parseFlags({
-        args: rest, allowPositionals: true, strict: true,
-        options: {
-          output: { type: 'string', short: 'o' }, type: { type: 'string' }, 'no-flatten': { type: 'boolean' },
-          'no-compare': { type: 'boolean' }, threads: { type: 'string' }, json: { type: 'boolean' },
-        },
-      });
-      if (positionals.length !== 1) throw new UsageError('export-gguf takes one input path (see --help)');
-      if (!values.output) throw new UsageError('export-gguf needs -o <output.gguf>');
-      const type = (values.type ?? 'IQ4_NL').toUpperCase() as 'IQ4_NL' | 'Q4_0';
-      const threads = int('threads', values.threads);
-      const r = await exportGguf(positionals[0], values.output, { type, flatten: !values['no-flatten'], threads, signal: ac.signal });
-      let learned: number | null | undefined;
-      if (!values['no-compare']) {
-        const names = r.tensors.filter((t) => t.quantized).map((t) => t.name);
-        if (names.length) {
-          const dir = mkdtempSync(join(tmpdir(), 'wp-gguf-'));
-          try {
-            const esc = names.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|');
-            const q = await quantize(positionals[0], join(dir, 'learned.safetensors'), { codec: 'block', include: [`/^(${esc})$/`], threads, signal: ac.signal });
-            learned = q.total.quantizedSqnrDb;
-          } finally {
-            rmSync(dir, { recursive: true, force: true });
-          }
+    return s.state === 'failed' ? 1 : 0;
+  }
+  if (cmd === 'decode') {
+    const { values, positionals } = parseFlags({
+      args: rest, allowPositionals: true, strict: true,
+      options: {
+        output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
+        'max-shard-size': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
+        force: { type: 'boolean' },
+      },
+    });
+    if (positionals.length !== 1) throw new UsageError('decode takes one input path (see --help)');
+    if (!values.output) throw new UsageError('decode needs -o <output>');
+    const r = await decode(positionals[0], values.output, {
+      ...(values.dtype ? { dtype: values.dtype.toUpperCase() as 'F32' } : {}),
+      ...(values.threads ? { threads: int('threads', values.threads) } : {}),
+      ...(values.device ? { device: values.device as 'auto' } : {}),
+      ...(values['max-shard-size'] ? { maxShardSize: values['max-shard-size'] } : {}),
+      ...(values.force ? { force: true } : {}),
+      signal: ac.signal,
+      onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
+    });
+    if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else if (!values.quiet) process.stdout.write(`decoded ${r.tensors} tensors (${(r.bytesOut / 2 ** 20).toFixed(2)} MiB) in ${r.seconds.toFixed(2)} s to ${r.output}\n`);
+    return 0;
+  }
+  if (cmd === 'inspect') {
+    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: { json: { type: 'boolean' } } });
+    if (positionals.length !== 1) throw new UsageError('inspect takes one file (see --help)');
+    const report = await inspect(positionals[0]);
+    process.stdout.write((values.json ? JSON.stringify(toJson(report)) : formatTable(report, 1000)) + '\n');
+    return 0;
+  }
+  if (cmd === 'export-gguf') {
+    const { values, positionals } = parseFlags({
+      args: rest, allowPositionals: true, strict: true,
+      options: {
+        output: { type: 'string', short: 'o' }, type: { type: 'string' }, 'no-flatten': { type: 'boolean' },
+        'no-compare': { type: 'boolean' }, threads: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' }, force: { type: 'boolean' },
+      },
+    });
+    if (positionals.length !== 1) throw new UsageError('export-gguf takes one input path (see --help)');
+    if (!values.output) throw new UsageError('export-gguf needs -o <output.gguf>');
+    const type = (values.type ?? 'IQ4_NL').toUpperCase() as 'IQ4_NL' | 'Q4_0';
+    const threads = int('threads', values.threads);
+    const r = await exportGguf(positionals[0], values.output, { type, flatten: !values['no-flatten'], threads, signal: ac.signal, strict: values.strict === true, force: values.force === true });
+    for (const s of r.skipped) process.stderr.write(`weightpress: warning: dropped tensor "${s.name}" (${s.dtype}): ${s.reason}\n`);
+    let learned: number | null | undefined;
+    if (!values['no-compare']) {
+      const names = r.tensors.filter((t) => t.quantized).map((t) => t.name);
+      if (names.length) {
+        const dir = mkdtempSync(join(tmpdir(), 'wp-gguf-'));
+        try {
+          const esc = names.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|');
+          const q = await quantize(positionals[0], join(dir, 'learned.safetensors'), { codec: 'block', include: [`/^(${esc})$/`], threads, signal: ac.signal });
+          learned = q.total.quantizedSqnrDb;
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
         }
       }
-      if (values.json) process.stdout.write(JSON.stringify({ ...r, ...(learned !== undefined ? { learnedBlockSqnrDb: learned } : {}) }) + '\n');
-      else {
-        const T = r.total;
-        process.stdout.write(`wrote ${r.output}: ${T.quantizedTensors} of ${T.tensors} tensors as ${type}, ${T.bitsPerWeight.toFixed(3)} bits/weight (whole file)\n`);
-        process.stdout.write(`SQNR of the ${type} export (quantized tensors): ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
-        if (learned !== undefined && learned !== null && T.sqnrDb !== null)
-          process.stdout.write(`weightpress learned-table block format on the same tensors: ${learned.toFixed(2)} dB; the export loses ${(learned - T.sqnrDb).toFixed(2)} dB\n`);
-      }
-      return 0;
     }
-    // backends
-    const { values } = parseFlags({ args: rest, strict: true, options: { json: { type: 'boolean' } } });
-    const b = loadNative().backends();
-    if (values.json) process.stdout.write(JSON.stringify(b) + '\n');
-    else for (const x of b) process.stdout.write(`${x.name}: ${x.available ? 'available' : 'unavailable'}${x.device ? ` (${x.device})` : ''}${x.reason ? ` — ${x.reason}` : ''}\n`);
+    if (values.json) process.stdout.write(JSON.stringify({ ...r, ...(learned !== undefined ? { learnedBlockSqnrDb: learned } : {}) }) + '\n');
+    else {
+      const T = r.total;
+      const dropped = r.skipped.length ? `, ${r.skipped.length} dropped (no GGUF type; --strict refuses)` : '';
+      process.stdout.write(
+        `wrote ${r.output}: ${T.quantizedTensors} of ${T.tensors + r.skipped.length} tensors as ${type}, ${T.tensors - T.quantizedTensors} kept${dropped}; ${T.bitsPerWeight.toFixed(3)} bits/weight (whole file)\n`,
+      );
+      process.stdout.write(`SQNR of the ${type} export (quantized tensors): ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
+      if (learned !== undefined && learned !== null && T.sqnrDb !== null)
+        process.stdout.write(`weightpress learned-table block format on the same tensors: ${learned.toFixed(2)} dB; the export loses ${(learned - T.sqnrDb).toFixed(2)} dB\n`);
+    }
     return 0;
-  } finally {
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
   }
+  // backends
+  const { values } = parseFlags({ args: rest, strict: true, options: { json: { type: 'boolean' } } });
+  const b = loadNative().backends();
+  if (values.json) process.stdout.write(JSON.stringify(b) + '\n');
+  else for (const x of b) process.stdout.write(`${x.name}: ${x.available ? 'available' : 'unavailable'}${x.device ? ` (${x.device})` : ''}${x.reason ? ` — ${x.reason}` : ''}\n`);
+  return 0;
 }
+
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+/** The signal that cancelled the job, if one did. */
+let received: NodeJS.Signals | undefined;
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -403,7 +423,7 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     if (e instanceof WeightpressError) {
       process.stderr.write(`\nweightpress: ${e.describe()}\n`.replace(/^\n/, process.stderr.isTTY ? '\n' : ''));
-      process.exitCode = e.code === 'E_CANCELLED' ? 130 : e.code === 'E_ARGUMENT' ? 2 : 1;
+      process.exitCode = e.code === 'E_CANCELLED' ? 128 + (osConstants.signals[received ?? 'SIGINT'] ?? 2) : e.code === 'E_ARGUMENT' ? 2 : 1;
     } else if (e instanceof UsageError || (e as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
       process.stderr.write(`weightpress: ${(e as Error).message}\n`);
       process.exitCode = 2;

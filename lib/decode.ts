@@ -6,11 +6,11 @@
 import { Checkpoint } from './checkpoint.js';
 import { codecOf } from './codecs/registry.js';
 import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
-import { FormatError, fromNative } from './errors.js';
-import { FORMAT_KEY, isQuantized, type FileScheme } from './format.js';
+import { FormatError, fromNative, type WeightpressError } from './errors.js';
+import { DIGEST_KEY, FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, readScheme, removeIfEmpty, shardNames } from './shards.js';
+import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, prepareOutput, readScheme, removeIfEmpty, shardNames } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
 
 export interface DecodeResult {
@@ -22,16 +22,59 @@ export interface DecodeResult {
   seconds: number;
 }
 
-/** The scheme of a weightpress checkpoint, every entry checked by its codec against the stored tensors. */
-function checkedScheme(ckpt: Checkpoint): FileScheme {
+/**
+ * The scheme of a weightpress checkpoint, every entry checked by its codec against the stored tensors, and the
+ * whole against the container: every stored tensor belongs to exactly one entry (a kept tensor under its own
+ * name, or a part a quantized entry names), so that a scheme that leaves tensors out, or two entries that claim
+ * one tensor, are FormatErrors rather than a file decoded without them.
+ */
+export function checkedScheme(ckpt: Checkpoint): FileScheme {
   const scheme = readScheme(ckpt);
+  const owner = new Map<string, string>();
   for (const [name, s] of Object.entries(scheme.tensors)) {
     const where = { file: ckpt.path, tensor: name };
     const codec = codecOf(s, where);
     codec.parse(s, (p) => new FormatError(`scheme: ${p}`, where));
-    codec.check(ckpt, name, s);
+    try {
+      codec.check(ckpt, name, s);
+    } catch (e) {
+      throw asInputError(fromNative(e, where), ckpt.path, name);
+    }
+    let stored = 0;
+    for (const part of partsOf(name, s, codec.storedNames(name))) {
+      const other = owner.get(part);
+      if (other !== undefined) throw new FormatError(`scheme: stored tensor "${part}" is claimed by this entry and by "${other}"`, where);
+      owner.set(part, name);
+      stored += ckpt.has(part) ? ckpt.info(part).byteLength : 0;
+    }
+    // The stored metrics repeat the sizes: the dense bytes (numel x the dtype's size) and every stored byte. They
+    // must agree, or the entry's dtype or shape is not the one the file was written with.
+    const m = s.metrics;
+    if (m.bytesIn !== numel(s.shape) * DTYPE_SIZE[s.dtype] || m.bytesOut !== stored)
+      throw new FormatError(`scheme: metrics say ${m.bytesIn} bytes in and ${m.bytesOut} stored, but ${s.dtype} ${JSON.stringify(s.shape)} is ${numel(s.shape) * DTYPE_SIZE[s.dtype]} bytes and the file stores ${stored}`, where);
   }
+  for (const t of ckpt.tensors())
+    if (!owner.has(t.name)) throw new FormatError('the file holds this tensor, but the weightpress scheme does not describe it', { file: t.file, tensor: t.name });
   return scheme;
+}
+
+/** The stored tensors of an entry: the tensor itself when kept; else the codec's parts that the entry names. */
+function partsOf(name: string, s: TensorScheme, stored: string[]): string[] {
+  if (!isQuantized(s)) return [name];
+  // The names an entry gives: its string fields, and those of its codec's own object (the vector codec's `vector`).
+  const values = Object.values(s).flatMap((v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.values(v) : [v]));
+  const named = new Set(values.filter((v): v is string => typeof v === 'string'));
+  const parts = stored.filter((n) => named.has(n));
+  return parts.length ? parts : stored;
+}
+
+/**
+ * An error decoding a checked file can only be the file's fault (its stored data disagrees with itself): an
+ * argument or internal error of a native decoder is a FormatError naming the input.
+ */
+function asInputError(e: WeightpressError, file: string, tensor: string): WeightpressError {
+  if (e.code !== 'E_ARGUMENT' && e.code !== 'E_INTERNAL') return e;
+  return new FormatError(`cannot decode: ${e.message}`, { file, tensor, cause: e });
 }
 
 /**
@@ -57,9 +100,10 @@ export async function decode(input: string, output: string, options: DecodeOptio
     const order = [...names].sort((a, b) => DTYPE_SIZE[outDtype(scheme.tensors[b].dtype)] - DTYPE_SIZE[outDtype(scheme.tensors[a].dtype)]);
     const metadata = { ...ckpt.metadata };
     delete metadata[FORMAT_KEY];
+    delete metadata[DIGEST_KEY];
     // Shards of at most maxShardSize bytes, in write order (a tensor larger than that gets one of its own).
     const groups = groupBySize(order, bytesOf, o.maxShardSize);
-    const { dir, base, isDir } = outputTarget(output);
+    const { dir, base, isDir } = prepareOutput(output, [ckpt.path, ...ckpt.files], o.force);
     if (isDir) created = ensureDir(dir);
     const files = shardNames(base, groups.length);
     const headerBase = 1024 + JSON.stringify(metadata).length * 1.2;
@@ -67,6 +111,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
       dir,
       groups.map((g, k) => ({ file: files[k], reserve: headerBase + g.reduce((a, n) => a + 2 * n.length + 128, 0) })),
       [ckpt.path, ...ckpt.files],
+      o.force,
     );
     const bytesTotal = names.reduce((a, n) => a + bytesOf(n), 0);
     let bytesDone = 0;
@@ -82,20 +127,22 @@ export async function decode(input: string, output: string, options: DecodeOptio
         try {
           dense = await codecOf(s, { file: ckpt.path, tensor: name }).decode(name, s, dt, { ckpt, threads: o.threads, cancel });
         } catch (e) {
-          throw fromNative(e, { file: ckpt.path, tensor: name }, at);
+          throw asInputError(fromNative(e, { file: ckpt.path, tensor: name }, at), ckpt.path, name);
         }
+        if (dense.byteLength !== bytesOf(name)) throw new FormatError(`decodes to ${dense.byteLength} bytes, its dtype and shape need ${bytesOf(name)}`, { file: ckpt.path, tensor: name });
+        ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         await sink.add(name, dt, s.shape, dense);
         bytesDone += dense.byteLength;
         reportProgress(o.onProgress, { phase: 'decode', tensor: name, index: ++index, count: names.length, bytesDone, bytesTotal });
       }
     }
     cancel.check(ckpt.path);
-    const out = await writer.finish(() => metadata, indexName(base));
+    const out = await writer.finish(() => metadata, indexName(base), {}, () => ckpt.check());
     return { input: ckpt.path, output: out, tensors: names.length, bytesOut: bytesTotal, seconds: (performance.now() - started) / 1000 };
   } catch (e) {
     writer?.abort();
     removeIfEmpty(created, outputTarget(output).dir);
-    throw e;
+    throw ckpt.failure() ?? e; // a shrunk input is the cause of whatever followed
   } finally {
     cancel.dispose();
     ckpt.close();

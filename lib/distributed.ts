@@ -4,8 +4,8 @@
  *   submit()     plans the job (lib/plan.ts), writes the plan into the output directory, and enqueues a BullMQ flow:
  *                one child job per work unit (consecutive shards of about unitSize input bytes) and a parent job
  *                that merges (the index, once every unit is done). Returns the job id.
- *   runWorker()  serves the queue: a unit is quantizeTasks(plan, outDir, {shards}) (each shard staged and renamed
- *                into place only when complete); the parent job is merge(). Progress goes to the job.
+ *   runWorker()  serves the queue: a unit is quantizeTasks(plan, outDir, {shards}) (each shard written unnamed
+ *                and linked into place only when complete); the parent job is merge(). Progress goes to the job.
  *   status()     units done / running / failed, bytes done, throughput, the workers that hold units.
  *
  * Redis and the output directory are what the machines share. A killed worker loses nothing: BullMQ's stalled-job
@@ -185,10 +185,14 @@ export interface WorkerOptions {
   name?: string;
 }
 
-/** Removes staged and temporary files of our own naming left in outDir by killed workers (at merge time). */
+/**
+ * Removes temporary files of our own naming left in outDir by killed workers, of any host (at merge time every unit
+ * is done): where O_TMPFILE is unsupported (NFS) ".<name>.wp-<pid>@<host>.<hex>.tmp", and earlier versions' staged
+ * files.
+ */
 async function removeStale(outDir: string): Promise<void> {
   for (const f of await readdir(outDir).catch(() => [] as string[]))
-    if (/^\..*\.wp-staged-\d+(\.[0-9a-f]+\.tmp)?$/.test(f)) await unlink(join(outDir, f)).catch(() => undefined);
+    if (/^\..*\.wp-(staged-\d+(\.[0-9a-f]+\.tmp)?|\d+@[^.]+\.[0-9a-f]{8}\.tmp)$/.test(f)) await unlink(join(outDir, f)).catch(() => undefined);
 }
 
 /** A WeightpressError as a job's failure reason (JSON, so that status() gives back the code, file and tensor). */

@@ -3,11 +3,25 @@
  * the scheme of every tensor as JSON. Quantized tensors are stored as a codebook tensor and a packed-codes
  * tensor; kept tensors are stored as they were.
  */
+import { createHash } from 'node:crypto';
+
 import { FormatError } from './errors.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 
 export const FORMAT_KEY = 'weightpress';
 export const FORMAT_VERSION = 1;
+/**
+ * `__metadata__` key of the scheme's SHA-256 (hex of the UTF-8 bytes of the scheme string). Some parameters of a
+ * stored layout do not change its sizes (block scales are padded to 8 bytes, so 5-, 6- and 7-bit double
+ * quantization or another super-block can give the same bytes); the digest makes any change to the scheme an
+ * E_FORMAT instead of a file decoded under parameters it was not written with. Files without it are read as before.
+ */
+export const DIGEST_KEY = 'weightpress.sha256';
+
+/** The value of DIGEST_KEY for a scheme string. */
+export function schemeDigest(scheme: string): string {
+  return createHash('sha256').update(scheme, 'utf8').digest('hex');
+}
 
 export interface StoredMetrics {
   mse: number;
@@ -109,10 +123,25 @@ export function isQuantized(s: TensorScheme): s is QuantizedScheme {
   return s.method !== 'keep';
 }
 
+const METRIC_NUMBERS = ['mse', 'maxAbsErr', 'bitsPerWeight', 'bytesIn', 'bytesOut', 'seconds'] as const;
+const OPTIONAL_METRICS = ['entropy', 'avgCodeLength', 'compressionRatio', 'paperCompressionRatio'] as const;
+
+/** Checks an entry's stored metrics: an object of numbers (sqnrDb a number or null), as quantize writes them. */
+function checkMetrics(m: unknown, bad: (p: string) => Error): void {
+  if (!m || typeof m !== 'object' || Array.isArray(m)) throw bad('metrics must be an object');
+  const r = m as Record<string, unknown>;
+  for (const k of METRIC_NUMBERS) if (typeof r[k] !== 'number') throw bad(`metrics.${k} must be a number, got ${JSON.stringify(r[k])}`);
+  if (r.sqnrDb !== null && typeof r.sqnrDb !== 'number') throw bad(`metrics.sqnrDb must be a number or null, got ${JSON.stringify(r.sqnrDb)}`);
+  for (const k of OPTIONAL_METRICS) if (r[k] !== undefined && typeof r[k] !== 'number') throw bad(`metrics.${k} must be a number, got ${JSON.stringify(r[k])}`);
+}
+
 /** Reads and checks the scheme of a weightpress file; a FormatError names the file and the tensor. */
 export function parseScheme(metadata: Record<string, string>, file: string): FileScheme {
   const raw = metadata[FORMAT_KEY];
   if (raw === undefined) throw new FormatError(`not a weightpress file: __metadata__ has no "${FORMAT_KEY}" entry`, { file });
+  const digest = metadata[DIGEST_KEY];
+  if (digest !== undefined && digest !== schemeDigest(raw))
+    throw new FormatError(`the weightpress scheme does not match its SHA-256 (${DIGEST_KEY}): the scheme or the digest was changed after writing`, { file });
   let s: FileScheme;
   try {
     s = JSON.parse(raw);
@@ -122,11 +151,15 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
   if (!s || s.format !== 'weightpress' || typeof s.tensors !== 'object' || s.tensors === null)
     throw new FormatError('weightpress scheme lacks format/tensors', { file });
   if (s.version !== FORMAT_VERSION) throw new FormatError(`weightpress format version ${s.version} is not supported (this reader knows ${FORMAT_VERSION})`, { file });
-  for (const [name, t] of Object.entries(s.tensors)) {
+  if (Array.isArray(s.tensors)) throw new FormatError('weightpress scheme: tensors must be an object', { file });
+  for (const [name, t] of Object.entries(s.tensors as Record<string, TensorScheme>)) {
     const bad = (p: string) => new FormatError(`scheme: ${p}`, { file, tensor: name });
-    if (!t || typeof t !== 'object') throw bad('entry is not an object');
-    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad('shape must be an array of non-negative integers');
+    if (!t || typeof t !== 'object' || Array.isArray(t)) throw bad('entry is not an object');
+    if (typeof (t as { method: unknown }).method !== 'string') throw bad(`method must be a string, got ${JSON.stringify(t.method)}`);
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad('shape must be an array of non-negative integers');
+    if (!Number.isSafeInteger(t.shape.reduce((a: number, d: number) => a * d, 1))) throw bad(`shape ${JSON.stringify(t.shape)} has more elements than any file holds`);
     if (typeof t.dtype !== 'string' || DTYPE_SIZE[t.dtype] === undefined) throw bad(`unknown dtype ${JSON.stringify(t.dtype)}`);
+    checkMetrics(t.metrics, bad);
     if (!isQuantized(t)) continue;
     if (!isFloatDtype(t.dtype)) throw bad(`quantized tensor has non-float dtype ${t.dtype}`);
     if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 16) throw bad(`bits must be 1-16, got ${t.bits}`);

@@ -9,15 +9,18 @@
  * "weightpress-export", general.name, general.alignment = 32, general.quantization_version = 2,
  * general.file_type, and weightpress.* maps when names or shapes had to change), tensor infos (name, dims
  * innermost first, type, offset), zero padding to 32, then each tensor's data at a 32-aligned offset.
- * The file is written to a temporary file next to the output and renamed into place.
+ * The file is written unnamed next to the output and linked into place at the end (lib/atomic.ts).
  */
-import { basename } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 
-import { AtomicFile } from './atomic.js';
+import { AtomicFile, checkOutputs, removeStaleTemps } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
-import { ArgumentError, WeightpressError, fromNative } from './errors.js';
-import { Cancel } from './job.js';
-import { intIn } from './validate.js';
+import { ArgumentError, DtypeError, WeightpressError, fromNative } from './errors.js';
+import { Cancel, reportProgress } from './job.js';
+import { refuseQuantized } from './plan.js';
+import { ensureDir } from './shards.js';
+import { forceOf, intIn, type Progress } from './validate.js';
 import { loadNative } from './load.js';
 import { isFloatDtype } from './dtype.js';
 import type { NativeBlockStats } from './native.js';
@@ -83,6 +86,15 @@ export interface GgufExportOptions {
   minElements?: number;
   threads?: number;
   signal?: AbortSignal;
+  /**
+   * Refuse (DtypeError naming every one) to drop tensors GGUF has no type for (F8, BOOL, U8, ...); default false:
+   * they are dropped and listed in the report's `skipped`.
+   */
+  strict?: boolean;
+  /** Let the output replace an input file (default false: refused). */
+  force?: boolean;
+  /** Called after each tensor is written (phase 'export'). */
+  onProgress?: (p: Progress) => void;
 }
 
 export interface GgufTensorReport {
@@ -178,8 +190,7 @@ function alignUp(n: number, a: number): number {
 export async function exportGguf(input: string, output: string, options: GgufExportOptions): Promise<GgufExportReport> {
   if (typeof options !== 'object' || options === null) throw new ArgumentError('option options: must be an object');
   for (const k of Object.keys(options))
-    if (!['type', 'name', 'flatten', 'minElements', 'threads', 'signal'].includes(k))
-      throw new ArgumentError(`option ${k}: unknown export-gguf option (known: type, name, flatten, minElements, threads, signal)`);
+    if (!KNOWN.includes(k)) throw new ArgumentError(`option ${k}: unknown export-gguf option (known: ${KNOWN.join(', ')})`);
   const row = GGUF_QUANT_TYPES.find((r) => r.name === options.type);
   if (!row) throw new ArgumentError(`option type: must be one of ${GGUF_QUANT_TYPES.map((r) => r.name).join(', ')}, got ${JSON.stringify(options.type)}`);
   const type = row.name;
@@ -187,12 +198,20 @@ export async function exportGguf(input: string, output: string, options: GgufExp
   const flatten = options.flatten ?? true;
   const minElements = Math.max(QK, intIn('minElements', options.minElements ?? 4096, 0, Number.MAX_SAFE_INTEGER));
   const threads = intIn('threads', options.threads ?? 0, 0, 1024);
+  const strict = forceOf(options.strict, 'strict');
+  const force = forceOf(options.force);
   const ck = await Checkpoint.open(input);
   const native = loadNative();
   const cancel = new Cancel(options.signal);
   let file: AtomicFile | undefined;
   try {
     cancel.check(ck.path);
+    refuseQuantized(ck);
+    // A directory (an existing one, or a path ending in "/") gets "<input name>.gguf".
+    const defaultName = basename(ck.path).replace(/\.safetensors$|\.json$/, '').replace(/\.safetensors$/, '');
+    const out = /[\\/]$/.test(output) || isDirectory(output) ? join(resolve(output), `${defaultName || 'model'}.gguf`) : resolve(output);
+    const [target] = checkOutputs([out], [ck.path, ...ck.files], force);
+    removeStaleTemps(dirname(target));
     // Plan: what each tensor becomes, and its size.
     const plan: Planned[] = [];
     const skipped: GgufExportReport['skipped'] = [];
@@ -232,6 +251,8 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       if (flattened) shapes[ggufName] = shape;
       plan.push({ name: t.name, ggufName, dtype: t.dtype, shape, ne, numel, cols, quantize, type: ggType, bytes, flattened });
     });
+    if (strict && skipped.length)
+      throw new DtypeError(`GGUF has no type for ${skipped.length} of ${ck.tensors().length} tensors: ${skipped.map((x) => `"${x.name}" (${x.dtype})`).join(', ')} (without strict they are dropped)`, { file: ck.path });
 
     // Header, KVs, tensor infos.
     const w = new ByteWriter();
@@ -266,7 +287,8 @@ export async function exportGguf(input: string, output: string, options: GgufExp
     w.pad(ALIGNMENT);
     const header = w.buffer();
 
-    file = await AtomicFile.create(output);
+    if (/[\\/]$/.test(output)) ensureDir(dirname(target));
+    file = await AtomicFile.create(target);
     const f = file;
     const write = (b: Uint8Array) => f.write(b);
     await write(header);
@@ -274,6 +296,12 @@ export async function exportGguf(input: string, output: string, options: GgufExp
     const reports: GgufTensorReport[] = [];
     const fixedTable = Float32Array.from(row.table);
     const params = { bits: 4, blockSize: QK, scale: 'optimal' as const, table: 'tensor' as const, rounds: 1, packBits: 8, fixedTable, threads };
+    const bytesTotal = plan.reduce((a, p) => a + p.bytes, 0);
+    let bytesDone = 0;
+    const progress = (p: Planned, i: number) => {
+      bytesDone += p.bytes;
+      reportProgress(options.onProgress, { phase: 'export', tensor: p.name, index: i + 1, count: plan.length, bytesDone, bytesTotal });
+    };
     for (let i = 0; i < plan.length; i++) {
       const p = plan[i];
       cancel.check(ck.path);
@@ -282,8 +310,10 @@ export async function exportGguf(input: string, output: string, options: GgufExp
       const raw = ck.bytes(p.name);
       if (!p.quantize) {
         await write(raw);
+        ck.check();
         reports.push({ name: p.name, ggufName: p.ggufName, dtype: p.dtype, shape: p.shape, ne: p.ne, type: typeName(p.type), quantized: false,
           numel: p.numel, bytes: p.bytes, sse: 0, signal: 0, sqnrDb: null, maxAbsErr: 0, bitsPerWeight: p.numel ? (8 * p.bytes) / p.numel : 0 });
+        progress(p, i);
         continue;
       }
       const sz = native.blockSizes(p.numel, p.cols, params);
@@ -305,14 +335,17 @@ export async function exportGguf(input: string, output: string, options: GgufExp
         blob[o + 1] = scales[2 * b + 1];
         for (let j = 0; j < QK / 2; j++) blob[o + 2 + j] = codes[c + j] | (codes[c + QK / 2 + j] << 4);
       }
+      ck.check(); // what was read is only good if the input did not shrink meanwhile
       await write(blob);
       reports.push({ name: p.name, ggufName: p.ggufName, dtype: p.dtype, shape: p.shape, ne: p.ne, type, quantized: true,
         numel: p.numel, bytes: p.bytes, sse: st.sse, signal: st.signal, sqnrDb: st.sse > 0 ? 10 * Math.log10(st.signal / st.sse) : null,
         maxAbsErr: st.maxAbsErr, bitsPerWeight: (8 * p.bytes) / p.numel });
+      progress(p, i);
     }
     // The data section ends padded to the alignment too (ggml reads every tensor's padded size).
     if (f.position < dataStart + offset) await write(new Uint8Array(dataStart + offset - f.position));
     cancel.check(ck.path);
+    ck.check();
     const pos = f.position;
     await f.finish();
     let sse = 0, signal = 0, qn = 0, n = 0, mx = 0;
@@ -341,11 +374,23 @@ export async function exportGguf(input: string, output: string, options: GgufExp
     };
   } catch (e) {
     await file?.abort();
+    const shrunk = ck.failure();
+    if (shrunk) throw shrunk;
     if (e instanceof WeightpressError) throw e;
     throw fromNative(e, { file: file?.path ?? output });
   } finally {
     cancel.dispose();
     ck.close();
+  }
+}
+
+const KNOWN = ['type', 'name', 'flatten', 'minElements', 'threads', 'signal', 'strict', 'force', 'onProgress'];
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }
 

@@ -1,4 +1,5 @@
 /** What every long job shares: cancellation through an AbortSignal, progress, and the atomic writer. */
+import { registerOutput } from './atomic.js';
 import { CancelledError, fromNative } from './errors.js';
 import { loadNative } from './load.js';
 import type { Progress } from './validate.js';
@@ -30,36 +31,27 @@ export interface TensorSink {
   add(name: string, dtype: string, shape: number[], data: Uint8Array): Promise<void>;
 }
 
-/** The output file, written to a temporary file next to it and renamed into place by finish(). */
+/**
+ * A safetensors output file (native SafetensorsWriter over an OutputFile, lib/atomic.ts): unnamed until place()
+ * links it at `path`; abort() (or the death of the process, on Linux) leaves nothing.
+ */
 export class OutputFile implements TensorSink {
   private readonly native = loadNative();
   private readonly handle: unknown;
   private open = true;
+  private readonly unlist: () => void;
 
-  /**
-   * `path` is where the file is written (a temporary file beside it until finish()); errors name `shownAs` (the
-   * file the user asked for, when `path` is a staged name for it; default `path`).
-   */
+  /** `path` is where place() puts the file; errors name it. */
   constructor(
     readonly path: string,
     reserveHeaderBytes: number,
-    private readonly shownAs = path,
   ) {
     try {
       this.handle = this.native.writerOpen(path, reserveHeaderBytes);
     } catch (e) {
-      throw this.error(e);
+      throw fromNative(e, { file: path });
     }
-  }
-
-  /** A native error about `path`, told about `shownAs` instead. */
-  private error(e: unknown, tensor?: string, at?: Error) {
-    const n = e as { file?: string; message?: string };
-    if (this.shownAs !== this.path && n && typeof n === 'object') {
-      if (n.file === this.path) n.file = this.shownAs;
-      if (typeof n.message === 'string') n.message = n.message.split(this.path).join(this.shownAs);
-    }
-    return fromNative(e, { file: this.shownAs, tensor }, at);
+    this.unlist = registerOutput(() => this.abort());
   }
 
   async add(name: string, dtype: string, shape: number[], data: Uint8Array): Promise<void> {
@@ -67,24 +59,37 @@ export class OutputFile implements TensorSink {
     try {
       await this.native.writerAdd(this.handle, name, dtype, shape, data);
     } catch (e) {
-      throw this.error(e, name, at);
+      throw fromNative(e, { file: this.path, tensor: name }, at);
     }
   }
 
+  /** Writes the header (with `metadata`) and flushes: the file is complete, not yet in place. */
   async finish(metadata: Record<string, string>): Promise<void> {
     const at = new Error();
     try {
       await this.native.writerFinish(this.handle, metadata);
-      this.open = false;
     } catch (e) {
-      throw this.error(e, undefined, at);
+      throw fromNative(e, { file: this.path }, at);
     }
   }
 
-  /** Removes the temporary file; safe to call after finish(). */
+  /** Links the finished file into place at `path`. */
+  place(): void {
+    try {
+      this.native.writerPlace(this.handle);
+    } catch (e) {
+      throw fromNative(e, { file: this.path });
+    } finally {
+      this.open = false;
+      this.unlist();
+    }
+  }
+
+  /** Removes the temporary file; safe to call after place(). */
   abort(): void {
     if (this.open) this.native.writerAbort(this.handle);
     this.open = false;
+    this.unlist();
   }
 }
 

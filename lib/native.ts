@@ -198,11 +198,23 @@ export interface NativeAddon {
   view(handle: unknown, index: number): ArrayBuffer;
   close(handle: unknown): void;
   advise(handle: unknown, index: number, what: 'willneed' | 'dontneed'): void;
+  /** Throws E_IO naming the file when it shrank while mapped (a read past its new end gave zeros). */
+  check(handle: unknown): void;
 
   writerOpen(path: string, reserveHeaderBytes: number): unknown;
   writerAdd(writer: unknown, name: string, dtype: string, shape: number[], data: ArrayBufferView): Promise<void>;
+  /** Writes the header and flushes; the file is complete but not yet at its path. */
   writerFinish(writer: unknown, metadata: Record<string, string>): Promise<void>;
+  /** Links the finished file into place at its path. */
+  writerPlace(writer: unknown): void;
   writerAbort(writer: unknown): void;
+
+  /** An output file that appears complete or not at all (O_TMPFILE + linkat on Linux; native/core/io/output_file.h). */
+  outputOpen(path: string): unknown;
+  outputWrite(out: unknown, data: ArrayBufferView, offset: number): Promise<void>;
+  /** fsync, then link (or rename) into place. */
+  outputPlace(out: unknown): Promise<void>;
+  outputAbort(out: unknown): void;
 
   quantize(
     /** assignFrom: F32 values the codes are assigned from (the error is measured against data). */

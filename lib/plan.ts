@@ -8,7 +8,8 @@ import { Checkpoint } from './checkpoint.js';
 import type { CodecName, TaskOptions, TensorTask } from './codecs/codec.js';
 import { findCodec, CODECS } from './codecs/registry.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
-import { FormatError } from './errors.js';
+import { ArgumentError, FormatError } from './errors.js';
+import { FORMAT_KEY } from './format.js';
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
@@ -38,7 +39,7 @@ export interface Plan {
 
 /** The options a task carries: the resolved options without the run's callbacks and runtime settings. */
 export function taskOptions(o: ResolvedQuantizeOptions): TaskOptions {
-  const { signal: _s, onProgress: _p, threads: _t, device: _d, warnings: _w, maxShardSize: _m, ...rest } = o;
+  const { signal: _s, onProgress: _p, force: _f, threads: _t, device: _d, warnings: _w, maxShardSize: _m, ...rest } = o;
   return rest;
 }
 
@@ -52,6 +53,12 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
   const exc = o.exclude.map((p) => compilePattern('exclude', p));
   const names = new Set(tensors.map((t) => t.name));
   const base = taskOptions(o);
+  if (inc.length) {
+    const unmatched = o.include.filter((_, k) => !tensors.some((t) => inc[k].test(t.name)));
+    if (unmatched.length === inc.length)
+      throw new ArgumentError(`option include: ${unmatched.map((p) => JSON.stringify(p)).join(', ')} ${unmatched.length > 1 ? 'match' : 'matches'} no tensor of ${file} (${tensors.length} tensors, e.g. ${tensors.slice(0, 3).map((t) => JSON.stringify(t.name)).join(', ') || 'none'})`, { file });
+    for (const p of unmatched) warnings.push(`include pattern ${JSON.stringify(p)} matches no tensor`);
+  }
   return tensors.map((t): TensorTask => {
     const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
     const excluded = exc.some((r) => r.test(t.name));
@@ -106,10 +113,21 @@ export async function plan(input: string, options: QuantizeOptions = {}): Promis
 /** The plan of an open checkpoint with resolved options (plan() and quantize() share it). */
 export async function planOf(ckpt: Checkpoint, o: ResolvedQuantizeOptions, cancel: Cancel): Promise<Plan> {
   cancel.check(ckpt.path);
+  refuseQuantized(ckpt);
   const warnings = [...o.warnings];
   const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
   await prepareTasks(ckpt, tasks, o, cancel, warnings);
   return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings, maxShardSize: o.maxShardSize };
+}
+
+/**
+ * A weightpress output is no input for quantize: its codebooks and codes would be quantized again as if they were
+ * weights. A FormatError names the file and says to decode it first.
+ */
+export function refuseQuantized(ckpt: Checkpoint): void {
+  const shard = ckpt.shardMetadata().find((s) => s.metadata[FORMAT_KEY] !== undefined);
+  if (shard || typeof ckpt.indexMetadata?.[FORMAT_KEY] === 'string')
+    throw new FormatError(`is a weightpress output (already quantized); decode it first: weightpress decode ${ckpt.path} -o dense.safetensors`, { file: shard?.file ?? ckpt.path });
 }
 
 /** The order tasks are written in: codecs placed 'first', then the rest by descending element size (alignment). */

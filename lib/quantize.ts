@@ -6,16 +6,17 @@
 import { resolve } from 'node:path';
 
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
+import { removeStaleTemps } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
-import { FORMAT_KEY, FORMAT_VERSION, type FileScheme, type TensorScheme } from './format.js';
+import { DIGEST_KEY, FORMAT_KEY, FORMAT_VERSION, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
 import { totals, type Report, type TensorReport } from './report.js';
-import { ShardWriter, ensureDir, indexName, outputTarget, removeIfEmpty } from './shards.js';
+import { ShardWriter, ensureDir, indexName, outputTarget, prepareOutput, removeIfEmpty } from './shards.js';
 import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 /**
@@ -33,11 +34,11 @@ export async function quantize(input: string, output: string, options: QuantizeO
   const ckpt = await Checkpoint.open(input);
   let created: string | undefined;
   try {
+    const { dir, base, isDir } = prepareOutput(output, [ckpt.path, ...ckpt.files], o.force);
     const plan = await planOf(ckpt, o, cancel);
-    const { dir, base, isDir } = outputTarget(output);
     if (isDir) created = ensureDir(dir);
     const shards = shardTasks(plan.tasks, plan.maxShardSize, base);
-    return await runShards(ckpt, plan, dir, shards, indexName(base), o, cancel, started);
+    return await runShards(ckpt, plan, dir, shards, indexName(base), { ...o, force: o.force }, cancel, started);
   } catch (e) {
     removeIfEmpty(created, outputTarget(output).dir);
     throw e;
@@ -97,6 +98,7 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
   let created: string | undefined;
   try {
     created = ensureDir(resolve(outDir));
+    removeStaleTemps(resolve(outDir));
     return await runShards(ckpt, plan, resolve(outDir), chosen, index, o, cancel, started);
   } catch (e) {
     removeIfEmpty(created, resolve(outDir));
@@ -107,7 +109,7 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
   }
 }
 
-type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> ;
+type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> & { force?: boolean };
 
 /** Header bytes to reserve for a shard: its tasks' entries and the input's metadata. */
 function reserveFor(plan: Plan, shard: PlannedShard): number {
@@ -136,6 +138,7 @@ async function runShards(
       dir,
       shards.map((s) => ({ file: s.file, reserve: reserveFor(plan, s) })),
       [ckpt.path, ...ckpt.files],
+      o.force,
     );
     const schemes: Record<string, TensorScheme> = {};
     const reports: TensorReport[] = [];
@@ -167,6 +170,7 @@ async function runShards(
         };
         const t0 = performance.now();
         const r = await codec.encode(task, job, findMethod(task.method)!);
+        ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         // The file stores no timings (the same input and options give a byte-identical file); the report does.
         schemes[t.name] = r.scheme;
         reports.push(r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 }));
@@ -185,9 +189,13 @@ async function runShards(
     };
     const names = (s: PlannedShard) => s.tasks.map((i) => plan.tasks[i].tensor.name);
     const output = await writer.finish(
-      (k) => ({ ...plan.metadata, [FORMAT_KEY]: schemeOf(names(shards[k])) }),
+      (k) => {
+        const scheme = schemeOf(names(shards[k]));
+        return { ...plan.metadata, [FORMAT_KEY]: scheme, [DIGEST_KEY]: schemeDigest(scheme) };
+      },
       index,
       { [FORMAT_KEY]: schemeOf(shards.flatMap(names)) },
+      () => ckpt.check(),
     );
     return {
       input: ckpt.path,
@@ -198,7 +206,7 @@ async function runShards(
     };
   } catch (e) {
     writer?.abort();
-    throw e;
+    throw ckpt.failure() ?? e; // a shrunk input is the cause of whatever followed
   } finally {
     aux?.close();
   }

@@ -2,13 +2,13 @@
  * Sharded outputs, as Hugging Face writes them: "model-00001-of-00003.safetensors" ... beside
  * "model.safetensors.index.json" ({"metadata": {"total_size": bytes, ...}, "weight_map": {tensor: shard file}}).
  * Every shard is a complete safetensors file (a weightpress shard holds the scheme of its own tensors); nothing is
- * renamed into place before every shard is written, and the index is written last.
+ * linked into place before every shard is written, and the index is written last.
  */
 import { existsSync, mkdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
-import { readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { readFile, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { writeFileAtomic } from './atomic.js';
+import { AtomicFile, checkOutputs, removeStaleTemps, writeFileAtomic } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import { ArgumentError, FormatError, IoError } from './errors.js';
 import { FORMAT_KEY, FORMAT_VERSION, parseScheme, type FileScheme } from './format.js';
@@ -41,6 +41,19 @@ export function outputTarget(output: string): { dir: string; base: string; isDir
   const abs = resolve(output);
   if (/[\\/]$/.test(output) || (existsSync(abs) && statSync(abs).isDirectory())) return { dir: abs, base: 'model.safetensors', isDir: true };
   return { dir: dirname(abs), base: basename(abs), isDir: false };
+}
+
+/**
+ * Before a job's work starts: where `output` goes (outputTarget), with its main file (the single file, or the
+ * index of shards) checked by checkOutputs against `inputs` (a directory, device node, FIFO, socket or an input
+ * there is refused, the input only unless `force`), and the stale temporaries of dead runs removed from its
+ * directory (removeStaleTemps). Throws ArgumentError.
+ */
+export function prepareOutput(output: string, inputs: string[], force: boolean): { dir: string; base: string; isDir: boolean } {
+  const target = outputTarget(output);
+  checkOutputs([join(target.dir, target.base), join(target.dir, indexName(target.base))], inputs, force);
+  removeStaleTemps(target.dir);
+  return target;
 }
 
 /**
@@ -109,40 +122,27 @@ export function parseShardName(file: string): { stem: string; k: number; n: numb
 }
 
 /**
- * The shard files of one output, written as hidden staged files until finish(), which renames all of them (and the
- * index) into place only once every one is complete: a failure or an abort at any point leaves none of them.
- * `shards` gives each file's name (in `dir`) and the header bytes to reserve.
+ * The shard files of one output, each unnamed (lib/atomic.ts) until finish(), which links all of them (and the
+ * index) into place only once every one is complete: a failure or an abort at any point leaves none of them, and
+ * so does a killed process on Linux. `shards` gives each file's name (in `dir`) and the header bytes to reserve.
  */
 export class ShardWriter {
   private readonly files: OutputFile[] = [];
   private readonly names: string[][] = [];
   private readonly bytes: number[] = [];
-  private readonly staged: string[] = [];
   private readonly placed: string[] = [];
 
   constructor(
     readonly dir: string,
     readonly shards: { file: string; reserve: number }[],
-    /** The input's files: never replaced, never removed as stale (an ArgumentError when an output would be one). */
+    /** The input's files: never replaced unless `force`, never removed as stale (checkOutputs). */
     private readonly protect: string[] = [],
+    private readonly force = false,
   ) {
-    const same = (a: string, b: string) => {
-      try {
-        const x = statSync(a), y = statSync(b);
-        return x.dev === y.dev && x.ino === y.ino;
-      } catch {
-        return false;
-      }
-    };
-    for (const s of shards) {
-      const target = join(dir, s.file);
-      const hit = protect.find((p) => same(p, target));
-      if (hit) throw new ArgumentError(`option output: ${target} is the input (${hit}); write the output elsewhere`);
-    }
+    const targets = checkOutputs(shards.map((s) => join(dir, s.file)), protect, force);
     try {
-      for (const s of shards) {
-        const staged = this.stagedPath(s.file);
-        this.files.push(new OutputFile(staged, s.reserve, join(dir, s.file)));
+      for (const [k, s] of shards.entries()) {
+        this.files.push(new OutputFile(targets[k], s.reserve));
         this.names.push([]);
         this.bytes.push(0);
       }
@@ -150,10 +150,6 @@ export class ShardWriter {
       this.abort();
       throw e;
     }
-  }
-
-  private stagedPath(file: string): string {
-    return join(this.dir, `.${file}.wp-staged-${process.pid}`);
   }
 
   /** The sink of shard k: what is added there is recorded in the index's weight_map. */
@@ -169,41 +165,50 @@ export class ShardWriter {
 
   /**
    * Writes every shard's header (its metadata from `metadataOf(k)`) and, when there is more than one shard and
-   * `indexFile` is given, the index with `indexMetadata`; then renames them all into place, and removes the files
+   * `indexFile` is given, the index with `indexMetadata`; then links them all into place, and removes the files
    * of an earlier output of the same name that this one does not replace (other shard counts, a stale index), as
    * Hugging Face's save_pretrained does. Returns the output's path: the single file, the index, or the directory
    * (shards without an index: merge() writes it later). Throws IoError; then nothing of this output is left.
+   * `beforePlace` runs once everything is written, just before anything is placed (a last check of the input).
    */
-  async finish(metadataOf: (k: number) => Record<string, string>, indexFile: string | undefined, indexMetadata: Record<string, unknown> = {}): Promise<string> {
+  async finish(
+    metadataOf: (k: number) => Record<string, string>,
+    indexFile: string | undefined,
+    indexMetadata: Record<string, unknown> = {},
+    beforePlace: () => void = () => undefined,
+  ): Promise<string> {
     const finals = this.shards.map((s) => s.file);
-    for (let k = 0; k < this.files.length; k++) {
-      await this.files[k].finish(metadataOf(k));
-      this.staged.push(this.files[k].path);
-    }
+    for (let k = 0; k < this.files.length; k++) await this.files[k].finish(metadataOf(k));
     const writeIndex = this.files.length > 1 && indexFile !== undefined;
-    if (writeIndex) {
-      const weightMap: Record<string, string> = {};
-      this.names.forEach((names, k) => names.forEach((n) => (weightMap[n] = finals[k])));
-      const total = this.bytes.reduce((a, b) => a + b, 0);
-      const staged = this.stagedPath(indexFile);
-      await writeFileAtomic(staged, JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n');
-      this.staged.push(staged);
-      finals.push(indexFile);
-    }
+    let index: AtomicFile | undefined;
     try {
-      for (let k = 0; k < this.staged.length; k++) {
-        await rename(this.staged[k], join(this.dir, finals[k]));
-        this.placed.push(join(this.dir, finals[k]));
+      if (writeIndex) {
+        const weightMap: Record<string, string> = {};
+        this.names.forEach((names, k) => names.forEach((n) => (weightMap[n] = finals[k])));
+        const total = this.bytes.reduce((a, b) => a + b, 0);
+        index = await AtomicFile.create(checkOutputs([join(this.dir, indexFile)], this.protect, this.force)[0]);
+        await index.write(Buffer.from(JSON.stringify({ metadata: { total_size: total, ...indexMetadata }, weight_map: weightMap }, null, 2) + '\n', 'utf8'));
+        finals.push(indexFile);
+      }
+      beforePlace();
+      for (const f of this.files) {
+        f.place();
+        this.placed.push(f.path);
+      }
+      if (index) {
+        await index.finish();
+        this.placed.push(index.path);
       }
     } catch (e) {
+      await index?.abort();
       this.abort();
-      throw new IoError(`cannot rename into place: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: this.dir, cause: e });
+      throw e;
     }
-    this.staged.length = 0;
     await this.removeStale(finals);
     if (this.files.length === 1) return join(this.dir, finals[0]);
     return writeIndex ? join(this.dir, indexFile!) : this.dir;
   }
+
 
   /** Shards and the index of an earlier output with the same stem that this output did not write. */
   private async removeStale(written: string[]): Promise<void> {
@@ -226,11 +231,10 @@ export class ShardWriter {
     }
   }
 
-  /** Removes every staged file and whatever this output already renamed into place; safe after finish(). */
+  /** Removes every unplaced file and whatever this output already placed; safe after finish(). */
   abort(): void {
     for (const f of this.files) f.abort();
-    for (const p of [...this.staged, ...this.placed]) rmSync(p, { force: true });
-    this.staged.length = 0;
+    for (const p of this.placed) rmSync(p, { force: true });
     this.placed.length = 0;
   }
 }

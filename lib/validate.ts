@@ -17,7 +17,7 @@ export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface Progress {
-  phase: 'quantize' | 'decode' | 'copy';
+  phase: 'quantize' | 'decode' | 'copy' | 'export';
   /** The tensor being worked on. */
   tensor: string;
   /** Tensors done so far, and in all. */
@@ -35,6 +35,8 @@ export interface CommonOptions {
   threads?: number;
   /** Abort the job; the output file is then not written. */
   signal?: AbortSignal;
+  /** Let the output replace an input file (default false: an output that is an input is an ArgumentError). */
+  force?: boolean;
   /** Called after each tensor, and within a long tensor as its slices are done (with `within`). */
   onProgress?: (p: Progress) => void;
   /** Where numeric work runs. 'auto' uses CUDA when a driver and device answer (CPU otherwise). */
@@ -241,9 +243,13 @@ export const CALIBRATION_MAP = option({
   name: 'calibrationMap', type: 'strings', default: [], defaultDoc: 'none',
   doc: 'FROM=>TO regex rule mapping a weight name to its calibration tensor name; repeatable', flag: '--calibration-map', metavar: 'RULE',
 });
+export const FORCE = option({
+  name: 'force', type: 'boolean', default: false,
+  doc: 'let the output replace an input file (same file, also through a symlink or hard link); refused otherwise', flag: '--force',
+});
 
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP];
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
 
 /** The codecs' options, each once, with the codecs that read it (a codebook dtype is the scalar and vector codecs'). */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codecs: string[] }[] = (() => {
@@ -303,6 +309,13 @@ export function compilePattern(option: string, p: string): RegExp {
   }
   const re = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${re}$`);
+}
+
+/** A boolean option (force, strict), default false. */
+export function forceOf(v: unknown, option = 'force'): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') fail(option, `must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function signalOf(v: unknown): AbortSignal | undefined {
@@ -469,11 +482,12 @@ export interface ResolvedDecodeOptions {
   device: Device;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  force: boolean;
 }
 
 export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
-  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress', 'force'], 'decode');
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
@@ -482,5 +496,6 @@ export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptio
     device: checkValue(DEVICE, o.device ?? DEVICE.default, 0) as Device,
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
+    force: forceOf(o.force),
   };
 }

@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { DIGEST_KEY, schemeDigest } from '../lib/format.js';
 import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { METHODS, codecsFor } from '../lib/methods/registry.js';
@@ -208,7 +209,8 @@ describe('registries and --help', () => {
     writeSafetensors(
       bad,
       Object.entries(f.header).map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: f.tensor(name) })),
-      { ...f.metadata, weightpress: JSON.stringify(scheme) },
+      // Re-signed as a writer of that codec would (an unsigned change is refused by the digest first).
+      { ...f.metadata, weightpress: JSON.stringify(scheme), [DIGEST_KEY]: schemeDigest(JSON.stringify(scheme)) },
     );
     await expect(decode(bad, bad + '.dense')).rejects.toMatchObject({ code: 'E_FORMAT', tensor: 'w', message: expect.stringContaining('"vq"') });
   });

@@ -174,3 +174,15 @@ export function nearestSse(x: ArrayLike<number>, levels: ArrayLike<number>, w?: 
   }
   return s;
 }
+
+/**
+ * Copies the safetensors file `src` to `dst` with its __metadata__ changed by `edit` (tensors and data as they
+ * were, in data order), written by the test's own writer.
+ */
+export function rewriteMetadata(src: string, dst: string, edit: (metadata: Record<string, string>) => Record<string, string>): void {
+  const f = readSafetensors(src);
+  const tensors: RawTensor[] = Object.entries(f.header)
+    .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0])
+    .map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: Uint8Array.from(f.tensor(name)) }));
+  writeSafetensors(dst, tensors, edit({ ...f.metadata }));
+}

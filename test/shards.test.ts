@@ -130,13 +130,18 @@ describe('plans are data', () => {
 });
 
 describe('sharded outputs are all or nothing', () => {
-  it('a shard that cannot be put in place leaves none of the output, and no staged or temporary file', async () => {
+  it('a shard that cannot be put in place is refused before any work, and leaves none of the output', async () => {
     const dir = join(tmp.dir, 'blocked');
     mkdirSync(join(dir, 'model-00003-of-00005.safetensors'), { recursive: true }); // a directory where shard 3 goes
     const before = readdirSync(dir).sort();
     const p = await plan(emotion, { method: 'uniform', bits: 4, maxShardSize: '60KB' });
     expect(new Set(shardTasks(p.tasks, p.maxShardSize).map((s) => s.file)).size).toBe(5);
-    await expect(quantize(emotion, dir + '/', { method: 'uniform', bits: 4, maxShardSize: '60KB' })).rejects.toMatchObject({ code: 'E_IO' });
+    let progress = 0;
+    await expect(quantize(emotion, dir + '/', { method: 'uniform', bits: 4, maxShardSize: '60KB', onProgress: () => progress++ })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      file: join(dir, 'model-00003-of-00005.safetensors'),
+    });
+    expect(progress).toBe(0);
     expect(readdirSync(dir).sort()).toEqual(before);
   });
 

@@ -158,8 +158,16 @@ export const blockCodec = {
     const s = s0 as QuantizedScheme;
     const b = s.block;
     if (s.bits > 8) throw bad(`bits must be 1-8, got ${s.bits}`);
-    if (!b || !Number.isInteger(b.blockSize) || b.blockSize < 1 || !Number.isInteger(b.cols) || b.cols % b.blockSize !== 0 || typeof s.scales !== 'string')
+    if (!b || typeof b !== 'object' || !Number.isSafeInteger(b.blockSize) || b.blockSize < 1 || !Number.isSafeInteger(b.cols) || b.cols < 1 || b.cols % b.blockSize !== 0 || typeof s.scales !== 'string')
       throw bad('block entry needs scales and block {blockSize, cols, table, scale, doubleQuant}');
+    if (!['tensor', 'row'].includes(b.table) || !['optimal', 'absmax'].includes(b.scale)) throw bad('block.table must be tensor or row, block.scale optimal or absmax');
+    const dq = b.doubleQuant;
+    if (dq !== null && (typeof dq !== 'object' || !Number.isSafeInteger(dq.bits) || !Number.isSafeInteger(dq.superBlock)))
+      throw bad('block.doubleQuant must be null or {bits, superBlock} integers');
+    const n = numel(s.shape);
+    const cols = s.shape.length ? n / s.shape[0] : n;
+    if (n > 0 && b.cols !== cols) throw bad(`block.cols is ${b.cols}, but rows of shape ${JSON.stringify(s.shape)} hold ${cols}`);
+    if (s.sliceSize !== (b.table === 'row' ? b.cols : n)) throw bad(`sliceSize must be ${b.table === 'row' ? 'block.cols' : 'numel'} with table ${b.table}`);
     parseCodebook(s, bad);
     parseCodes(s, bad);
   },
@@ -176,8 +184,8 @@ export const blockCodec = {
       throw fromNative(e, { file, tensor: name });
     }
     const sc = ckpt.info(s.scales!);
-    if (sc.dtype !== 'U8' || sc.numel < sizes.scalesBytes)
-      throw new FormatError(`scales "${s.scales}" are ${sc.dtype} with ${sc.numel} bytes, expected U8 with at least ${sizes.scalesBytes}`, { file, tensor: name });
+    if (sc.dtype !== 'U8' || sc.shape.length !== 1 || sc.numel !== sizes.scalesBytes)
+      throw new FormatError(`scales "${s.scales}" are ${sc.dtype} ${JSON.stringify(sc.shape)}, expected U8 [${sizes.scalesBytes}] for this block format`, { file, tensor: name });
     if (sizes.tables !== s.slices) throw new FormatError(`block format needs ${sizes.tables} tables, the scheme says ${s.slices}`, { file, tensor: name });
     checkCodes(ckpt, name, s);
   },

@@ -20,7 +20,7 @@ export type { CodecName, QuantizingCodecName } from './registry.js';
  * The options of one task as plain JSON: the resolved quantize options without the run's callbacks and runtime
  * settings (signal, onProgress, threads, device), which quantizeTasks() takes separately.
  */
-export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' | 'threads' | 'device' | 'warnings' | 'maxShardSize'>;
+export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' | 'force' | 'threads' | 'device' | 'warnings' | 'maxShardSize'>;
 
 /**
  * One tensor's work: JSON-serializable, so that a plan can be written down, split and run elsewhere.

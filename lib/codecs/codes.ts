@@ -57,7 +57,7 @@ export async function storeCodes(job: EncodeJob, o: TaskOptions, t: TensorRef, c
 
 /** Checks the scheme's codes fields: either codes, or a stream with its coder and length. */
 export function parseCodes(s: QuantizedScheme, bad: (problem: string) => Error): void {
-  if (s.stream === undefined ? typeof s.codes !== 'string' : typeof s.stream !== 'string' || !['huffman', 'ans'].includes(s.entropy as string) || !Number.isInteger(s.streamBytes))
+  if (s.stream === undefined ? typeof s.codes !== 'string' : typeof s.stream !== 'string' || !['huffman', 'ans'].includes(s.entropy as string) || !Number.isSafeInteger(s.streamBytes) || s.streamBytes! < 0)
     throw bad('needs either codes, or stream with entropy and streamBytes');
 }
 
@@ -87,8 +87,8 @@ export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme, c
   if (s.stream !== undefined) {
     if (!ckpt.has(s.stream)) throw new FormatError(`scheme names "${s.stream}", which the file does not hold`, { file, tensor: name });
     const st = ckpt.info(s.stream);
-    if (st.dtype !== 'U8' || st.numel < s.streamBytes!)
-      throw new FormatError(`stream "${s.stream}" is ${st.dtype} with ${st.numel} bytes, expected U8 with at least ${s.streamBytes}`, { file, tensor: name });
+    if (st.dtype !== 'U8' || st.shape.length !== 1 || !padded(st.numel, s.streamBytes!))
+      throw new FormatError(`stream "${s.stream}" is ${st.dtype} ${JSON.stringify(st.shape)}, expected U8 [${s.streamBytes}] (plus at most 7 bytes of alignment padding)`, { file, tensor: name });
     let info;
     try {
       info = loadNative().entropyInfo(ckpt.bytes(s.stream).subarray(0, s.streamBytes));
@@ -105,8 +105,16 @@ export function checkCodes(ckpt: Checkpoint, name: string, s: QuantizedScheme, c
   if (!ckpt.has(s.codes!)) throw new FormatError(`scheme names "${s.codes}", which the file does not hold`, { file, tensor: name });
   const codes = ckpt.info(s.codes!);
   const need = codeBytes(count, s.bits);
-  if (codes.dtype !== 'U8' || codes.numel < need)
-    throw new FormatError(`codes "${s.codes}" are ${codes.dtype} with ${codes.numel} bytes, expected U8 with at least ${need}`, { file, tensor: name });
+  if (codes.dtype !== 'U8' || codes.shape.length !== 1 || !padded(codes.numel, need))
+    throw new FormatError(`codes "${s.codes}" are ${codes.dtype} ${JSON.stringify(codes.shape)}, expected U8 [${need}] (plus at most 7 bytes of alignment padding)`, { file, tensor: name });
+}
+
+/**
+ * Whether a stored U8 tensor of `stored` bytes holds exactly `need` bytes of payload: storeCodes pads a tensor's
+ * last part to an 8-byte boundary, so at most 7 bytes more. Anything else is another file's layout.
+ */
+export function padded(stored: number, need: number): boolean {
+  return stored >= need && stored - need < 8;
 }
 
 /**

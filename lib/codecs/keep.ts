@@ -32,8 +32,12 @@ export const keepCodec = {
   },
 
   parse: () => undefined,
-  check(ckpt, name) {
+  check(ckpt, name, s) {
     if (!ckpt.has(name)) throw new FormatError('kept tensor is missing from the file', { file: ckpt.path, tensor: name });
+    const t = ckpt.info(name);
+    // The scheme must say exactly what the container holds: another dtype or shape would decode the bytes wrong.
+    if (t.dtype !== s.dtype || t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i]))
+      throw new FormatError(`kept tensor is ${t.dtype} ${JSON.stringify(t.shape)} in the file, the scheme says ${s.dtype} ${JSON.stringify(s.shape)}`, { file: ckpt.path, tensor: name });
   },
 
   async decode(name, s, dtype, job) {

@@ -223,6 +223,10 @@ export const scalarCodec = {
     if (!['tensor', 'row', 'group', 'network'].includes(s.granularity)) throw bad(`unknown granularity ${JSON.stringify(s.granularity)}`);
     if (s.bits > 8) throw bad(`bits must be 1-8, got ${s.bits}`);
     const n = numel(s.shape);
+    // The slicing follows from the granularity and the shape (sliceSizeOf): another value is another layout.
+    const want = s.granularity === 'group' ? s.groupSize : sliceSizeOf({ numel: n, shape: s.shape } as TensorRef, { granularity: s.granularity as 'row', groupSize: 1 });
+    if (s.granularity === 'group' && (!Number.isSafeInteger(s.groupSize) || s.groupSize! < 1)) throw bad('groupSize must be a positive integer');
+    if (s.sliceSize !== want) throw bad(`sliceSize is ${s.sliceSize}, but granularity ${s.granularity} of shape ${JSON.stringify(s.shape)} gives ${want}`);
     if (s.slices !== Math.ceil(n / s.sliceSize)) throw bad(`slices must be ceil(numel / sliceSize) = ${Math.ceil(n / s.sliceSize)}`);
     parseCodebook(s, bad);
     parseCodes(s, bad);

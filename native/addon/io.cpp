@@ -88,6 +88,17 @@ Napi::Value View(const Napi::CallbackInfo& info) {
                                 [](Napi::Env, void*, FileRef* o) { delete o; }, owner);
 }
 
+// check(handle): throws E_IO naming the file when it shrank while mapped (MappedFile::check).
+Napi::Value Check(const Napi::CallbackInfo& info) {
+  FileRef& f = file_of(info[0]);
+  try {
+    f->file()->check();
+  } catch (const wp::Error& e) {
+    throw to_js_error(info.Env(), e);
+  }
+  return info.Env().Undefined();
+}
+
 // close(handle): drop this handle's reference; the mapping goes when the last view is collected.
 Napi::Value Close(const Napi::CallbackInfo& info) {
   if (info[0].IsExternal()) {
@@ -187,6 +198,76 @@ Napi::Value WriterFinish(const Napi::CallbackInfo& info) {
   return worker->Queue();
 }
 
+// writerPlace(handle): link the finished file into place.
+Napi::Value WriterPlace(const Napi::CallbackInfo& info) {
+  WriterRef& w = writer_of(info[0]);
+  try {
+    if (!w) throw wp::Error(wp::Code::Argument, "writer is closed");
+    w->place();
+  } catch (const wp::Error& e) {
+    throw to_js_error(info.Env(), e);
+  }
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The atomic output files of lib/atomic.ts (GGUF exports, indexes, plans): wp::OutputFile.
+using OutRef = std::shared_ptr<wp::OutputFile>;
+
+OutRef& out_of(const Napi::Value& v) {
+  if (!v.IsExternal()) throw_arg(v.Env(), "expected an output file handle");
+  return *v.As<Napi::External<OutRef>>().Data();
+}
+
+// outputOpen(path) -> handle
+Napi::Value OutputOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_arg(env, "path must be a string");
+  try {
+    auto f = std::make_shared<wp::OutputFile>(info[0].As<Napi::String>().Utf8Value());
+    return Napi::External<OutRef>::New(env, new OutRef(f), [](Napi::Env, OutRef* p) { delete p; });
+  } catch (const wp::Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+class OutputWorker : public PromiseWorker {
+ public:
+  OutputWorker(Napi::Env env, OutRef f, std::function<void(wp::OutputFile&)> fn) : PromiseWorker(env), f_(std::move(f)), fn_(std::move(fn)) {}
+  void Run() override { fn_(*f_); }
+
+ private:
+  OutRef f_;
+  std::function<void(wp::OutputFile&)> fn_;
+};
+
+// outputWrite(handle, bytes, offset) -> Promise<void>
+Napi::Value OutputWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OutRef f = out_of(info[0]);
+  Bytes b = bytes_of(info[1], "data");
+  if (!info[2].IsNumber()) throw_arg(env, "offset must be a number");
+  uint64_t off = (uint64_t)info[2].As<Napi::Number>().Int64Value();
+  auto* w = new OutputWorker(env, f, [=](wp::OutputFile& o) { o.pwrite_all(b.data, b.size, off); });
+  w->Keep(info[1]);
+  return w->Queue();
+}
+
+// outputPlace(handle) -> Promise<void>: fsync, then link into place.
+Napi::Value OutputPlace(const Napi::CallbackInfo& info) {
+  auto* w = new OutputWorker(info.Env(), out_of(info[0]), [](wp::OutputFile& o) {
+    o.sync();
+    o.place();
+  });
+  return w->Queue();
+}
+
+// outputAbort(handle)
+Napi::Value OutputAbort(const Napi::CallbackInfo& info) {
+  out_of(info[0])->abort();
+  return info.Env().Undefined();
+}
+
 // writerAbort(handle): remove the temporary file now.
 Napi::Value WriterAbort(const Napi::CallbackInfo& info) {
   WriterRef& w = writer_of(info[0]);
@@ -206,6 +287,12 @@ void init_io(Napi::Env env, Napi::Object exports) {
   exports.Set("writerAdd", Napi::Function::New(env, WriterAdd));
   exports.Set("writerFinish", Napi::Function::New(env, WriterFinish));
   exports.Set("writerAbort", Napi::Function::New(env, WriterAbort));
+  exports.Set("writerPlace", Napi::Function::New(env, WriterPlace));
+  exports.Set("check", Napi::Function::New(env, Check));
+  exports.Set("outputOpen", Napi::Function::New(env, OutputOpen));
+  exports.Set("outputWrite", Napi::Function::New(env, OutputWrite));
+  exports.Set("outputPlace", Napi::Function::New(env, OutputPlace));
+  exports.Set("outputAbort", Napi::Function::New(env, OutputAbort));
 }
 
 }  // namespace wpa

@@ -193,6 +193,29 @@ Value parse(const char* text, size_t len, bool reject_duplicates) {
   return Parser(text, len, reject_duplicates).parse_document();
 }
 
+bool valid_utf8(const char* text, size_t len, size_t* bad_at) {
+  const unsigned char* s = (const unsigned char*)text;
+  size_t i = 0;
+  while (i < len) {
+    unsigned c = s[i];
+    if (c < 0x80) { ++i; continue; }
+    size_t n;
+    uint32_t cp, min;
+    if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; min = 0x10000; }
+    else { *bad_at = i; return false; }
+    if (len - i <= n) { *bad_at = i; return false; }
+    for (size_t k = 1; k <= n; ++k) {
+      if ((s[i + k] & 0xc0) != 0x80) { *bad_at = i; return false; }
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000)) { *bad_at = i; return false; }
+    i += n + 1;
+  }
+  return true;
+}
+
 void append_quoted(std::string& out, const std::string& s) {
   static const char* hex = "0123456789abcdef";
   out += '"';

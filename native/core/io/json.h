@@ -27,6 +27,10 @@ struct Value {
 // an error when reject_duplicates is set.
 Value parse(const char* text, size_t len, bool reject_duplicates = true);
 
+// True when text is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); else false
+// with the offset of the first bad byte in *bad_at.
+bool valid_utf8(const char* text, size_t len, size_t* bad_at);
+
 // Appends s as a JSON string literal (quotes and escapes) to out.
 void append_quoted(std::string& out, const std::string& s);
 

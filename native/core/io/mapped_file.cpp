@@ -5,12 +5,82 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <mutex>
 
 #include "../error.h"
 
 namespace wp {
+
+namespace {
+
+// The SIGBUS guard: a fixed table of live mappings, read lock-free by the handler.
+constexpr int kSlots = 4096;
+struct Slot {
+  std::atomic<uintptr_t> base{0};
+  std::atomic<uint64_t> size{0};
+  std::atomic<int> faulted{0};
+};
+Slot g_slots[kSlots];
+struct sigaction g_previous;
+std::once_flag g_installed;
+uintptr_t g_page = 4096;  // set before the handler is installed (sysconf is not async-signal-safe)
+std::mutex g_table;
+
+void on_sigbus(int sig, siginfo_t* info, void* uctx) {
+  const uintptr_t a = (uintptr_t)info->si_addr;
+  for (auto& s : g_slots) {
+    const uintptr_t b = s.base.load(std::memory_order_acquire);
+    if (b && a >= b && a < b + s.size.load(std::memory_order_relaxed)) {
+      // Past the end of a file that shrank: read zeros from here on, and remember it for check().
+      const uintptr_t page = a & ~(g_page - 1);
+      void* p = mmap((void*)page, (size_t)g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (p != MAP_FAILED) {
+        s.faulted.store(1, std::memory_order_release);
+        return;
+      }
+      break;
+    }
+  }
+  // Not ours (or no page to put there): what would have happened without us.
+  if (g_previous.sa_flags & SA_SIGINFO) {
+    if (g_previous.sa_sigaction) return g_previous.sa_sigaction(sig, info, uctx);
+  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+    return g_previous.sa_handler(sig);
+  }
+  signal(SIGBUS, SIG_DFL);  // the fault repeats on return and ends the process as it would have
+}
+
+void install_guard() {
+  std::call_once(g_installed, [] {
+    g_page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &g_previous);
+  });
+}
+
+int register_mapping(const uint8_t* base, uint64_t size) {
+  install_guard();
+  std::lock_guard<std::mutex> lock(g_table);
+  for (int i = 0; i < kSlots; ++i) {
+    if (g_slots[i].base.load(std::memory_order_relaxed) == 0) {
+      g_slots[i].faulted.store(0);
+      g_slots[i].size.store(size);
+      g_slots[i].base.store((uintptr_t)base, std::memory_order_release);
+      return i;
+    }
+  }
+  return -1;  // table full: this mapping is unguarded (4096 files mapped at once)
+}
+
+}  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -40,13 +110,33 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
       throw Error(Code::Io, std::string("cannot mmap: ") + std::strerror(e), "", path);
     }
     f->data_ = (uint8_t*)p;
+    f->slot_ = register_mapping(f->data_, f->size_);
   }
-  ::close(fd);
+  f->fd_ = fd;
   return f;
 }
 
 MappedFile::~MappedFile() {
+  if (slot_ >= 0) {
+    std::lock_guard<std::mutex> lock(g_table);
+    g_slots[slot_].base.store(0, std::memory_order_release);
+  }
   if (data_) munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool MappedFile::intact() const {
+  if (slot_ >= 0 && g_slots[slot_].faulted.load(std::memory_order_acquire)) return false;
+  struct stat st;
+  return fd_ < 0 || fstat(fd_, &st) != 0 || (uint64_t)st.st_size >= size_;
+}
+
+void MappedFile::check() const {
+  if (intact()) return;
+  struct stat st;
+  std::string now = fd_ >= 0 && fstat(fd_, &st) == 0 ? std::to_string((uint64_t)st.st_size) : "fewer";
+  throw Error(Code::Io, "the file shrank from " + std::to_string(size_) + " to " + now +
+                            " bytes while it was being read (truncated or rewritten in place)", "", path_);
 }
 
 namespace {

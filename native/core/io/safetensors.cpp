@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 #include <unordered_set>
 
 #include "../error.h"
@@ -27,6 +26,24 @@ namespace {
   throw Error(c, msg, tensor, path);
 }
 
+// What a file that is not safetensors looks like, from its first bytes: "" when it is nothing we know.
+std::string looks_like(const uint8_t* b, uint64_t size) {
+  if (size >= 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4)
+    return "a zip archive (a PyTorch checkpoint saved by torch.save, e.g. pytorch_model.bin?)";
+  if (size >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return "a Python pickle (a legacy PyTorch checkpoint, e.g. pytorch_model.bin?)";
+  if (size >= 4 && b[0] == 'G' && b[1] == 'G' && b[2] == 'U' && b[3] == 'F') return "a GGUF file";
+  if (size >= 8 && b[0] == 0x89 && b[1] == 'H' && b[2] == 'D' && b[3] == 'F') return "an HDF5 file (a Keras checkpoint?)";
+  if (size >= 6 && b[0] == 0x93 && b[1] == 'N' && b[2] == 'U' && b[3] == 'M' && b[4] == 'P' && b[5] == 'Y') return "a NumPy .npy file";
+  return "";
+}
+
+// The format error of a file whose start is not a safetensors header: named after what it looks like, if known.
+[[noreturn]] void not_safetensors(const std::string& path, const uint8_t* b, uint64_t size, const std::string& msg) {
+  std::string kind = looks_like(b, size);
+  if (!kind.empty()) fail(Code::Format, path, "", "not a safetensors file: it looks like " + kind + "; convert it to safetensors first");
+  fail(Code::Format, path, "", msg);
+}
+
 }  // namespace
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
@@ -37,9 +54,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (size < 8) fail(Code::Format, path, "", "file is " + std::to_string(size) + " bytes, too short for a safetensors header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];
-  if (n > kMaxHeaderBytes) fail(Code::Format, path, "", "header length " + std::to_string(n) + " exceeds the 100 MB limit");
-  if (n > size - 8) fail(Code::Format, path, "", "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes): truncated?");
-  if (n < 2 || base[8] != '{') fail(Code::Format, path, "", "header does not start with '{'");
+  if (n > kMaxHeaderBytes) not_safetensors(path, base, size, "header length " + std::to_string(n) + " exceeds the 100 MB limit");
+  if (n > size - 8) not_safetensors(path, base, size, "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes): truncated?");
+  // JSON whitespace may precede the object (the reference reader parses the header with serde_json).
+  uint64_t first = 8;
+  while (first < 8 + n && (base[first] == ' ' || base[first] == '\t' || base[first] == '\n' || base[first] == '\r')) ++first;
+  if (first == 8 + n || base[first] != '{') not_safetensors(path, base, size, "header does not start with '{'");
+  // The reference reader takes the header as UTF-8 text (str::from_utf8): anything else is no header.
+  size_t bad = 0;
+  if (!json::valid_utf8((const char*)base + 8, n, &bad))
+    fail(Code::Format, path, "", "header is not valid UTF-8 (at byte " + std::to_string(8 + bad) + ")");
   json::Value root;
   try {
     root = json::parse((const char*)base + 8, n, true);
@@ -53,6 +77,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const std::string& name = m.first;
     const json::Value& v = m.second;
     if (name == "__metadata__") {
+      if (v.kind == json::Value::Kind::Null) continue;  // the reference reader's Option: null is no metadata
       if (v.kind != json::Value::Kind::Object) fail(Code::Format, path, "", "__metadata__ is not an object");
       for (auto& kv : v.members) {
         if (kv.second.kind != json::Value::Kind::String)
@@ -114,6 +139,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
   if (at != data_size)
     fail(Code::Format, path, "", "data section is " + std::to_string(data_size) + " bytes but tensors cover " + std::to_string(at));
+  f->file_->check();  // the header was read from the mapping: it must not have shrunk meanwhile
   return f;
 }
 
@@ -124,46 +150,19 @@ long SafetensorsFile::find(const std::string& name) const {
 
 // ---------------------------------------------------------------------------------------------------------
 SafetensorsWriter::SafetensorsWriter(const std::string& path, uint64_t reserve_header)
-    : path_(path), reserve_((reserve_header + 7) & ~7ull) {
-  std::string dir = ".", base = path;
-  auto slash = path.find_last_of('/');
-  if (slash != std::string::npos) { dir = path.substr(0, slash); base = path.substr(slash + 1); if (dir.empty()) dir = "/"; }
-  std::random_device rd;
-  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
-    char suffix[32];
-    snprintf(suffix, sizeof suffix, ".%08x.tmp", (unsigned)rd());
-    tmp_ = dir + "/." + base + suffix;
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0 && errno != EEXIST) break;
-  }
-  if (fd_ < 0) throw Error(Code::Io, std::string("cannot create a temporary file in ") + dir + ": " + std::strerror(errno), "", path);
-}
+    : path_(path), out_(std::make_unique<OutputFile>(path)), reserve_((reserve_header + 7) & ~7ull) {}
 
 SafetensorsWriter::~SafetensorsWriter() { abort(); }
 
 void SafetensorsWriter::abort() {
   if (done_) return;
-  if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
-  if (!tmp_.empty()) { ::unlink(tmp_.c_str()); tmp_.clear(); }
+  out_->abort();
   done_ = true;
-}
-
-void SafetensorsWriter::write_all(const void* p, uint64_t n, uint64_t offset) {
-  const char* c = (const char*)p;
-  while (n > 0) {
-    size_t chunk = (size_t)std::min<uint64_t>(n, 1ull << 30);
-    ssize_t w = ::pwrite(fd_, c, chunk, (off_t)offset);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(Code::Io, std::string("write failed: ") + std::strerror(errno), "", path_);
-    }
-    c += w; n -= (uint64_t)w; offset += (uint64_t)w;
-  }
 }
 
 void SafetensorsWriter::add(const std::string& name, Dtype dtype, const std::vector<uint64_t>& shape, const void* data,
                             uint64_t bytes) {
-  if (done_) throw Error(Code::Argument, "writer is closed", name, path_);
+  if (done_ || finished_) throw Error(Code::Argument, "writer is closed", name, path_);
   if (name == "__metadata__") throw Error(Code::Argument, "a tensor cannot be named __metadata__", name, path_);
   for (auto& e : entries_) if (e.name == name) throw Error(Code::Argument, "duplicate tensor name", name, path_);
   TensorInfo t;
@@ -175,7 +174,7 @@ void SafetensorsWriter::add(const std::string& name, Dtype dtype, const std::vec
     throw Error(Code::Argument, "got " + std::to_string(bytes) + " bytes, dtype and shape need " + std::to_string(expect), name, path_);
   t.begin = data_bytes_;
   t.end = data_bytes_ + bytes;
-  write_all(data, bytes, 8 + reserve_ + data_bytes_);
+  out_->pwrite_all(data, bytes, 8 + reserve_ + data_bytes_);
   data_bytes_ += bytes;
   entries_.push_back(std::move(t));
 }
@@ -209,7 +208,7 @@ std::string SafetensorsWriter::header_json() const {
 }
 
 void SafetensorsWriter::finish() {
-  if (done_) throw Error(Code::Argument, "writer is closed", "", path_);
+  if (done_ || finished_) throw Error(Code::Argument, "writer is closed", "", path_);
   std::string h = header_json();
   uint64_t hl = (h.size() + 7) & ~7ull;  // 8-byte aligned header: the data section starts aligned
   if (hl > kMaxHeaderBytes) throw Error(Code::Argument, "header would exceed 100 MB", "", path_);
@@ -224,27 +223,24 @@ void SafetensorsWriter::finish() {
     while (remaining > 0) {
       uint64_t chunk = std::min<uint64_t>(remaining, buf.size());
       uint64_t src = 8 + reserve_ + remaining - chunk;
-      ssize_t r = ::pread(fd_, buf.data(), (size_t)chunk, (off_t)src);
-      if (r != (ssize_t)chunk) throw Error(Code::Io, "re-reading the temporary file failed", "", path_);
-      write_all(buf.data(), chunk, src + shift);
+      out_->pread_all(buf.data(), chunk, src);
+      out_->pwrite_all(buf.data(), chunk, src + shift);
       remaining -= chunk;
     }
     h.append((size_t)(hl - h.size()), ' ');
   }
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = (uint8_t)(hl >> (8 * i));
-  write_all(len, 8, 0);
-  write_all(h.data(), hl, 8);
-  if (::fsync(fd_) != 0) throw Error(Code::Io, std::string("fsync failed: ") + std::strerror(errno), "", path_);
-  ::close(fd_);
-  fd_ = -1;
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp_.c_str());
-    done_ = true;
-    throw Error(Code::Io, std::string("cannot rename into place: ") + std::strerror(e), "", path_);
-  }
+  out_->pwrite_all(len, 8, 0);
+  out_->pwrite_all(h.data(), hl, 8);
+  out_->sync();
+  finished_ = true;
+}
+
+void SafetensorsWriter::place() {
+  if (done_ || !finished_) throw Error(Code::Argument, done_ ? "writer is closed" : "writer is not finished", "", path_);
   done_ = true;
+  out_->place();  // on failure it has removed the temporary file
 }
 
 }  // namespace wp

@@ -9,6 +9,7 @@
 
 #include "../dtype.h"
 #include "mapped_file.h"
+#include "output_file.h"
 
 namespace wp {
 
@@ -49,10 +50,11 @@ class SafetensorsFile {
 
 class SafetensorsWriter {
  public:
-  // Creates a temporary file next to `path`. `reserve_header` bytes are left for the header; when the final
-  // header is larger, finish() rewrites the data behind a bigger one (correct, just slower).
+  // Creates the output's temporary file (OutputFile: unnamed on Linux) for `path`. `reserve_header` bytes are
+  // left for the header; when the final header is larger, finish() rewrites the data behind a bigger one
+  // (correct, just slower).
   SafetensorsWriter(const std::string& path, uint64_t reserve_header);
-  ~SafetensorsWriter();  // removes the temporary file unless finish() succeeded
+  ~SafetensorsWriter();  // removes the temporary file unless place() succeeded
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
@@ -61,21 +63,22 @@ class SafetensorsWriter {
   void add(const std::string& name, Dtype dtype, const std::vector<uint64_t>& shape, const void* data,
            uint64_t bytes);
   void set_metadata(std::vector<std::pair<std::string, std::string>> md) { metadata_ = std::move(md); }
-  // Writes the header, flushes to disk, renames into place. After this the writer is closed.
+  // Writes the header and flushes to disk; the file is complete but not yet at its path.
   void finish();
+  // Links the finished file into place at its path (replacing what is there). After this the writer is closed.
+  void place();
   // Removes the temporary file (idempotent).
   void abort();
   const std::string& path() const { return path_; }
   uint64_t data_bytes() const { return data_bytes_; }
 
  private:
-  std::string path_, tmp_;
-  int fd_ = -1;
+  std::string path_;
+  std::unique_ptr<OutputFile> out_;
   uint64_t reserve_ = 0, data_bytes_ = 0;
   std::vector<TensorInfo> entries_;
   std::vector<std::pair<std::string, std::string>> metadata_;
-  bool done_ = false;
-  void write_all(const void* p, uint64_t n, uint64_t offset);
+  bool finished_ = false, done_ = false;
   std::string header_json() const;
 };
 
