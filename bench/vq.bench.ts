@@ -45,7 +45,7 @@ async function speed(dir: string): Promise<string> {
   let t0 = performance.now();
   const ours = await native.kmeansNd(x, null, n, d, { k, maxIter: iters, seed: 1, threads: 2 });
   const oursS = (performance.now() - t0) / 1000;
-  rows.push(['weightpress kmeansNd (k-means++, Eigen GEMM)', oursS.toFixed(2), ours.sse.toExponential(5), String(ours.iterations)]);
+  rows.push([`weightpress kmeansNd (k-means++, Eigen GEMM, ${native.vqKernelIsa} kernel)`, oursS.toFixed(2), ours.sse.toExponential(5), String(ours.iterations)]);
   let faiss: { seconds: number; sse: number } | undefined;
   try {
     faiss = JSON.parse(execFileSync(PYTHON, [join(import.meta.dirname, 'vq', 'faiss_kmeans.py'), file, String(n), String(d), String(k), String(iters), '2', '1'], { encoding: 'utf8' }));
@@ -96,6 +96,8 @@ const CONFIGS: [string, QuantizeOptions][] = [
   ['pq M=2 K=16 + row scales', { method: 'pq', subvector: 2, centroids: 16, codebookDtype: 'F16', rowScale: true }],
   ['pq M=8 K=256 + row scales, huffman', { method: 'pq', subvector: 8, centroids: 256, codebookDtype: 'F16', rowScale: true, entropy: 'huffman' }],
   ['pq M=4 K=256 + row scales, huffman', { method: 'pq', subvector: 4, centroids: 256, codebookDtype: 'F16', rowScale: true, entropy: 'huffman' }],
+  ['pq M=4 K=256 + row scales, rate 1 (entropy-constrained), huffman', { method: 'pq', subvector: 4, centroids: 256, codebookDtype: 'F16', rowScale: true, entropy: 'huffman', rate: 1 }],
+  ['pq M=2 K=256 + row scales, rate 2 (entropy-constrained), huffman', { method: 'pq', subvector: 2, centroids: 256, codebookDtype: 'F16', rowScale: true, entropy: 'huffman', rate: 2 }],
   ['lr2vq M=8 K=256 rank auto + row scales', { method: 'lr2vq', subvector: 8, centroids: 256, codebookDtype: 'F16', rowScale: true }],
   ['lr2vq M=8 K=256 rank 4 + row scales', { method: 'lr2vq', subvector: 8, centroids: 256, rank: 4, codebookDtype: 'F16', rowScale: true }],
 ];
@@ -141,6 +143,7 @@ async function mnist(dir: string): Promise<string> {
     ['ecsq rate 1, per tensor', { method: 'ecsq', rate: 1, granularity: 'tensor' }],
     ['pq M=4 K=16 + row scales', { method: 'pq', subvector: 4, centroids: 16, rowScale: true, codebookDtype: 'F16' }],
     ['pq M=8 K=256 + row scales', { method: 'pq', subvector: 8, centroids: 256, rowScale: true, codebookDtype: 'F16' }],
+    ['pq M=4 K=256 + row scales, rate 1 (entropy-constrained), huffman', { method: 'pq', subvector: 4, centroids: 256, rowScale: true, codebookDtype: 'F16', entropy: 'huffman', rate: 1 }],
     ['pq M=4 K=16 + row scales + calibration', { method: 'pq', subvector: 4, centroids: 16, rowScale: true, codebookDtype: 'F16', calibration: cal }],
     ['lr2vq M=4 K=16 rank 3 + row scales', { method: 'lr2vq', subvector: 4, centroids: 16, rank: 3, rowScale: true, codebookDtype: 'F16' }],
     ['lr2vq M=4 K=16 rank 3 + row scales + calibration', { method: 'lr2vq', subvector: 4, centroids: 16, rank: 3, rowScale: true, codebookDtype: 'F16', calibration: cal }],

@@ -271,6 +271,8 @@ export interface NativeAddon {
     cancel?: Int32Array | null,
   ): Promise<void>;
   packIndices(codes: Uint32Array, bits: number): Uint8Array;
+  /** The k-means distance kernel's instruction set on this CPU: 'avx2+fma' or 'baseline'. */
+  vqKernelIsa: string;
   unpackIndices(bytes: Uint8Array, n: number, bits: number): Uint32Array;
 
   // Block-scaled formats with a learned table (native/addon/block.cpp; docs/BLOCK.md).

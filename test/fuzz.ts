@@ -20,6 +20,7 @@ import { join } from 'node:path';
 
 import { WeightpressError, decode, inspect, quantize } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
+import { codecOptions } from './codec-options.js';
 import { DIGEST_KEY, schemeDigest } from '../lib/format.js';
 import { encode, gaussian, mulberry32, readSafetensors, rewriteMetadata, writeSafetensors } from './helpers.js';
 
@@ -80,7 +81,7 @@ export async function corpus(dir: string): Promise<Base[]> {
     for (const entropy of ['none', 'huffman', 'ans'] as const) {
       const label = `${codec}-${entropy}`;
       const path = join(dir, `${label}.safetensors`);
-      await quantize(input, path, { codec, entropy, bits: 3, minElements: 64 });
+      await quantize(input, path, { codec, entropy, ...codecOptions(codec), minElements: 64 });
       const out = join(dir, `${label}.dense.safetensors`);
       await decode(path, out);
       const f = readSafetensors(path);

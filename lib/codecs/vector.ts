@@ -14,6 +14,7 @@ import { FormatError, fromNative } from '../errors.js';
 import { codebookName, scalesName, type QuantizedScheme, type StoredMetrics, type TensorScheme } from '../format.js';
 import { loadNative } from '../load.js';
 import { option } from '../methods/options.js';
+import { findMethod } from '../methods/registry.js';
 import { CODEBOOK_DTYPE } from './scalar.js';
 import type { Codec, DecodeJob, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
@@ -85,8 +86,9 @@ function layoutOf(task: TensorTask): VectorLayout {
   return task.layout as unknown as VectorLayout;
 }
 
-/** The lr2vq rank option: a number, 'auto' (-1), or absent (PQ: 0). */
+/** The rank option of a method that takes one (lr2vq): a number, or 'auto' (-1); 0 (PQ) for the others. */
 function rankOf(o: TaskOptions): number {
+  if (!findMethod(o.method)?.options.some((s) => s.name === 'rank')) return 0;
   const r = (o as { rank?: number | 'auto' }).rank;
   return r === undefined ? 0 : r === 'auto' ? -1 : r;
 }
@@ -98,7 +100,8 @@ function sizes(t: TensorRef, o: TaskOptions, l: Omit<VectorLayout, 'bytes'>): nu
   const proj = rankOf(o) !== 0 ? l.rank * o.subvector * e : 0;
   const scales = o.rowScale ? l.rows * 4 : 0;
   const count = l.rows * l.positions;
-  const codes = o.entropy === 'none' ? codeBytes(count, l.bits) : count;
+  // Entropy-coded: at most one byte per index plus the coder's tables and chunk headers (a generous 4 KiB).
+  const codes = o.entropy === 'none' ? codeBytes(count, l.bits) : count + 4096;
   return Math.ceil((book + proj + scales + codes) / 8) * 8;
 }
 
@@ -112,6 +115,8 @@ export const vectorCodec = {
     if (rankOf(o) > o.subvector) return `rank ${rankOf(o)} exceeds the subvector length ${o.subvector}`;
     if (o.entropy !== 'none' && o.centroids > 256) return `entropy coding takes at most 256 codewords, not ${o.centroids}: give entropy 'none' or fewer centroids`;
     if (o.rate !== undefined && o.entropy === 'none') return 'rate (entropy-constrained vector quantization) needs entropy-coded indices: give entropy huffman or ans';
+    if (o.calibration !== undefined && o.centroids > 4096)
+      return `calibration takes at most 4096 centroids (its assignment step costs rows x cols x centroids per round), not ${o.centroids}`;
     if (o.rate !== undefined && o.calibration !== undefined) return 'rate and calibration cannot be combined (the layer-output refinement does not keep the indices\' entropy)';
     return undefined;
   },
@@ -214,7 +219,10 @@ export const vectorCodec = {
     }
     job.ckpt.advise(t.name, 'dontneed');
     const bytesOut = head + codesOut.bytes;
-    const metrics: StoredMetrics = metricsOf(t, { n: t.numel, sse, signal, maxAbsErr }, bytesOut, codesOut.coded, l.groups * o.centroids * dk);
+    // The coder's entropy and code length are per index; the metrics give them per weight (count / numel indices each).
+    const perWeight = count / t.numel;
+    const coded = codesOut.coded ? { ...codesOut.coded, entropy: codesOut.coded.entropy * perWeight, avgCodeLength: codesOut.coded.avgCodeLength * perWeight } : undefined;
+    const metrics: StoredMetrics = metricsOf(t, { n: t.numel, sse, signal, maxAbsErr }, bytesOut, coded, l.groups * o.centroids * dk);
     if (r.outputError !== undefined) metrics.layerOutputError = { initial: r.outputErrorInitial!, final: r.outputError };
     if (rank !== 0) metrics.rank = { chosen: dk, ...(r.estimate.length ? { estimate: r.estimate } : {}) };
     const granularity = l.codebookRows < l.rows ? 'group' : 'tensor';
@@ -258,6 +266,7 @@ export const vectorCodec = {
     if (!v || typeof v !== 'object') throw bad('vector entry needs its "vector" fields');
     if (!int(v.subvector, 1, 16) || !int(v.centroids, 2, 65536) || !int(v.rank, 1, v.subvector) || !int(v.rows, 0, 2 ** 48) || !int(v.cols, 0, 2 ** 48) || !int(v.codebookRows, 0, v.rows))
       throw bad('vector fields subvector (1-16), centroids (2-65536), rank (1-subvector), rows, cols, codebookRows (<= rows) must be integers in range');
+    if (v.rows > 0 && v.codebookRows < 1) throw bad('codebookRows must be at least 1');
     if (v.rows * v.cols !== numel(s.shape)) throw bad(`rows x cols = ${v.rows * v.cols} does not match the shape's ${numel(s.shape)} elements`);
     if (s.bits !== indexBits(v.centroids)) throw bad(`bits must be ceil(log2 centroids) = ${indexBits(v.centroids)}`);
     if (v.rank < v.subvector && typeof v.projection !== 'string') throw bad('rank below the subvector length needs a projection');

@@ -256,6 +256,7 @@ void init_vq(Napi::Env env, Napi::Object exports) {
   exports.Set("vqDecode", Napi::Function::New(env, VqDecode, "vqDecode"));
   exports.Set("packIndices", Napi::Function::New(env, PackIndices, "packIndices"));
   exports.Set("unpackIndices", Napi::Function::New(env, UnpackIndices, "unpackIndices"));
+  exports.Set("vqKernelIsa", Napi::String::New(env, wp::vq::kmeans_kernel_isa()));
 }
 
 }  // namespace wpa

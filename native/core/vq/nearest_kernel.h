@@ -6,7 +6,6 @@
 // Score of centroid j for point x: x·c_j − ½‖c_j‖² (unweighted) or (w∘x)·c_j − ½ w·(c_j∘c_j) (weighted); the nearest
 // centroid has the largest score (ties: the lowest index).
 #include <Eigen/Dense>
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -46,9 +45,13 @@ void nearest_block_impl(const float* x, const float* w, size_t m, int d, const f
   for (size_t r = 0; r < m; r++) {
     const float* s = scratch + r * (size_t)k;
     const float best = S.row((Eigen::Index)r).maxCoeff();
-    // The first index holding the maximum, as a min-reduction over integers (vectorizes).
+    // The first index holding the maximum, as a min-reduction over integers (vectorizes; no std:: helpers in this
+    // header, whose instances would be shared with the baseline build).
     int j = k - 1;
-    for (int q = 0; q < k; q++) j = std::min(j, s[q] == best ? q : k - 1);
+    for (int q = 0; q < k; q++) {
+      const int c = s[q] == best ? q : k - 1;
+      j = c < j ? c : j;
+    }
     idx[r] = (uint32_t)j;
   }
 }

@@ -446,12 +446,13 @@ ProductStats product_quantize(const ProductIn& in, const ProductParams& p, Produ
       if (found) std::copy(Cb.begin(), Cb.end(), C), std::copy(ab.begin(), ab.end(), out.codes + t0);
       else penalty.clear();
     }
+    const bool constrained = !penalty.empty();
     if (!round_stored(C, (size_t)p.k * dk, p.f16)) throw Error(Code::NonFinite, "a codeword does not fit F16: store codebooks as F32");
     float* B = books.data() + g * (size_t)p.k * m;
     fold(C, P, p.k, dk, m, B);
-    // The entropy-constrained penalties are in the clustering's coordinates, which are the subvectors' for PQ; for
-    // LR²VQ (an orthonormal projection, up to rounding) the same squared distances up to the low-rank part.
-    assign_nearest(X.data() + t0 * m, wt ? wt + t0 * m : nullptr, gn, m, B, p.k, out.codes + t0, nullptr, kc, penalty.empty() ? nullptr : penalty.data());
+    // Every subvector to its nearest stored codeword, except after the entropy-constrained search, whose indices
+    // (their entropy within the rate) are kept as found.
+    if (!constrained) assign_nearest(X.data() + t0 * m, wt ? wt + t0 * m : nullptr, gn, m, B, p.k, out.codes + t0, nullptr, kc);
     tick(p.max_iter + 1);
   }
 
