@@ -217,6 +217,12 @@ export abstract class QnLayer extends tf.layers.Layer {
     f.biases.write(tf.tensor1d(Float32Array.from(q.biases)));
   }
 
+  /** Re-initialises the weight function from the current kernel as the paper does (qnInit), e.g. after writing trained float weights into it. */
+  initWeightFunction(): void {
+    if (!this.built) throw new ArgumentError(`layer ${this.name}: not built yet (apply it or add it to a model with an input shape first)`);
+    this.initFunction(this.wFn, this.levels, this.kernelW.read().dataSync() as Float32Array);
+  }
+
   /** Sets the phase and which weights train (recompile the model afterwards: model.fit trains what compile saw). */
   setPhase(phase: QnPhase): void {
     if (!['float', 'weights', 'activations', 'both'].includes(phase)) throw new ArgumentError(`phase: ${JSON.stringify(phase)} is not float, weights, activations or both`);
