@@ -625,7 +625,7 @@ export async function fromTfjs(model: tf.LayersModel, path: string, options: Fro
       minElements: 0,
       minDims: 0,
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
-    } as Parameters<typeof quantizeGiven>[2], given);
+    }, given);
     return { ...report, input: `tfjs model ${model.name}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -161,6 +161,16 @@ describe('weightpress/tfjs layers', () => {
     const allowed = new Set(Array.from(qnQuantizer(a).levels, (v) => Math.fround(v)));
     expect(Array.from(h).every((v) => allowed.has(v))).toBe(true); // inference: activations on the hard levels
     expect(hardLoss(model)).toBeLessThan(before);
+    // the checkpoint records the activation function too
+    const { dir, cleanup } = tempDir();
+    try {
+      await fromTfjs(model, join(dir, 'a.safetensors'));
+      const s = readScheme(await Checkpoint.open(join(dir, 'a.safetensors'))).tensors['hidden.kernel'] as unknown as { params: { training: { phase: string; activation: { alpha: number; beta: number; biases: number[] } } } };
+      expect(s.params.training.phase).toBe('both');
+      expect(s.params.training.activation).toMatchObject({ alpha: a.alpha, beta: a.beta, biases: a.biases });
+    } finally {
+      cleanup();
+    }
   });
 
   it('fromTfjs: decode gives the hard kernels bit for bit (tfjs and torch layouts); the scheme records alpha, beta, biases', async () => {
