@@ -542,9 +542,10 @@ function torchOrder(t: tf.Tensor): tf.Tensor {
  * phase 'float') stored through the scalar codec as method qn, one quantizer per tensor whose levels and thresholds
  * are the layer's hard function (so `decode` gives quantizedKernel() bit for bit), with the learned α, β, biases
  * (and the activation function's, when quantized) in the scheme's params.training; every other weight (biases,
- * other layers) kept as F32. All QN layers must share one weight level set. Nothing is written unless all of it
- * succeeds. Returns quantize()'s report (its input: `tfjs model <name>`). Throws ArgumentError (no QN layer, two level sets, two tensors of one
- * name), and quantize()'s errors.
+ * other layers) kept as F32. All QN layers must share one weight level set. The weights pass through a dense F32
+ * file in the OS temporary directory, removed afterwards. Nothing is written at `path` unless all of it succeeds.
+ * Returns quantize()'s report (its input: `tfjs model <name>`). Throws ArgumentError (no QN layer, two level sets,
+ * two tensors of one name), and quantize()'s errors.
  */
 export async function fromTfjs(model: tf.LayersModel, path: string, options: FromTfjsOptions = {}): Promise<Report> {
   const layout = options.layout ?? 'tfjs';
