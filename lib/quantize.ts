@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { removeStaleTemps } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
-import type { EncodeJob } from './codecs/codec.js';
+import type { EncodeJob, GivenQuantizers } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, FORMAT_VERSION, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
@@ -28,6 +28,14 @@ import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOption
  * stored byte). Throws ArgumentError (options), FormatError/DtypeError/IoError (input), NonFiniteError, CancelledError.
  */
 export async function quantize(input: string, output: string, options: QuantizeOptions = {}): Promise<Report> {
+  return quantizeGiven(input, output, options);
+}
+
+/**
+ * quantize() with quantizers the caller already has for some tensors (by name; the scalar codec stores them
+ * instead of fitting). For weightpress/tfjs's fromTfjs; not part of the public API.
+ */
+export async function quantizeGiven(input: string, output: string, options: QuantizeOptions, given?: ReadonlyMap<string, GivenQuantizers>): Promise<Report> {
   const o = resolveQuantizeOptions(options);
   const cancel = new Cancel(o.signal);
   const started = performance.now();
@@ -38,7 +46,7 @@ export async function quantize(input: string, output: string, options: QuantizeO
     const plan = await planOf(ckpt, o, cancel);
     if (isDir) created = ensureDir(dir);
     const shards = shardTasks(plan.tasks, plan.maxShardSize, base);
-    return await runShards(ckpt, plan, dir, shards, indexName(base), { ...o, force: o.force }, cancel, started);
+    return await runShards(ckpt, plan, dir, shards, indexName(base), { ...o, force: o.force }, cancel, started, given);
   } catch (e) {
     removeIfEmpty(created, outputTarget(output).dir);
     throw e;
@@ -127,6 +135,7 @@ async function runShards(
   o: RunOptions,
   cancel: Cancel,
   started: number,
+  given?: ReadonlyMap<string, GivenQuantizers>,
 ): Promise<Report> {
   const warnings = [...plan.warnings];
   const quantized = plan.tasks.find((t) => t.codec !== 'keep')?.options;
@@ -159,7 +168,7 @@ async function runShards(
         const done = { index: index_, count: mine.length, bytesDone, bytesTotal };
         let most = -1; // native progress may arrive out of order from several threads: report it monotone
         const job: EncodeJob = {
-          ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings,
+          ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings, given,
           onTensorProgress: o.onProgress
             ? (d, n) => {
                 if (d <= most) return;

@@ -51,6 +51,22 @@ export interface EncodeJob {
   warnings: string[];
   /** Within-tensor progress: done out of total units (slices, blocks), for the progress bar. */
   onTensorProgress?: (done: number, total: number) => void;
+  /** Quantizers the caller already has, by tensor name (fromTfjs: learned in training); the scalar codec stores them. */
+  given?: ReadonlyMap<string, GivenQuantizers>;
+}
+
+/**
+ * A tensor's quantizers from elsewhere (trained end to end, or a calibrated fit): one scalar quantizer per slice
+ * (L ascending levels and L − 1 thresholds each, concatenated over slices), the values the codes are assigned from
+ * (default the tensor itself; the error is still measured against the tensor), and what to record in the scheme's
+ * params under `key`.
+ */
+export interface GivenQuantizers {
+  levels: Float64Array;
+  thresholds: Float64Array;
+  assignFrom?: Float32Array;
+  key: string;
+  recorded: Record<string, unknown>;
 }
 
 /** What encoding one tensor gives: its scheme entry, its metrics, and its report row. */

@@ -6,13 +6,13 @@
  */
 import type { TensorRef } from '../checkpoint.js';
 import { DTYPE_SIZE, numel } from '../dtype.js';
-import { fromNative } from '../errors.js';
+import { ArgumentError, fromNative } from '../errors.js';
 import { codebookName, type QuantizedScheme, type TensorScheme } from '../format.js';
 import { loadNative } from '../load.js';
 import type { NativeQuantizeParams } from '../native.js';
 import { option } from '../methods/options.js';
 import type { CalibratedFit, MethodEntry } from '../methods/registry.js';
-import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
+import type { Codec, EncodeJob, EncodeResult, GivenQuantizers, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodebook, checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
 
@@ -175,8 +175,12 @@ export const scalarCodec = {
     };
     // A method with a calibrated fit (qn) and the tensor's Gram matrix in the calibration file: fit against the
     // layer-output error; its codes come from the fit's latent weights, one quantizer per slice.
-    const fit = await calibratedFit(task, job, method, data);
+    // Quantizers the caller gives (fromTfjs) take the place of any fit.
+    const fit: GivenQuantizers | undefined = job.given?.get(t.name) ?? (await calibratedFit(task, job, method, data).then((f) => f && { ...f, key: 'calibration' }));
     if (fit) {
+      const L = step.slices ? fit.levels.length / step.slices : 0;
+      if (!Number.isInteger(L) || L < 2 || L > step.levels || fit.thresholds.length !== step.slices * (L - 1) || (fit.assignFrom && fit.assignFrom.length !== t.numel))
+        throw new ArgumentError(`tensor "${t.name}": the given quantizers (${fit.levels.length} levels, ${fit.thresholds.length} thresholds) are not 2 to ${step.levels} levels for each of its ${step.slices} slices`);
       params.fixedSlices = { levels: fit.levels, thresholds: fit.thresholds };
       delete params.solverParams;
     }
@@ -184,7 +188,7 @@ export const scalarCodec = {
     let stats;
     try {
       const importance = step.fixed || fit ? undefined : await importanceFor(job, t);
-      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance, ...(fit ? { assignFrom: fit.assignFrom } : {}) }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
+      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance, ...(fit?.assignFrom ? { assignFrom: fit.assignFrom } : {}) }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }
@@ -207,7 +211,7 @@ export const scalarCodec = {
       ...codesOut.scheme,
       codebook: cbName,
       codebookDtype: o.codebookDtype,
-      params: { solver: params.method, ...method.recordedParams(o), ...(fit ? { calibration: fit.recorded } : {}) },
+      params: { solver: params.method, ...method.recordedParams(o), ...(fit ? { [fit.key]: fit.recorded } : {}) },
       metrics,
     };
     return {

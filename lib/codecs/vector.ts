@@ -100,8 +100,9 @@ function sizes(t: TensorRef, o: TaskOptions, l: Omit<VectorLayout, 'bytes'>): nu
   const proj = rankOf(o) !== 0 ? l.rank * o.subvector * e : 0;
   const scales = o.rowScale ? l.rows * 4 : 0;
   const count = l.rows * l.positions;
-  // Entropy-coded: at most one byte per index plus the coder's tables and chunk headers (a generous 4 KiB).
-  const codes = o.entropy === 'none' ? codeBytes(count, l.bits) : count + 4096;
+  // Entropy-coded (docs/ENTROPY.md): a code length averages at most log2 K + 1 bits, plus the 48-byte header, the
+  // code table (at most 2 bytes per symbol) and 48 bytes per chunk of 65,536 symbols.
+  const codes = o.entropy === 'none' ? codeBytes(count, l.bits) : Math.ceil((count * (l.bits + 1)) / 8) + 64 + 2 * o.centroids + 48 * Math.ceil(count / 65536);
   return Math.ceil((book + proj + scales + codes) / 8) * 8;
 }
 
