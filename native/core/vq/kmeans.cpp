@@ -17,8 +17,16 @@ namespace wp::vq {
 namespace {
 
 // Points per distance block: a fixed function of k (never of the thread count), so that every point is always
-// computed in a block of the same shape. The block's score matrix stays near 2 MB.
-size_t block_points(int k) { return std::clamp<size_t>((size_t(1) << 19) / (size_t)k, 16, 2048); }
+// computed in a block of the same shape. The block's score matrix stays near 128 KB, in L2 cache.
+size_t block_points(int k) { return std::clamp<size_t>((size_t(1) << 15) / (size_t)k, 16, 2048); }
+
+// Fixed chunks of points for sums (never a function of the thread count): chunk c holds points
+// [c·size, (c+1)·size); partial sums are combined in chunk order.
+size_t sum_chunk(size_t n, size_t per_chunk_cost) {
+  const size_t by_memory = std::max<size_t>(1, ((size_t)1 << 25) / std::max<size_t>(1, per_chunk_cost));  // <= 256 MB of partials
+  const size_t chunks = std::min<size_t>(std::max<size_t>(1, (n + 65535) / 65536), by_memory);
+  return (n + chunks - 1) / chunks;
+}
 
 double point_dist(const float* x, const float* w, int d, const float* c) {
   double s = 0;
@@ -37,10 +45,22 @@ void check_args(size_t n, int d, int k) {
 
 }  // namespace
 
-double weighted_sse(const float* x, const float* w, size_t n, int d, const float* centroids, const uint32_t* assign) {
+double weighted_sse(const float* x, const float* w, size_t n, int d, const float* centroids, const uint32_t* assign, const Context& ctx) {
+  const size_t size = sum_chunk(n, 1);
+  const size_t chunks = n ? (n + size - 1) / size : 0;
+  std::vector<double> part(chunks, 0.0);
+  parallel_for(ctx, chunks, [&](size_t c) {
+    double s = 0;
+    for (size_t t = c * size; t < std::min(n, (c + 1) * size); t++) s += point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)assign[t] * d);
+    part[c] = s;
+  });
   double s = 0;
-  for (size_t t = 0; t < n; t++) s += point_dist(x + t * d, w ? w + t * d : nullptr, d, centroids + (size_t)assign[t] * d);
+  for (double v : part) s += v;
   return s;
+}
+
+double weighted_sse(const float* x, const float* w, size_t n, int d, const float* centroids, const uint32_t* assign) {
+  return weighted_sse(x, w, n, d, centroids, assign, Context{1, nullptr, {}});
 }
 
 void nearest_block_generic(const float* x, const float* w, size_t m, int d, const float* c, const float* half_norm, const float* half_sq, int k,
@@ -128,31 +148,45 @@ double assign_nearest(const float* x, const float* w, size_t n, int d, const flo
 
 std::vector<size_t> update_centroids(const float* x, const float* w, size_t n, int d, const uint32_t* assign, int k, float* centroids,
                                      const Context& ctx) {
-  // Counting sort of the points by cluster (stable: each cluster's points in index order).
-  std::vector<size_t> count(k, 0), start(k + 1, 0);
-  for (size_t t = 0; t < n; t++) count[assign[t]]++;
-  for (int j = 0; j < k; j++) start[j + 1] = start[j] + count[j];
-  std::vector<size_t> order(n), at(start.begin(), start.end() - 1);
-  for (size_t t = 0; t < n; t++) order[at[assign[t]]++] = t;
-  const size_t chunk = 64;
-  parallel_for(ctx, ((size_t)k + chunk - 1) / chunk, [&](size_t c) {
-    std::vector<double> num(d), den(d);
-    for (size_t j = c * chunk; j < std::min((size_t)k, (c + 1) * chunk); j++) {
-      if (!count[j]) continue;
-      std::fill(num.begin(), num.end(), 0.0);
-      std::fill(den.begin(), den.end(), 0.0);
-      for (size_t q = start[j]; q < start[j + 1]; q++) {
-        const size_t t = order[q];
-        const float* xt = x + t * d;
-        const float* wt = w ? w + t * d : nullptr;
-        for (int i = 0; i < d; i++) {
-          const double wi = wt ? (double)wt[i] : 1.0;
-          num[i] += wi * xt[i];
-          den[i] += wi;
-        }
+  // Per fixed chunk of points, each cluster's Σ w·x and Σ w per coordinate (and its count), in point order; then
+  // the chunks' partials added in chunk order. Streaming over the points (no gather), and the same sums for any
+  // thread count.
+  const size_t kd = (size_t)k * d;
+  const size_t size = sum_chunk(n, 2 * kd + k);
+  const size_t chunks = n ? (n + size - 1) / size : 0;
+  std::vector<double> num(chunks * kd, 0.0), den(chunks * kd, 0.0);
+  std::vector<size_t> cnt(chunks * (size_t)k, 0);
+  parallel_for(ctx, chunks, [&](size_t c) {
+    double* nu = num.data() + c * kd;
+    double* de = den.data() + c * kd;
+    size_t* ct = cnt.data() + c * (size_t)k;
+    for (size_t t = c * size; t < std::min(n, (c + 1) * size); t++) {
+      const uint32_t j = assign[t];
+      const float* xt = x + t * d;
+      double* nj = nu + (size_t)j * d;
+      double* dj = de + (size_t)j * d;
+      ct[j]++;
+      if (w) {
+        const float* wt = w + t * d;
+        for (int i = 0; i < d; i++) nj[i] += (double)wt[i] * xt[i], dj[i] += wt[i];
+      } else {
+        for (int i = 0; i < d; i++) nj[i] += xt[i];
       }
-      for (int i = 0; i < d; i++)
-        if (den[i] > 0) centroids[j * (size_t)d + i] = (float)(num[i] / den[i]);
+    }
+  });
+  std::vector<size_t> count(k, 0);
+  for (size_t c = 0; c < chunks; c++)
+    for (int j = 0; j < k; j++) count[j] += cnt[c * k + j];
+  const size_t per = 64;
+  parallel_for(ctx, ((size_t)k + per - 1) / per, [&](size_t b) {
+    for (size_t j = b * per; j < std::min((size_t)k, (b + 1) * per); j++) {
+      if (!count[j]) continue;
+      for (int i = 0; i < d; i++) {
+        double a = 0, z = 0;
+        for (size_t c = 0; c < chunks; c++) a += num[c * kd + j * d + i], z += w ? den[c * kd + j * d + i] : 0.0;
+        if (!w) z = (double)count[j];
+        if (z > 0) centroids[j * (size_t)d + i] = (float)(a / z);
+      }
     }
   });
   return count;
@@ -289,7 +323,7 @@ KmeansStats kmeans(const float* x, const float* w, size_t n, int d, const Kmeans
     }
     update_centroids(x, w, n, d, assign, k, centroids, ctx);
     if (ecvq) st.penalty = code_penalties(assign, n, k, p.lambda, nullptr);
-    st.history.push_back(weighted_sse(x, w, n, d, centroids, assign));
+    st.history.push_back(weighted_sse(x, w, n, d, centroids, assign, ctx));
     st.iterations = it + 1;
     if (ctx.progress) ctx.progress(it + 2, total);
     if (!changed) break;

@@ -6,6 +6,9 @@
 // Score of centroid j for point x: x·c_j − ½‖c_j‖² (unweighted) or (w∘x)·c_j − ½ w·(c_j∘c_j) (weighted); the nearest
 // centroid has the largest score (ties: the lowest index).
 #include <Eigen/Dense>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <cstddef>
 #include <cstdint>
 
@@ -13,8 +16,47 @@ namespace {
 
 using KRowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// The first index of the largest value of s[0..k) (ties: the lower index). With AVX2: eight lanes of running
+// maxima and their indices (strictly greater keeps a lane's first index), then the lanes and the tail. Without:
+// the maximum, then its first position. (No std:: helpers in this header: their instances would be shared between
+// the two builds.)
+inline uint32_t argmax_first(const float* s, int k) {
+#if defined(__AVX2__)
+  if (k >= 16) {
+    __m256 bv = _mm256_loadu_ps(s);
+    __m256i bi = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i at = bi;
+    const __m256i step = _mm256_set1_epi32(8);
+    int j = 8;
+    for (; j + 8 <= k; j += 8) {
+      at = _mm256_add_epi32(at, step);
+      const __m256 v = _mm256_loadu_ps(s + j);
+      const __m256 gt = _mm256_cmp_ps(v, bv, _CMP_GT_OQ);
+      bv = _mm256_blendv_ps(bv, v, gt);
+      bi = _mm256_blendv_epi8(bi, at, _mm256_castps_si256(gt));
+    }
+    alignas(32) float lv[8];
+    alignas(32) int li[8];
+    _mm256_store_ps(lv, bv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(li), bi);
+    float best = lv[0];
+    int b = li[0];
+    for (int l = 1; l < 8; l++)
+      if (lv[l] > best || (lv[l] == best && li[l] < b)) best = lv[l], b = li[l];
+    for (; j < k; j++)
+      if (s[j] > best) best = s[j], b = j;
+    return (uint32_t)b;
+  }
+#endif
+  float best = s[0];
+  for (int q = 1; q < k; q++) best = s[q] > best ? s[q] : best;
+  int b = 0;
+  while (s[b] != best) b++;
+  return (uint32_t)b;
+}
+
 // x, w: the block's points [m, d] (w may be null); c [k, d]; half_norm [k]: the score's offset per centroid
-// (unweighted: ½‖c_j‖² plus any penalty; weighted: the penalty alone, or null); half_sq [k, d] = ½ c∘c (weighted). Writes idx[m]. scratch holds m·k + m·(d + 1) floats. (No std:: containers here:
+// (unweighted: ½‖c_j‖² plus any penalty; weighted: the penalty alone, or null); half_sq [k, d] = ½ c∘c (weighted). Writes idx[m]. scratch holds m·k + m·d floats. (No std:: containers here:
 // their template instances would be shared between the two builds.)
 void nearest_block_impl(const float* x, const float* w, size_t m, int d, const float* c, const float* half_norm, const float* half_sq, int k,
                         uint32_t* idx, float* scratch) {
@@ -33,27 +75,12 @@ void nearest_block_impl(const float* x, const float* w, size_t m, int d, const f
       S.rowwise() -= off;
     }
   } else {
-    // [x, 1] · [c, −½‖c‖²]ᵀ in one product: the block with a column of ones appended.
-    Eigen::Map<KRowMat> Xa(scratch + m * (size_t)k, (Eigen::Index)m, d + 1);
-    Xa.leftCols(d) = X;
-    Xa.col(d).setOnes();
-    KRowMat Ca(k, d + 1);
-    Ca.leftCols(d) = C;
-    for (int j = 0; j < k; j++) Ca(j, d) = -half_norm[j];
-    S.noalias() = Xa * Ca.transpose();
+    // The offsets first, then the product added to them (an accumulating product, without Eigen zeroing S first).
+    Eigen::Map<const Eigen::RowVectorXf> off(half_norm, k);
+    S.rowwise() = -off;
+    S.noalias() += X * C.transpose();
   }
-  for (size_t r = 0; r < m; r++) {
-    const float* s = scratch + r * (size_t)k;
-    const float best = S.row((Eigen::Index)r).maxCoeff();
-    // The first index holding the maximum, as a min-reduction over integers (vectorizes; no std:: helpers in this
-    // header, whose instances would be shared with the baseline build).
-    int j = k - 1;
-    for (int q = 0; q < k; q++) {
-      const int c = s[q] == best ? q : k - 1;
-      j = c < j ? c : j;
-    }
-    idx[r] = (uint32_t)j;
-  }
+  for (size_t r = 0; r < m; r++) idx[r] = argmax_first(scratch + r * (size_t)k, k);
 }
 
 }  // namespace
