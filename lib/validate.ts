@@ -141,6 +141,11 @@ export interface DecodeOptions extends CommonOptions {
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64' | 'f32' | 'f16' | 'bf16' | 'f64';
   /** Bytes per output file at most (default 5 GB); a larger output is written as shards and an index. */
   maxShardSize?: number | string;
+  /**
+   * A decoded value beyond `dtype`'s range (F16: 65504, BF16: about 3.39e38): false (default) throws OverflowError
+   * (E_RANGE) naming the tensor; true stores the largest finite value of its sign and counts it (DecodeResult.saturated).
+   */
+  allowOverflow?: boolean;
 }
 
 // ---- The job's options (the codecs' options are declared in lib/codecs/, the methods' in lib/methods/) ----
@@ -392,6 +397,7 @@ function boolOf(option: string, v: unknown): boolean {
 
 export interface ResolvedDecodeOptions {
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64';
+  allowOverflow: boolean;
   maxShardSize: number;
   threads: number;
   device: Device;
@@ -401,10 +407,12 @@ export interface ResolvedDecodeOptions {
 
 export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
-  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  checkKeys(o, ['dtype', 'maxShardSize', 'allowOverflow', 'threads', 'device', 'signal', 'onProgress'], 'decode');
+  if (o.allowOverflow !== undefined && typeof o.allowOverflow !== 'boolean') fail('allowOverflow', 'must be a boolean');
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
+    allowOverflow: o.allowOverflow === true,
     maxShardSize: checkValue(MAX_SHARD_SIZE, o.maxShardSize ?? MAX_SHARD_SIZE.default, 0) as number,
     threads: checkValue(THREADS, o.threads ?? THREADS.default, 0) as number,
     device: checkValue(DEVICE, o.device ?? DEVICE.default, 0) as Device,
