@@ -298,3 +298,62 @@ describe('degenerate shapes: never larger than keeping the tensor; a 1-D tensor 
     });
   }
 });
+
+describe('memory: a large 1-D tensor stays within 2x its size for every codec', () => {
+  it.each(QUANTIZING_CODECS)('codec %s', async (codec) => {
+    const { execFileSync } = await import('node:child_process');
+    const { writeFileSync } = await import('node:fs');
+    // 8 MB of F16 (the reported case: 5e7 F16 weights, where one codebook per element took 3.2 GB on disk and
+    // 16 GB of memory). (An F32 slice of millions of distinct values is another matter: the exact DP keeps
+    // k x m back-pointers; see bench/RESULTS.md, issue 10.)
+    const n = 4_000_000;
+    const p = fresh('mem');
+    writeOne(p, Float64Array.from(gaussian(n, 3), (v) => v * 0.05), [n], 'F16');
+    const small = fresh('mem-small');
+    writeOne(small, gaussian(4096, 4), [64, 64]);
+    const script = p + '.mjs';
+    // The child warms up on a small tensor (addon loaded, threads started), then reports its peak RSS before and
+    // after the large one (ru_maxrss, KiB).
+    writeFileSync(
+      script,
+      `import { quantize } from ${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))};
+       await quantize(${JSON.stringify(small)}, ${JSON.stringify(small + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
+       const before = process.resourceUsage().maxRSS;
+       await quantize(${JSON.stringify(p)}, ${JSON.stringify(p + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
+       console.log(JSON.stringify({ before, after: process.resourceUsage().maxRSS }));`,
+    );
+    const { before, after } = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!);
+    expect((after - before) * 1024).toBeLessThanOrEqual(2 * n * 2);
+  }, 120_000);
+});
+
+describe('an importance file that is zero for a tensor: uniform weights in every codec (as for a zero slice)', () => {
+  for (const sl of SLICINGS) {
+    it.each(METHODS.map((m) => m.name))(`${sl.name}, method %s`, async (method) => {
+      const p = fresh('zimp');
+      writeOne(p, X, [ROWS, COLS]);
+      const out: Buffer[] = [];
+      for (const fill of [0, 1]) {
+        const imp = p + `.imp${fill}.safetensors`;
+        writeSafetensors(imp, [{ name: 'w', dtype: 'F32', shape: [ROWS, COLS], data: encode(new Float64Array(ROWS * COLS).fill(fill), 'F32') }]);
+        const { importance: _i, ...mo } = methodOptions(method, imp);
+        const rep = await quantize(p, p + `.q${fill}`, { ...sl.opts, method, bits: BITS, entropy: 'none', include: ['w'], ...mo, importance: imp });
+        if (fill === 0) expect(rep.warnings?.some((w) => w.includes('"w"') && w.includes('zero everywhere'))).toBe(true);
+        const f = readSafetensors(p + `.q${fill}`);
+        out.push(Buffer.concat(Object.keys(f.header).filter((k) => k.startsWith('w.')).sort().map((k) => Buffer.from(f.tensor(k)))));
+      }
+      expect(out[0].equals(out[1])).toBe(true);
+    });
+  }
+});
+
+describe('block format, --table row, rows of 4544 (a multiple of 16, not of the 256-weight super-block)', () => {
+  it('falls back per row naming the super-block and the --double-quant that fits', async () => {
+    const p = fresh('sb');
+    writeOne(p, gaussian(4 * 4544, 8), [4, 4544]);
+    const rep = await quantize(p, p + '.q', { codec: 'block', table: 'row', include: ['w'] });
+    expect(rep.warnings?.find((w) => w.includes('"w"'))).toMatch(/super-block 256 .*--double-quant 6\/64/);
+    const fit = await quantize(p, p + '.q2', { codec: 'block', table: 'row', doubleQuant: { bits: 6, superBlock: 64 }, include: ['w'] });
+    expect(fit.tensors.find((t) => t.name === 'w')!.granularity).toBe('block');
+  });
+});

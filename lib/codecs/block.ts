@@ -86,12 +86,21 @@ export const blockCodec = {
   plan(t, o) {
     const cols = t.shape.length >= 2 ? t.numel / t.shape[0] : t.numel;  // a 1-D tensor is one row
     const dq = o.doubleQuant;
-    const fits = cols % o.blockSize === 0 && (!dq || o.table !== 'row' || cols % dq.superBlock === 0);
-    if (!fits)
+    if (cols % o.blockSize !== 0)
       return {
         fallback: { codec: 'scalar', options: { granularity: 'row' } },
-        warning: `tensor "${t.name}": rows are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
+        warning: `tensor "${t.name}": rows of ${cols} are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
       };
+    if (dq && o.table === 'row' && cols % dq.superBlock !== 0) {
+      // Name the constraint that failed and the super-blocks that would fit (multiples of the block size dividing the row).
+      const fit: number[] = [];
+      for (let s = dq.superBlock - o.blockSize; s >= o.blockSize && fit.length < 2; s -= o.blockSize) if (cols % s === 0) fit.push(s);
+      const hint = fit.length ? ` (--double-quant ${fit.map((s) => `${dq.bits}/${s}`).join(' or ')} would fit)` : '';
+      return {
+        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        warning: `tensor "${t.name}": with --table row, rows of ${cols} must be a multiple of the super-block ${dq.superBlock}${hint}: quantized per row instead`,
+      };
+    }
     // The sizes do not depend on the method's solver or rate.
     const sizes = loadNative().blockSizes(t.numel, cols, { bits: o.bits, blockSize: o.blockSize, scale: o.scale, table: o.table, doubleQuant: o.doubleQuant || null, ...(packBitsOf(o) ? { packBits: 8 } : {}) });
     // Never larger than keeping the tensor (e.g. a table per short row): the scalar codec, which falls back further.

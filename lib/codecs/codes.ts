@@ -150,10 +150,17 @@ export function metricsOf(
   return metrics;
 }
 
-/** Importance weights of a tensor, or undefined (with a warning when an importance file lacks it). */
+/**
+ * Importance weights of a tensor, or undefined: when an importance file lacks it, or holds zeros for all of it
+ * (no preference: uniform weights, as for a zero slice), with a warning. The same for every codec.
+ */
 export async function importanceFor(job: Pick<EncodeJob, 'importance' | 'warnings'>, t: TensorRef): Promise<Float32Array | undefined> {
   if (!job.importance) return undefined;
   const w = await job.importance.weightsFor(t);
   if (!w) job.warnings.push(`no importance for tensor "${t.name}" in ${job.importance.file}: uniform weights used`);
+  else if (w.every((v) => v === 0)) {
+    job.warnings.push(`importance of tensor "${t.name}" in ${job.importance.file} is zero everywhere: uniform weights used`);
+    return undefined;
+  }
   return w;
 }
