@@ -366,6 +366,17 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     for (const spec of c.options ?? [])
       if (c.name !== codec && given[spec.name] !== undefined && !(spec.name === 'granularity' && given.granularity === 'block'))
         fail(spec.name, `applies to the ${c.name} codec only, not ${codec}`);
+  // A Huffman code spends at least 1 bit per code: below a rate of 1 the method's default coder gives way to rANS;
+  // a Huffman coder asked for explicitly is kept, with a warning that says which coder would reach the rate. (Above
+  // 1 bit the scalar codec meets the rate with either coder by moving the entropy target; Huffman's redundancy then
+  // costs distortion, not rate.)
+  const rate = r.rate as number | undefined;
+  if (rate !== undefined && rate < 1 && r.entropy === 'huffman') {
+    if (given.entropy === undefined) {
+      r.entropy = 'ans';
+      warnings.push(`rate ${rate} is below the 1 bit per weight a Huffman code needs at least: the codes are rANS-coded (entropy 'ans')`);
+    } else warnings.push(`rate ${rate} is below the 1 bit per weight a Huffman code needs at least: entropy 'ans' would reach it`);
+  }
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);

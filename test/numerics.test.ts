@@ -77,8 +77,14 @@ async function dense(path: string): Promise<Float64Array> {
 
 /** SQNR (dB) of min-max uniform quantization with 2^bits levels over [min, max], nearest level. */
 function minmaxSqnr(x: ArrayLike<number>, bits: number): number {
-  let lo = Infinity, hi = -Infinity, sig = 0;
-  for (let i = 0; i < x.length; i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); sig += x[i] * x[i]; }
+  let lo = Infinity,
+    hi = -Infinity,
+    sig = 0;
+  for (let i = 0; i < x.length; i++) {
+    lo = Math.min(lo, x[i]);
+    hi = Math.max(hi, x[i]);
+    sig += x[i] * x[i];
+  }
   const step = (hi - lo) / (2 ** bits - 1);
   let sse = 0;
   for (let i = 0; i < x.length; i++) {
@@ -88,21 +94,36 @@ function minmaxSqnr(x: ArrayLike<number>, bits: number): number {
   return 10 * Math.log10(sig / sse);
 }
 function sqnr(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let sig = 0, sse = 0;
-  for (let i = 0; i < x.length; i++) { sig += x[i] * x[i]; sse += (x[i] - y[i]) ** 2; }
+  let sig = 0,
+    sse = 0;
+  for (let i = 0; i < x.length; i++) {
+    sig += x[i] * x[i];
+    sse += (x[i] - y[i]) ** 2;
+  }
   return 10 * Math.log10(sig / sse);
 }
 
 // A weight matrix with unequal rows and a few outliers; no magnitude below 2^-20, so that c*x stays a normal F32
 // for every c used here (exactness of the scaled input itself).
-const ROWS = 8, COLS = 64;
+const ROWS = 8,
+  COLS = 64;
 const rnd = mulberry32(10);
 const X = Float64Array.from(gaussian(ROWS * COLS, 11), (v, i) => {
   const y = Math.fround(v * 0.05 * (1 + Math.floor(i / COLS) / 4) * (rnd() < 0.03 ? 8 : 1));
   return Math.abs(y) < 2 ** -20 ? 2 ** -20 : y;
 });
 const IMP = join(tmp.dir, 'imp.safetensors');
-writeSafetensors(IMP, [{ name: 'w', dtype: 'F32', shape: [ROWS, COLS], data: encode(Array.from({ length: ROWS * COLS }, () => 0.25 + rnd()), 'F32') }]);
+writeSafetensors(IMP, [
+  {
+    name: 'w',
+    dtype: 'F32',
+    shape: [ROWS, COLS],
+    data: encode(
+      Array.from({ length: ROWS * COLS }, () => 0.25 + rnd()),
+      'F32',
+    ),
+  },
+]);
 
 describe('scale equivariance: c*x for c = 2^k gives the same codes and c times the levels', () => {
   for (const sl of SLICINGS) {
@@ -115,7 +136,11 @@ describe('scale equivariance: c*x for c = 2^k gives the same codes and c times t
       for (const k of [-100, -60, -20, 20, 60]) {
         const c = 2 ** k;
         const p = fresh('eq');
-        writeOne(p, Array.from(X, (v) => v * c), [ROWS, COLS]);
+        writeOne(
+          p,
+          Array.from(X, (v) => v * c),
+          [ROWS, COLS],
+        );
         await quantize(p, p + '.q', opts);
         const got = stored(p + '.q');
         for (const [name, b] of Object.entries(ref.bytes)) expect(got.bytes[name].equals(b), `${name} at c = 2^${k}`).toBe(true);
@@ -148,7 +173,8 @@ function deadRows(seed: number, rows: number, cols: number): Float64Array {
 }
 
 describe('dead rows (1e-33..1e-29 with tiny outliers): every method and slicing quantizes them, never below min-max uniform', () => {
-  const rows = 4, cols = 1024;
+  const rows = 4,
+    cols = 1024;
   const x = deadRows(5, rows, cols);
   const imp = join(tmp.dir, 'dead-imp.safetensors');
   writeSafetensors(imp, [{ name: 'w', dtype: 'F32', shape: [rows, cols], data: encode(new Float64Array(rows * cols).fill(1), 'F32') }]);
@@ -172,7 +198,8 @@ describe('dead rows (1e-33..1e-29 with tiny outliers): every method and slicing 
         const bits = method.startsWith('ecsq') ? Math.floor(mo.rate!) : 4;
         const len = stored(p + '.q').scheme.sliceSize as number; // the slicing used (a coarser one may replace the asked)
         for (let a = 0; a < rows * cols; a += len) {
-          const xr = xs.subarray(a, a + len), yr = y.subarray(a, a + len);
+          const xr = xs.subarray(a, a + len),
+            yr = y.subarray(a, a + len);
           // Other objectives: still never worse than storing zeros.
           expect(sqnr(xr, yr), `slice at ${a}`).toBeGreaterThanOrEqual(distortion ? minmaxSqnr(xr, bits) - 1e-9 : 1e-9);
         }
@@ -182,7 +209,9 @@ describe('dead rows (1e-33..1e-29 with tiny outliers): every method and slicing 
 });
 
 /** Codecs with an F16 codebook option, and the slicings of those codecs. */
-const F16_SLICINGS = SLICINGS.filter((sl) => (CODECS.find((c) => c.name === sl.opts.codec)!.options ?? []).some((s) => s.name === 'codebookDtype' && s.values?.includes('F16')));
+const F16_SLICINGS = SLICINGS.filter((sl) =>
+  (CODECS.find((c) => c.name === sl.opts.codec)!.options ?? []).some((s) => s.name === 'codebookDtype' && s.values?.includes('F16')),
+);
 
 describe('F16 codebooks: exactly scaled while the levels fit F16, else F32 codebooks with a warning; never inf, NaN or zeros', () => {
   for (const sl of F16_SLICINGS) {
@@ -197,20 +226,31 @@ describe('F16 codebooks: exactly scaled while the levels fit F16, else F32 codeb
       for (const k of [-100, -60, -20, 20, 60]) {
         const c = 2 ** k;
         const p = fresh('f16');
-        writeOne(p, Array.from(X, (v) => v * c), [ROWS, COLS]);
+        writeOne(
+          p,
+          Array.from(X, (v) => v * c),
+          [ROWS, COLS],
+        );
         const rep = await quantize(p, p + '.q', opts);
         const got = stored(p + '.q');
         const y = await dense(p + '.q');
         for (const v of y) expect(Number.isFinite(v)).toBe(true);
         // No row comes back as zeros that does not at c = 1 (F16's range never zeroes a slice).
         for (let r = 0; r < ROWS; r++)
-          expect(y.subarray(r * COLS, (r + 1) * COLS).some((v) => v !== 0), `row ${r} at c = 2^${k}`).toBe(y0.subarray(r * COLS, (r + 1) * COLS).some((v) => v !== 0));
+          expect(
+            y.subarray(r * COLS, (r + 1) * COLS).some((v) => v !== 0),
+            `row ${r} at c = 2^${k}`,
+          ).toBe(y0.subarray(r * COLS, (r + 1) * COLS).some((v) => v !== 0));
         if (got.scheme.codebookDtype === 'F16') {
           for (const [name, b] of Object.entries(ref.bytes)) expect(got.bytes[name].equals(b), `${name} at c = 2^${k}`).toBe(true);
-          for (const [name, v] of Object.entries(ref.floats)) expect(Array.from(got.floats[name]), `${name} at c = 2^${k}`).toEqual(Array.from(v, (z) => z * c));
+          for (const [name, v] of Object.entries(ref.floats))
+            expect(Array.from(got.floats[name]), `${name} at c = 2^${k}`).toEqual(Array.from(v, (z) => z * c));
         } else {
           expect(got.scheme.codebookDtype).toBe('F32');
-          expect(rep.warnings?.some((w) => w.includes('"w"') && w.includes('F32 codebooks')), `warning at c = 2^${k}`).toBe(true);
+          expect(
+            rep.warnings?.some((w) => w.includes('"w"') && w.includes('F32 codebooks')),
+            `warning at c = 2^${k}`,
+          ).toBe(true);
         }
       }
     });
@@ -248,7 +288,8 @@ describe('decode to F16/BF16: a value beyond the dtype is a typed error unless a
       expect(r.saturated).toBe(over);
       expect(r.warnings.some((w) => w.includes(`${over} values`))).toBe(true);
       const y = decodeBytes(readSafetensors(p + '.f16').tensor('w'), 'F16');
-      for (let i = 0; i < y.length; i++) expect(y[i]).toBe(Math.abs(ref[i]) >= 65520 ? Math.sign(ref[i]) * 65504 : decodeBytes(encode([ref[i]], 'F16'), 'F16')[0]);
+      for (let i = 0; i < y.length; i++)
+        expect(y[i]).toBe(Math.abs(ref[i]) >= 65520 ? Math.sign(ref[i]) * 65504 : decodeBytes(encode([ref[i]], 'F16'), 'F16')[0]);
     });
   }
 
@@ -282,14 +323,22 @@ describe('degenerate shapes: never larger than keeping the tensor; a 1-D tensor 
         const p = fresh('deg');
         const imp = p + '.imp.safetensors';
         writeSafetensors(imp, [{ name: 'w', dtype: 'F32', shape, data: encode(new Float64Array(n).fill(1), 'F32') }]);
-        writeOne(p, Float64Array.from(gaussian(n, n), (v) => v * 0.1), shape, dtype);
+        writeOne(
+          p,
+          Float64Array.from(gaussian(n, n), (v) => v * 0.1),
+          shape,
+          dtype,
+        );
         const rep = await quantize(p, p + '.q', { ...sl.opts, method, include: ['*'], ...methodOptions(method, imp, 4), bits: 4 });
         const t = rep.tensors.find((q) => q.name === 'w')!;
         const srcBits = dtype === 'F32' ? 32 : 16;
         expect(t.bitsPerWeight, `${JSON.stringify(shape)} ${dtype}`).toBeLessThanOrEqual(srcBits);
         const asked = sl.opts.codec === 'block' ? 'block' : (sl.opts as { granularity?: string }).granularity;
         if (t.method === 'keep' || t.granularity !== asked)
-          expect(rep.warnings?.some((w) => w.includes('"w"')), `a warning names the tensor (${JSON.stringify(shape)})`).toBe(true);
+          expect(
+            rep.warnings?.some((w) => w.includes('"w"')),
+            `a warning names the tensor (${JSON.stringify(shape)})`,
+          ).toBe(true);
         if (shape.length === 1 && n === 2000 && (sl.opts as { granularity?: string }).granularity === 'row') {
           const s = stored(p + '.q').scheme;
           expect(s.slices).toBe(1);
@@ -300,31 +349,40 @@ describe('degenerate shapes: never larger than keeping the tensor; a 1-D tensor 
 });
 
 describe('memory: a large 1-D tensor stays within 2x its size for every codec', () => {
-  it.each(QUANTIZING_CODECS)('codec %s', async (codec) => {
-    const { execFileSync } = await import('node:child_process');
-    const { writeFileSync } = await import('node:fs');
-    // 8 MB of F16 (the reported case: 5e7 F16 weights, where one codebook per element took 3.2 GB on disk and
-    // 16 GB of memory). (An F32 slice of millions of distinct values is another matter: the exact DP keeps
-    // k x m back-pointers; see bench/RESULTS.md, issue 10.)
-    const n = 4_000_000;
-    const p = fresh('mem');
-    writeOne(p, Float64Array.from(gaussian(n, 3), (v) => v * 0.05), [n], 'F16');
-    const small = fresh('mem-small');
-    writeOne(small, gaussian(4096, 4), [64, 64]);
-    const script = p + '.mjs';
-    // The child warms up on a small tensor (addon loaded, threads started), then reports its peak RSS before and
-    // after the large one (ru_maxrss, KiB).
-    writeFileSync(
-      script,
-      `import { quantize } from ${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))};
+  it.each(QUANTIZING_CODECS)(
+    'codec %s',
+    async (codec) => {
+      const { execFileSync } = await import('node:child_process');
+      const { writeFileSync } = await import('node:fs');
+      // 8 MB of F16 (the reported case: 5e7 F16 weights, where one codebook per element took 3.2 GB on disk and
+      // 16 GB of memory). (An F32 slice of millions of distinct values is another matter: the exact DP keeps
+      // k x m back-pointers; see bench/RESULTS.md, issue 10.)
+      const n = 4_000_000;
+      const p = fresh('mem');
+      writeOne(
+        p,
+        Float64Array.from(gaussian(n, 3), (v) => v * 0.05),
+        [n],
+        'F16',
+      );
+      const small = fresh('mem-small');
+      writeOne(small, gaussian(4096, 4), [64, 64]);
+      const script = p + '.mjs';
+      // The child warms up on a small tensor (addon loaded, threads started), then reports its peak RSS before and
+      // after the large one (ru_maxrss, KiB).
+      writeFileSync(
+        script,
+        `import { quantize } from ${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))};
        await quantize(${JSON.stringify(small)}, ${JSON.stringify(small + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
        const before = process.resourceUsage().maxRSS;
        await quantize(${JSON.stringify(p)}, ${JSON.stringify(p + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
        console.log(JSON.stringify({ before, after: process.resourceUsage().maxRSS }));`,
-    );
-    const { before, after } = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!);
-    expect((after - before) * 1024).toBeLessThanOrEqual(2 * n * 2);
-  }, 120_000);
+      );
+      const { before, after } = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!);
+      expect((after - before) * 1024).toBeLessThanOrEqual(2 * n * 2);
+    },
+    120_000,
+  );
 });
 
 describe('an importance file that is zero for a tensor: uniform weights in every codec (as for a zero slice)', () => {
@@ -340,7 +398,14 @@ describe('an importance file that is zero for a tensor: uniform weights in every
         const rep = await quantize(p, p + `.q${fill}`, { ...sl.opts, method, bits: BITS, entropy: 'none', include: ['w'], ...mo, importance: imp });
         if (fill === 0) expect(rep.warnings?.some((w) => w.includes('"w"') && w.includes('zero everywhere'))).toBe(true);
         const f = readSafetensors(p + `.q${fill}`);
-        out.push(Buffer.concat(Object.keys(f.header).filter((k) => k.startsWith('w.')).sort().map((k) => Buffer.from(f.tensor(k)))));
+        out.push(
+          Buffer.concat(
+            Object.keys(f.header)
+              .filter((k) => k.startsWith('w.'))
+              .sort()
+              .map((k) => Buffer.from(f.tensor(k))),
+          ),
+        );
       }
       expect(out[0].equals(out[1])).toBe(true);
     });
@@ -356,4 +421,33 @@ describe('block format, --table row, rows of 4544 (a multiple of 16, not of the 
     const fit = await quantize(p, p + '.q2', { codec: 'block', table: 'row', doubleQuant: { bits: 6, superBlock: 64 }, include: ['w'] });
     expect(fit.tensors.find((t) => t.name === 'w')!.granularity).toBe('block');
   });
+});
+
+// With importance the solvers still target the importance-weighted entropy; the codec's feedback on the written
+// rate narrows the miss but cannot close it where the reachable rates jump (issue 10 §3, left open: the solvers
+// need the counts beside the weights). So this property covers the unweighted case.
+describe('rate targets: the written bits per weight land within 2 % of --rate', () => {
+  const RATE_METHODS = METHODS.filter((m) => m.options.some((s) => s.name === 'rate')).map((m) => m.name);
+  const n = 256 * 256;
+  const x = Float64Array.from(gaussian(n, 31), (v) => v * 0.05);
+  it.each(RATE_METHODS)(
+    'method %s',
+    async (method) => {
+      expect(RATE_METHODS.length).toBeGreaterThan(0);
+      const p = fresh('rate');
+      writeOne(p, x, [256, 256]);
+      for (const rate of [0.5, 1, 2, 4, 6]) {
+        const rep = await quantize(p, p + '.q', { method, rate, granularity: 'tensor', include: ['w'] });
+        // Every stored byte of the tensor, counted from the file (the test's own reader).
+        const f = readSafetensors(p + '.q');
+        const bytes = Object.keys(f.header)
+          .filter((k) => k.startsWith('w.'))
+          .reduce((a, k) => a + f.tensor(k).byteLength, 0);
+        const bpw = (bytes * 8) / n;
+        expect(Math.abs(bpw / rate - 1), `rate ${rate}: ${bpw}`).toBeLessThanOrEqual(0.02);
+        expect(rep.tensors.find((t) => t.name === 'w')!.bitsPerWeight).toBeCloseTo(bpw, 9);
+      }
+    },
+    120_000,
+  );
 });

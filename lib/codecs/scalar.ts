@@ -13,7 +13,7 @@ import type { NativeQuantizeParams } from '../native.js';
 import { option } from '../methods/options.js';
 import type { Codec, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodebook, checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
+import { checkCodebook, checkCodes, codeBytes, codeNames, entropyCode, importanceFor, loadCodes, metricsOf, packBitsOf, paddedStreamBytes, parseCodebook, parseCodes, storeCodes, type Coded } from './codes.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
@@ -162,6 +162,7 @@ export const scalarCodec = {
     };
     const at = new Error();
     let stats;
+    let coded: Coded | undefined;
     try {
       const importance = step.fixed ? undefined : await importanceFor(job, t);
       const run = () => native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
@@ -180,6 +181,45 @@ export const scalarCodec = {
         stats = await run();
         job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 codebooks instead of F16`);
       }
+      // A rate (--rate, or a compression ratio) is the bits per weight of what is written: codebooks, the entropy-
+      // coded stream and its padding, whatever the importance (Choi et al.; the solver targets the entropy of its
+      // own weights). Re-solve with the entropy target moved by the miss, a few rounds; the closest result is kept.
+      const asked = params.solverParams?.rate;
+      const codebookBits = (step.codebookBytes * 8) / Math.max(1, t.numel);
+      if (asked !== undefined && o.entropy !== 'none' && !step.fixed && codebookBits >= asked)
+        job.warnings.push(`tensor "${t.name}": its codebooks alone take ${codebookBits.toFixed(2)} bits per weight, the rate ${asked} cannot be met (use a coarser granularity)`);
+      else if (asked !== undefined && o.entropy !== 'none' && !step.fixed) {
+        const bpw = (c: Coded) => ((step.codebookBytes + paddedStreamBytes(step.codebookBytes, c.blob.byteLength)) * 8) / Math.max(1, t.numel);
+        coded = await entropyCode(job, o, t, codes);
+        let best = { miss: Math.abs(bpw(coded) - asked), codes, codebook, stats, coded };
+        // The written rate grows with the target: bracket it, then regula falsi (Illinois) within the bracket.
+        let got = bpw(coded);
+        let lo = { t: asked / 256, b: 0 }, hi = { t: o.bits, b: Infinity };
+        if (got < asked) lo = { t: asked, b: got };
+        else hi = { t: asked, b: got };
+        let side = 0;
+        for (let round = 0; round < 12 && best.miss > 0.005 * asked; round++) {
+          const target = Number.isFinite(hi.b) && lo.b > 0 ? lo.t + ((asked - lo.b) * (hi.t - lo.t)) / (hi.b - lo.b) : Math.sqrt(lo.t * hi.t);
+          params.solverParams = { ...params.solverParams, rate: target };
+          codes = new Uint8Array(step.codesBytes);
+          codebook = new Uint8Array(step.codebookBytes);
+          const st = await run();
+          const c = await entropyCode(job, o, t, codes);
+          got = bpw(c);
+          if (Math.abs(got - asked) < best.miss) best = { miss: Math.abs(got - asked), codes, codebook, stats: st, coded: c };
+          // Illinois: halve the kept end's excess when the same end moves twice, so the bracket shrinks from both sides.
+          if (got < asked) {
+            lo = { t: target, b: got };
+            if (side === -1 && Number.isFinite(hi.b)) hi.b = asked + (hi.b - asked) / 2;
+            side = -1;
+          } else {
+            hi = { t: target, b: got };
+            if (side === 1 && lo.b > 0) lo.b = asked - (asked - lo.b) / 2;
+            side = 1;
+          }
+        }
+        ({ codes, codebook, stats, coded } = best);
+      }
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }
@@ -187,7 +227,7 @@ export const scalarCodec = {
       job.warnings.push(`tensor "${t.name}": ${o.targetValues} values were not attainable in every slice (mean ${stats.levelsUsed.toFixed(4)} per slice)`);
     const cbName = codebookName(t.name);
     await job.out.add(cbName, codebookDtype, [step.slices, step.levels], codebook);
-    const codesOut = await storeCodes(job, o, t, codes, step.codebookBytes);
+    const codesOut = await storeCodes(job, o, t, codes, step.codebookBytes, coded);
     ckpt.advise(t.name, 'dontneed');
     const metrics = metricsOf(t, stats, step.codebookBytes + codesOut.bytes, codesOut.coded, step.slices * stats.levelsUsed);
     const scheme: TensorScheme = {
