@@ -162,6 +162,8 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --max-shard-size SIZE    data bytes per output file at most (default 5GB); larger outputs are sharded as
                            quantize does
   --dtype D                f32 | f16 | bf16 | f64: dtype of float tensors (default: each tensor's original dtype)
+  --allow-overflow         store values beyond --dtype's range (f16: 65504) as its largest finite value and say how
+                           many (default: fail with E_RANGE naming the tensor)
   --threads N              CPU threads (default: all cores)
   --force                  let the output replace the input (refused otherwise)
   --json                   print a JSON summary on stdout
@@ -338,7 +340,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         output: { type: 'string', short: 'o' }, dtype: { type: 'string' }, threads: { type: 'string' },
         'max-shard-size': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, progress: { type: 'boolean' },
-        force: { type: 'boolean' },
+        force: { type: 'boolean' }, 'allow-overflow': { type: 'boolean' },
       },
     });
     if (positionals.length !== 1) throw new UsageError('decode takes one input path (see --help)');
@@ -349,9 +351,11 @@ async function main(argv: string[]): Promise<number> {
       ...(values.device ? { device: values.device as 'auto' } : {}),
       ...(values['max-shard-size'] ? { maxShardSize: values['max-shard-size'] } : {}),
       ...(values.force ? { force: true } : {}),
+      ...(values['allow-overflow'] ? { allowOverflow: true } : {}),
       signal: ac.signal,
       onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
     });
+    for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
     else if (!values.quiet) process.stdout.write(`decoded ${r.tensors} tensors (${(r.bytesOut / 2 ** 20).toFixed(2)} MiB) in ${r.seconds.toFixed(2)} s to ${r.output}\n`);
     return 0;

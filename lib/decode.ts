@@ -20,6 +20,10 @@ export interface DecodeResult {
   tensors: number;
   bytesOut: number;
   seconds: number;
+  /** Values beyond the output dtype's range stored as its largest finite value (allowOverflow; else 0). */
+  saturated: number;
+  /** One line per tensor with saturated values. */
+  warnings: string[];
 }
 
 /**
@@ -81,8 +85,9 @@ function asInputError(e: WeightpressError, file: string, tensor: string): Weight
  * Decodes `input` (a weightpress file, its shard index, or a directory with either) to dense safetensors at
  * `output`: float tensors in `dtype` (default: each tensor's original dtype), the rest as stored; the input's
  * metadata without the scheme. An output larger than `maxShardSize` (default 5 GB) is written as shards and an
- * index, as quantize() does. Throws FormatError (not a weightpress file, inconsistent scheme), IoError,
- * CancelledError; nothing is written unless the whole job succeeds.
+ * index, as quantize() does. A value beyond `dtype`'s range throws OverflowError (E_RANGE) unless `allowOverflow`
+ * (then it is saturated and counted in `saturated`). Throws FormatError (not a weightpress file, inconsistent
+ * scheme), IoError, CancelledError; nothing is written unless the whole job succeeds.
  */
 export async function decode(input: string, output: string, options: DecodeOptions = {}): Promise<DecodeResult> {
   const o = resolveDecodeOptions(options);
@@ -116,6 +121,8 @@ export async function decode(input: string, output: string, options: DecodeOptio
     const bytesTotal = names.reduce((a, n) => a + bytesOf(n), 0);
     let bytesDone = 0;
     let index = 0;
+    const djob = { ckpt, threads: o.threads, cancel, allowOverflow: o.allowOverflow, saturated: 0 };
+    const warnings: string[] = [];
     for (const [k, group] of groups.entries()) {
       const sink = writer.sink(k);
       for (const name of group) {
@@ -125,7 +132,9 @@ export async function decode(input: string, output: string, options: DecodeOptio
         const at = new Error();
         let dense: Uint8Array;
         try {
-          dense = await codecOf(s, { file: ckpt.path, tensor: name }).decode(name, s, dt, { ckpt, threads: o.threads, cancel });
+          const before = djob.saturated;
+          dense = await codecOf(s, { file: ckpt.path, tensor: name }).decode(name, s, dt, djob);
+          if (djob.saturated > before) warnings.push(`tensor "${name}": ${djob.saturated - before} values beyond ${dt}'s range saturated to its largest finite value`);
         } catch (e) {
           throw asInputError(fromNative(e, { file: ckpt.path, tensor: name }, at), ckpt.path, name);
         }
@@ -138,7 +147,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
     }
     cancel.check(ckpt.path);
     const out = await writer.finish(() => metadata, indexName(base), {}, () => ckpt.check());
-    return { input: ckpt.path, output: out, tensors: names.length, bytesOut: bytesTotal, seconds: (performance.now() - started) / 1000 };
+    return { input: ckpt.path, output: out, tensors: names.length, bytesOut: bytesTotal, seconds: (performance.now() - started) / 1000, saturated: djob.saturated, warnings };
   } catch (e) {
     writer?.abort();
     removeIfEmpty(created, outputTarget(output).dir);

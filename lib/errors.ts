@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'E_CANCELLED'
   | 'E_INTERNAL'
   | 'E_CUDA'
+  | 'E_RANGE'
   | 'E_LOAD';
 
 export interface ErrorContext {
@@ -75,6 +76,13 @@ export class CudaError extends WeightpressError {
     this.name = 'CudaError';
   }
 }
+/** A value outside the range of the dtype it must be stored in (an F16 codebook or scale, a decode to F16/BF16). */
+export class OverflowError extends WeightpressError {
+  constructor(message: string, context?: ErrorContext) {
+    super('E_RANGE', message, context);
+    this.name = 'OverflowError';
+  }
+}
 export class CancelledError extends WeightpressError {
   constructor(message = 'operation cancelled', context?: ErrorContext) {
     super('E_CANCELLED', message, context);
@@ -90,6 +98,7 @@ const byCode: Record<string, new (m: string, c?: ErrorContext) => WeightpressErr
   E_NONFINITE: NonFiniteError,
   E_CANCELLED: CancelledError,
   E_CUDA: CudaError,
+  E_RANGE: OverflowError,
 };
 
 /**

@@ -59,7 +59,7 @@ export interface QuantizedScheme {
     cols: number;
     table: 'tensor' | 'row';
     scale: 'optimal' | 'absmax';
-    doubleQuant: { bits: number; superBlock: number } | null;
+    doubleQuant: { bits: number; superBlock: number; dtype?: 'F16' | 'F32' } | null;
   };
   /** Consecutive elements (row-major) that share one codebook row. */
   sliceSize: number;

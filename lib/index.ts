@@ -19,7 +19,7 @@ export { exportGguf, IQ4_NL_VALUES, Q4_0_VALUES, type GgufExportOptions, type Gg
 export { decode, inspect, type DecodeResult } from './decode.js';
 export { Checkpoint, type TensorRef } from './checkpoint.js';
 export {
-  WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, CudaError, type ErrorCode,
+  WeightpressError, ArgumentError, FormatError, DtypeError, IoError, NonFiniteError, CancelledError, CudaError, OverflowError, type ErrorCode,
 } from './errors.js';
 export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
 export { qnForward, qnBackward, qnQuantizer, qnInit, parseLevels as qnParseLevels, presetLevels as qnPresetLevels, type QnFunction, type QnQuantizer, type QnGradients, type QnForwardOptions } from './qn.js';

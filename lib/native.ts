@@ -227,13 +227,14 @@ export interface NativeAddon {
     onProgress?: (done: number, total: number) => void,
   ): Promise<NativeQuantizeStats>;
   dequantize(
-    source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; packBits?: number; name?: string },
+    source: { codes: Uint8Array; codebook: Uint8Array; codebookDtype: string; numel: number; bits: number; sliceSize: number; packBits?: number; name?: string; allowOverflow?: boolean },
     outDtype: string,
     out: Uint8Array,
     threads?: number,
     cancel?: Int32Array | null,
-  ): Promise<void>;
-  convert(src: Uint8Array, from: string, to: string, dst: Uint8Array, name?: string): Promise<void>;
+  ): Promise<number>;
+  /** Float dtype conversion; resolves to the count of saturated values (allowOverflow), else E_RANGE on overflow. */
+  convert(src: Uint8Array, from: string, to: string, dst: Uint8Array, name?: string, allowOverflow?: boolean): Promise<number>;
   solve(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Promise<Float64Array>;
   solveSync(method: string, x: Float64Array, w: Float64Array | null, params: NativeSolverParams): Float64Array;
   /** Like solveSync, with the decision thresholds (empty: midpoints between adjacent levels). */
@@ -288,13 +289,13 @@ export interface NativeAddon {
     onProgress?: (done: number, total: number) => void,
   ): Promise<NativeBlockStats>;
   blockDequantize(
-    source: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array; numel: number; cols: number; name?: string },
+    source: { codes: Uint8Array; scales: Uint8Array; table: Uint8Array; numel: number; cols: number; name?: string; allowOverflow?: boolean },
     params: NativeBlockParams,
     outDtype: string,
     out: Uint8Array,
     threads?: number,
     cancel?: Int32Array | null,
-  ): Promise<void>;
+  ): Promise<number>;
 
   summaryNew(): unknown;
   summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;

@@ -70,7 +70,7 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
         if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
     for (;;) {
       const r = codec.plan(t, options);
-      if ('layout' in r) return { tensor: t, codec: codec.name, method: options.method, options, layout: r.layout };
+      if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout };
       warnings.push(r.warning);
       codec = findCodec(r.fallback.codec)!;
       options = { ...options, ...r.fallback.options };

@@ -180,6 +180,11 @@ export interface DecodeOptions extends CommonOptions {
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64' | 'f32' | 'f16' | 'bf16' | 'f64';
   /** Bytes per output file at most (default 5 GB); a larger output is written as shards and an index. */
   maxShardSize?: number | string;
+  /**
+   * A decoded value beyond `dtype`'s range (F16: 65504, BF16: about 3.39e38): false (default) throws OverflowError
+   * (E_RANGE) naming the tensor; true stores the largest finite value of its sign and counts it (DecodeResult.saturated).
+   */
+  allowOverflow?: boolean;
 }
 
 // ---- The job's options (the codecs' options are declared in lib/codecs/, the methods' in lib/methods/) ----
@@ -446,6 +451,17 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       fail(r.spec.name, `applies to the ${r.codecs.join(' and ')} codec${r.codecs.length > 1 ? 's' : ''} only, not ${codec}`);
   const problem = CODECS.find((c) => c.name === codec)?.checkOptions?.({ ...(r as unknown as TaskOptions), method, codec, granularity });
   if (problem) fail('codec', problem);
+  // A Huffman code spends at least 1 bit per code (scalar codes: per weight; the vector codec's codes span M weights): below a rate of 1 the method's default coder gives way to rANS;
+  // a Huffman coder asked for explicitly is kept, with a warning that says which coder would reach the rate. (Above
+  // 1 bit the scalar codec meets the rate with either coder by moving the entropy target; Huffman's redundancy then
+  // costs distortion, not rate.)
+  const rate = r.rate as number | undefined;
+  if (rate !== undefined && rate < 1 && r.entropy === 'huffman' && entry.codec === undefined) {
+    if (given.entropy === undefined) {
+      r.entropy = 'ans';
+      warnings.push(`rate ${rate} is below the 1 bit per weight a Huffman code needs at least: the codes are rANS-coded (entropy 'ans')`);
+    } else warnings.push(`rate ${rate} is below the 1 bit per weight a Huffman code needs at least: entropy 'ans' would reach it`);
+  }
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);
@@ -477,6 +493,7 @@ function boolOf(option: string, v: unknown): boolean {
 
 export interface ResolvedDecodeOptions {
   dtype?: 'F32' | 'F16' | 'BF16' | 'F64';
+  allowOverflow: boolean;
   maxShardSize: number;
   threads: number;
   device: Device;
@@ -487,10 +504,12 @@ export interface ResolvedDecodeOptions {
 
 export function resolveDecodeOptions(o: DecodeOptions = {}): ResolvedDecodeOptions {
   if (typeof o !== 'object' || o === null) fail('options', 'must be an object');
-  checkKeys(o, ['dtype', 'maxShardSize', 'threads', 'device', 'signal', 'onProgress', 'force'], 'decode');
+  checkKeys(o, ['dtype', 'maxShardSize', 'allowOverflow', 'threads', 'device', 'signal', 'onProgress', 'force'], 'decode');
+  if (o.allowOverflow !== undefined && typeof o.allowOverflow !== 'boolean') fail('allowOverflow', 'must be a boolean');
   const dtype = o.dtype === undefined ? undefined : oneOf('dtype', String(o.dtype).toUpperCase(), ['F32', 'F16', 'BF16', 'F64'] as const);
   return {
     dtype,
+    allowOverflow: o.allowOverflow === true,
     maxShardSize: checkValue(MAX_SHARD_SIZE, o.maxShardSize ?? MAX_SHARD_SIZE.default, 0) as number,
     threads: checkValue(THREADS, o.threads ?? THREADS.default, 0) as number,
     device: checkValue(DEVICE, o.device ?? DEVICE.default, 0) as Device,

@@ -7,7 +7,7 @@
  * header, the header length, the file's length, or one byte of the data. Each variant is decoded and inspected;
  * the oracle:
  * - no crash and no untyped error: every failure is a WeightpressError naming the variant's file, E_FORMAT or
- *   E_DTYPE (the file is bad) or E_IO (it is short);
+ *   E_DTYPE (the file is bad), E_IO (it is short) or E_RANGE (a mutated value beyond the output dtype);
  * - no partial output: a failed decode leaves its output directory empty;
  * - a mutated scheme or header either fails so, or decodes exactly (names, dtypes, shapes, bytes) as the file
  *   did before the mutation; a re-signed scheme either fails so or decodes to exactly the tensors (names, dtypes,
@@ -234,7 +234,8 @@ export async function fuzz(count: number, seed: number, dir: string, bases?: Bas
         report.failures.push(`${where}: ${call} threw an untyped ${(e as Error)?.name}: ${(e as Error)?.message}`);
         return false;
       }
-      if (!['E_FORMAT', 'E_DTYPE', 'E_IO'].includes(e.code) || e.file !== file) {
+      // E_RANGE: a mutated codebook or scale whose decoded values exceed the output dtype (issue 10's typed refusal).
+      if (!['E_FORMAT', 'E_DTYPE', 'E_IO', 'E_RANGE'].includes(e.code) || e.file !== file) {
         report.failures.push(`${where}: ${call} threw ${e.code} naming ${e.file ?? 'no file'}: ${e.message}`);
         return false;
       }

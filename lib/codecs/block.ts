@@ -84,16 +84,32 @@ export const blockCodec = {
   storedNames: (name) => [codebookName(name), scalesName(name), ...codeNames(name)],
 
   plan(t, o) {
-    const cols = t.shape.length ? t.numel / t.shape[0] : t.numel;
+    const cols = t.shape.length >= 2 ? t.numel / t.shape[0] : t.numel;  // a 1-D tensor is one row
     const dq = o.doubleQuant;
-    const fits = cols % o.blockSize === 0 && (!dq || o.table !== 'row' || cols % dq.superBlock === 0);
-    if (!fits)
+    if (cols % o.blockSize !== 0)
       return {
         fallback: { codec: 'scalar', options: { granularity: 'row' } },
-        warning: `tensor "${t.name}": rows are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
+        warning: `tensor "${t.name}": rows of ${cols} are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
       };
+    if (dq && o.table === 'row' && cols % dq.superBlock !== 0) {
+      // Name the constraint that failed and the super-blocks that would fit (multiples of the block size dividing the row).
+      const fit: number[] = [];
+      for (let s = dq.superBlock - o.blockSize; s >= o.blockSize && fit.length < 2; s -= o.blockSize) if (cols % s === 0) fit.push(s);
+      const hint = fit.length ? ` (--double-quant ${fit.map((s) => `${dq.bits}/${s}`).join(' or ')} would fit)` : '';
+      return {
+        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        warning: `tensor "${t.name}": with --table row, rows of ${cols} must be a multiple of the super-block ${dq.superBlock}${hint}: quantized per row instead`,
+      };
+    }
     // The sizes do not depend on the method's solver or rate.
     const sizes = loadNative().blockSizes(t.numel, cols, { bits: o.bits, blockSize: o.blockSize, scale: o.scale, table: o.table, doubleQuant: o.doubleQuant || null, ...(packBitsOf(o) ? { packBits: 8 } : {}) });
+    // Never larger than keeping the tensor (e.g. a table per short row): the scalar codec, which falls back further.
+    const src = DTYPE_SIZE[t.dtype] * 8;
+    if (sizes.bitsPerWeight > src)
+      return {
+        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        warning: `tensor "${t.name}": the block format would take ${sizes.bitsPerWeight.toFixed(1)} bits per weight, more than keeping it (${t.dtype}, ${src}): quantized per row instead`,
+      };
     const layout: BlockLayout = { cols, sizes };
     return { layout: layout as unknown as Record<string, unknown> };
   },
@@ -107,18 +123,34 @@ export const blockCodec = {
   async encode(task, job, method): Promise<EncodeResult> {
     const { ckpt } = job;
     const o = task.options;
-    const { cols, sizes: sz } = task.layout as unknown as BlockLayout;
+    const { cols } = task.layout as unknown as BlockLayout;
+    let sz = (task.layout as unknown as BlockLayout).sizes;
     const native = loadNative();
     const t = task.tensor;
-    const codes = new Uint8Array(sz.codesBytes);
-    const scales = new Uint8Array(sz.scalesBytes);
-    const table = new Uint8Array(sz.tableBytes);
+    let codes = new Uint8Array(sz.codesBytes);
+    let scales = new Uint8Array(sz.scalesBytes);
+    let table = new Uint8Array(sz.tableBytes);
     const params = blockParams(o, method, DTYPE_SIZE[t.dtype] * 8, job.threads);
     const at = new Error();
     let stats;
+    const importance = await importanceFor(job, t);
+    const run = () => native.blockQuantize({ data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols, name: t.name, importance }, params, codes, scales, table, job.cancel.flag, job.onTensorProgress);
     try {
-      const importance = await importanceFor(job, t);
-      stats = await native.blockQuantize({ data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols, name: t.name, importance }, params, codes, scales, table, job.cancel.flag, job.onTensorProgress);
+      try {
+        stats = await run();
+      } catch (e) {
+        // A super-block too small for an F16 super-scale (E_RANGE; e.g. a "dead" row beside ordinary ones): the
+        // documented fallback is F32 super-scales for this tensor (2 more bytes per super-block), with a warning.
+        const err = fromNative(e, { file: t.file, tensor: t.name }, at);
+        if (err.code !== 'E_RANGE' || !params.doubleQuant) throw err;
+        params.doubleQuant = { ...params.doubleQuant, dtype: 'F32' };
+        sz = native.blockSizes(t.numel, cols, { bits: o.bits, blockSize: o.blockSize, scale: o.scale, table: o.table, doubleQuant: params.doubleQuant, ...(packBitsOf(o) ? { packBits: 8 } : {}) });
+        codes = new Uint8Array(sz.codesBytes);
+        scales = new Uint8Array(sz.scalesBytes);
+        table = new Uint8Array(sz.tableBytes);
+        stats = await run();
+        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 super-scales instead`);
+      }
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }
@@ -142,7 +174,7 @@ export const blockCodec = {
       codebook: cbName,
       codebookDtype: 'F32',
       scales: scName,
-      block: { blockSize: o.blockSize, cols, table: o.table, scale: o.scale, doubleQuant: o.doubleQuant || null },
+      block: { blockSize: o.blockSize, cols, table: o.table, scale: o.scale, doubleQuant: params.doubleQuant ?? null },
       params: { solver: params.solver, rounds: o.rounds, ...(o.importance !== undefined ? { importance: o.importanceKind } : {}), ...(o.rate !== undefined ? { rate: o.rate } : {}) },
       metrics,
     };
@@ -195,8 +227,8 @@ export const blockCodec = {
     const n = numel(s.shape);
     const dense = new Uint8Array(n * DTYPE_SIZE[dtype]);
     const { codes, packBits } = await loadCodes(job.ckpt, s, job.threads, job.cancel.flag);
-    await loadNative().blockDequantize(
-      { codes, scales: job.ckpt.bytes(s.scales!), table: job.ckpt.bytes(s.codebook), numel: n, cols: s.block!.cols, name },
+    job.saturated += await loadNative().blockDequantize(
+      { codes, scales: job.ckpt.bytes(s.scales!), table: job.ckpt.bytes(s.codebook), numel: n, cols: s.block!.cols, name, allowOverflow: job.allowOverflow },
       { ...storedParams(s), ...(packBits ? { packBits } : {}) },
       dtype,
       dense,

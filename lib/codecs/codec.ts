@@ -80,6 +80,10 @@ export interface DecodeJob {
   ckpt: Checkpoint;
   threads: number;
   cancel: Cancel;
+  /** Values beyond the output dtype's range: saturate (and add their count to `saturated`), or E_RANGE. */
+  allowOverflow: boolean;
+  /** Values saturated so far (allowOverflow). */
+  saturated: number;
 }
 
 /** How a codec plans a tensor: a layout, or a hand-over to another codec with the reason (a warning). */

@@ -33,26 +33,42 @@ export function codeNames(tensor: string): string[] {
  * Writes a tensor's codes: packed as they are, or entropy-coded into a stream (from one byte per code). `head` is
  * the bytes written just before for this tensor; the result is padded so that head + codes end 8-byte aligned.
  */
-export async function storeCodes(job: EncodeJob, o: TaskOptions, t: TensorRef, codes: Uint8Array, head: number) {
+export async function storeCodes(job: EncodeJob, o: TaskOptions, t: TensorRef, codes: Uint8Array, head: number, precoded?: Coded) {
   let coded: Coded | undefined;
   let stored = codes;
   if (o.entropy !== 'none') {
-    const at = new Error();
-    try {
-      coded = await loadNative().entropyEncode(codes.subarray(0, t.numel), { coder: o.entropy, alphabet: 2 ** o.bits, threads: job.threads }, job.cancel.flag);
-    } catch (e) {
-      throw fromNative(e, { file: t.file, tensor: t.name }, at);
-    }
-    stored = new Uint8Array(Math.ceil((head + coded.blob.byteLength) / 8) * 8 - head);
+    coded = precoded ?? (await entropyCode(job, o, t, codes));
+    stored = new Uint8Array(paddedStreamBytes(head, coded.blob.byteLength));
     stored.set(coded.blob);
   } else if ((head + codes.byteLength) % 8) {
     stored = new Uint8Array(Math.ceil((head + codes.byteLength) / 8) * 8 - head);
     stored.set(codes);
   }
+  // --rate is bits per weight after entropy coding (Choi et al.): say so when the stream misses it by over 2 %.
+  if (coded && o.rate !== undefined) {
+    const achieved = (coded.blob.byteLength * 8) / Math.max(1, t.numel);
+    if (achieved > o.rate * 1.02)
+      job.warnings.push(`tensor "${t.name}": rate ${o.rate} asked, the ${o.entropy} stream takes ${achieved.toFixed(3)} bits per weight (code entropy ${coded.entropy.toFixed(3)})`);
+  }
   const name = coded ? streamName(t.name) : codesName(t.name);
   await job.out.add(name, 'U8', [stored.byteLength], stored);
   const scheme = coded ? { stream: name, entropy: o.entropy as 'huffman' | 'ans', streamBytes: coded.blob.byteLength } : { codes: name };
   return { bytes: stored.byteLength, coded, scheme };
+}
+
+/** The entropy-coded stream of a tensor's codes (one byte each), with its statistics. */
+export async function entropyCode(job: Pick<EncodeJob, 'threads' | 'cancel'>, o: TaskOptions, t: TensorRef, codes: Uint8Array): Promise<Coded> {
+  const at = new Error();
+  try {
+    return await loadNative().entropyEncode(codes.subarray(0, t.numel), { coder: o.entropy as 'huffman' | 'ans', alphabet: 2 ** o.bits, threads: job.threads }, job.cancel.flag);
+  } catch (e) {
+    throw fromNative(e, { file: t.file, tensor: t.name }, at);
+  }
+}
+
+/** Bytes a stream of `streamBytes` takes after `head` bytes once padded to the 8-byte boundary (storeCodes). */
+export function paddedStreamBytes(head: number, streamBytes: number): number {
+  return Math.ceil((head + streamBytes) / 8) * 8 - head;
 }
 
 /** Checks the scheme's codes fields: either codes, or a stream with its coder and length. */
@@ -161,10 +177,17 @@ export function metricsOf(
   return metrics;
 }
 
-/** Importance weights of a tensor, or undefined (with a warning when an importance file lacks it). */
+/**
+ * Importance weights of a tensor, or undefined: when an importance file lacks it, or holds zeros for all of it
+ * (no preference: uniform weights, as for a zero slice), with a warning. The same for every codec.
+ */
 export async function importanceFor(job: Pick<EncodeJob, 'importance' | 'warnings'>, t: TensorRef): Promise<Float32Array | undefined> {
   if (!job.importance) return undefined;
   const w = await job.importance.weightsFor(t);
   if (!w) job.warnings.push(`no importance for tensor "${t.name}" in ${job.importance.file}: uniform weights used`);
+  else if (w.every((v) => v === 0)) {
+    job.warnings.push(`importance of tensor "${t.name}" in ${job.importance.file} is zero everywhere: uniform weights used`);
+    return undefined;
+  }
   return w;
 }

@@ -43,7 +43,7 @@ export const keepCodec = {
   async decode(name, s, dtype, job) {
     if (dtype === s.dtype) return job.ckpt.bytes(name);
     const dense = new Uint8Array(numel(s.shape) * DTYPE_SIZE[dtype]);
-    await loadNative().convert(job.ckpt.bytes(name), s.dtype, dtype, dense, name);
+    job.saturated += await loadNative().convert(job.ckpt.bytes(name), s.dtype, dtype, dense, name, job.allowOverflow);
     return dense;
   },
 

@@ -14,7 +14,7 @@ import { option } from '../methods/options.js';
 import type { CalibratedFit, MethodEntry } from '../methods/registry.js';
 import type { Codec, EncodeJob, EncodeResult, GivenQuantizers, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
-import { checkCodebook, checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
+import { checkCodebook, checkCodes, codeBytes, codeNames, entropyCode, importanceFor, loadCodes, metricsOf, packBitsOf, paddedStreamBytes, parseCodebook, parseCodes, storeCodes, type Coded } from './codes.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
@@ -43,12 +43,39 @@ export interface ScalarLayout {
   fixed?: { levels: number[]; thresholds: number[] };
 }
 
-/** Elements per slice: the tensor, its row length, or the group size. */
+/** Elements per slice: the tensor, its row length (a 1-D tensor is one row), or the group size. */
 export function sliceSizeOf(t: TensorRef, o: Pick<TaskOptions, 'granularity' | 'groupSize'>): number {
   if (o.granularity === 'tensor' || o.granularity === 'network') return Math.max(1, t.numel);
   if (o.granularity === 'group') return o.groupSize;
-  const rows = t.shape.length ? t.shape[0] : 1;
+  const rows = t.shape.length >= 2 ? t.shape[0] : 1;
   return Math.max(1, rows ? t.numel / rows : 1);
+}
+
+/** The next coarser slicing after `g` (row, then group, then tensor), or undefined after tensor and network. */
+function coarser(g: string, t: TensorRef, o: TaskOptions): Partial<TaskOptions> | undefined {
+  if (g === 'row' && o.groupSize > sliceSizeOf(t, o) && o.groupSize < t.numel) return { granularity: 'group' };
+  if (g === 'row' || g === 'group') return { granularity: 'tensor' };
+  return undefined;
+}
+
+/** Bits per weight of a layout at most (codebooks and fixed-length codes; entropy coding only makes codes smaller). */
+function layoutBits(t: TensorRef, l: ScalarLayout, bits: number): number {
+  return ((l.codebookBytes + codeBytes(t.numel, bits)) * 8) / Math.max(1, t.numel);
+}
+
+/** The slicing and sizes of tensor t with codebooks of `codebookDtype`. */
+function layoutFor(t: TensorRef, o: TaskOptions, codebookDtype: 'F32' | 'F16'): ScalarLayout {
+  const granularity = o.granularity as ScalarLayout['granularity'];
+  const sliceSize = sliceSizeOf(t, o);
+  const slices = Math.ceil(t.numel / sliceSize);
+  const levels = 2 ** o.bits;
+  const codebookBytes = slices * levels * DTYPE_SIZE[codebookDtype];
+  // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
+  // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
+  // With entropy coding the codes are first written one byte each, then coded into a stream.
+  const used = o.entropy === 'none' ? codeBytes(t.numel, o.bits) : t.numel;
+  const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
+  return { granularity, sliceSize, slices, levels, codebookBytes, codesBytes };
 }
 
 function layoutOf(task: TensorTask): ScalarLayout {
@@ -104,17 +131,17 @@ export const scalarCodec = {
   storedNames: (name) => [codebookName(name), ...codeNames(name)],
 
   plan(t, o) {
-    const granularity = o.granularity;
-    const sliceSize = sliceSizeOf(t, o);
-    const slices = Math.ceil(t.numel / sliceSize);
-    const levels = 2 ** o.bits;
-    const codebookBytes = slices * levels * DTYPE_SIZE[o.codebookDtype];
-    // The codebook is written first, then the codes; the codes tensor is padded so that the pair ends on an
-    // 8-byte boundary and every following tensor stays aligned (the format allows no gaps between tensors).
-    // With entropy coding the codes are first written one byte each, then coded into a stream.
-    const used = o.entropy === 'none' ? codeBytes(t.numel, o.bits) : t.numel;
-    const codesBytes = Math.ceil((codebookBytes + used) / 8) * 8 - codebookBytes;
-    const layout: ScalarLayout = { granularity, sliceSize, slices, levels, codebookBytes, codesBytes };
+    const layout = layoutFor(t, o, o.codebookDtype);
+    // Never larger than keeping the tensor: when the codebooks push the bits per weight above the source dtype's,
+    // a coarser slicing (group, then tensor) or keeping it, with a warning naming the reason.
+    const bpw = layoutBits(t, layout, o.bits);
+    const src = DTYPE_SIZE[t.dtype] * 8;
+    if (bpw > src) {
+      const next = coarser(layout.granularity, t, o);
+      const why = `tensor "${t.name}": ${layout.granularity} codebooks would take ${bpw.toFixed(1)} bits per weight, more than keeping it (${t.dtype}, ${src})`;
+      if (next) return { fallback: { codec: 'scalar', options: next }, warning: `${why}: quantized per ${next.granularity === 'group' ? `group of ${o.groupSize}` : 'tensor'} instead` };
+      return { fallback: { codec: 'keep', options: {} }, warning: `${why}: kept as it is` };
+    }
     return { layout: layout as unknown as Record<string, unknown> };
   },
 
@@ -155,12 +182,13 @@ export const scalarCodec = {
   async encode(task, job, method): Promise<EncodeResult> {
     const { ckpt } = job;
     const o = task.options;
-    const step = layoutOf(task);
+    let step = layoutOf(task);
     const native = loadNative();
     const t = task.tensor;
     const data = ckpt.bytes(t.name);
-    const codes = new Uint8Array(step.codesBytes);
-    const codebook = new Uint8Array(step.codebookBytes);
+    let codes = new Uint8Array(step.codesBytes);
+    let codebook = new Uint8Array(step.codebookBytes);
+    let codebookDtype = o.codebookDtype;
     const params: NativeQuantizeParams = {
       method: method.solver(o),
       bits: o.bits,
@@ -186,17 +214,72 @@ export const scalarCodec = {
     }
     const at = new Error();
     let stats;
+    let coded: Coded | undefined;
     try {
       const importance = step.fixed || fit ? undefined : await importanceFor(job, t);
-      stats = await native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance, ...(fit?.assignFrom ? { assignFrom: fit.assignFrom } : {}) }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
+      const run = () => native.quantize({ data, dtype: t.dtype, numel: t.numel, name: t.name, importance, ...(fit?.assignFrom ? { assignFrom: fit.assignFrom } : {}) }, params, codes, codebook, job.cancel.flag, job.onTensorProgress);
+      try {
+        stats = await run();
+      } catch (e) {
+        // Levels outside F16's normal range (E_RANGE): the documented fallback is F32 codebooks for this tensor,
+        // with a warning; never inf or zeros in an F16 codebook.
+        const err = fromNative(e, { file: t.file, tensor: t.name }, at);
+        if (err.code !== 'E_RANGE' || codebookDtype !== 'F16') throw err;
+        codebookDtype = 'F32';
+        step = { ...layoutFor(t, o, 'F32'), ...(step.fixed ? { fixed: step.fixed } : {}) };
+        codes = new Uint8Array(step.codesBytes);
+        codebook = new Uint8Array(step.codebookBytes);
+        params.codebookDtype = 'F32';
+        stats = await run();
+        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 codebooks instead of F16`);
+      }
+      // A rate (--rate, or a compression ratio) is the bits per weight of what is written: codebooks, the entropy-
+      // coded stream and its padding, whatever the importance (Choi et al.; the solver targets the entropy of its
+      // own weights). Re-solve with the entropy target moved by the miss, a few rounds; the closest result is kept.
+      const asked = params.solverParams?.rate;
+      const codebookBits = (step.codebookBytes * 8) / Math.max(1, t.numel);
+      if (asked !== undefined && o.entropy !== 'none' && !step.fixed && !fit && codebookBits >= asked)
+        job.warnings.push(`tensor "${t.name}": its codebooks alone take ${codebookBits.toFixed(2)} bits per weight, the rate ${asked} cannot be met (use a coarser granularity)`);
+      else if (asked !== undefined && o.entropy !== 'none' && !step.fixed && !fit) {
+        const bpw = (c: Coded) => ((step.codebookBytes + paddedStreamBytes(step.codebookBytes, c.blob.byteLength)) * 8) / Math.max(1, t.numel);
+        coded = await entropyCode(job, o, t, codes);
+        let best = { miss: Math.abs(bpw(coded) - asked), codes, codebook, stats, coded };
+        // The written rate grows with the target: bracket it, then regula falsi (Illinois) within the bracket.
+        let got = bpw(coded);
+        let lo = { t: asked / 256, b: 0 }, hi = { t: o.bits, b: Infinity };
+        if (got < asked) lo = { t: asked, b: got };
+        else hi = { t: asked, b: got };
+        let side = 0;
+        for (let round = 0; round < 12 && best.miss > 0.005 * asked; round++) {
+          const target = Number.isFinite(hi.b) && lo.b > 0 ? lo.t + ((asked - lo.b) * (hi.t - lo.t)) / (hi.b - lo.b) : Math.sqrt(lo.t * hi.t);
+          params.solverParams = { ...params.solverParams, rate: target };
+          codes = new Uint8Array(step.codesBytes);
+          codebook = new Uint8Array(step.codebookBytes);
+          const st = await run();
+          const c = await entropyCode(job, o, t, codes);
+          got = bpw(c);
+          if (Math.abs(got - asked) < best.miss) best = { miss: Math.abs(got - asked), codes, codebook, stats: st, coded: c };
+          // Illinois: halve the kept end's excess when the same end moves twice, so the bracket shrinks from both sides.
+          if (got < asked) {
+            lo = { t: target, b: got };
+            if (side === -1 && Number.isFinite(hi.b)) hi.b = asked + (hi.b - asked) / 2;
+            side = -1;
+          } else {
+            hi = { t: target, b: got };
+            if (side === 1 && lo.b > 0) lo.b = asked - (asked - lo.b) / 2;
+            side = 1;
+          }
+        }
+        ({ codes, codebook, stats, coded } = best);
+      }
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
     }
     if (o.targetValues !== undefined && stats.levelsUsed < o.targetValues)
       job.warnings.push(`tensor "${t.name}": ${o.targetValues} values were not attainable in every slice (mean ${stats.levelsUsed.toFixed(4)} per slice)`);
     const cbName = codebookName(t.name);
-    await job.out.add(cbName, o.codebookDtype, [step.slices, step.levels], codebook);
-    const codesOut = await storeCodes(job, o, t, codes, step.codebookBytes);
+    await job.out.add(cbName, codebookDtype, [step.slices, step.levels], codebook);
+    const codesOut = await storeCodes(job, o, t, codes, step.codebookBytes, coded);
     ckpt.advise(t.name, 'dontneed');
     const metrics = metricsOf(t, stats, step.codebookBytes + codesOut.bytes, codesOut.coded, step.slices * stats.levelsUsed);
     const scheme: TensorScheme = {
@@ -210,7 +293,7 @@ export const scalarCodec = {
       shape: t.shape,
       ...codesOut.scheme,
       codebook: cbName,
-      codebookDtype: o.codebookDtype,
+      codebookDtype,
       params: { solver: params.method, ...method.recordedParams(o), ...(fit ? { [fit.key]: fit.recorded } : {}) },
       metrics,
     };
@@ -247,8 +330,8 @@ export const scalarCodec = {
     const n = numel(s.shape);
     const dense = new Uint8Array(n * DTYPE_SIZE[dtype]);
     const { codes, packBits } = await loadCodes(job.ckpt, s, job.threads, job.cancel.flag);
-    await loadNative().dequantize(
-      { codes, codebook: job.ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: packBits ?? s.bits },
+    job.saturated += await loadNative().dequantize(
+      { codes, codebook: job.ckpt.bytes(s.codebook), codebookDtype: s.codebookDtype, numel: n, bits: s.bits, sliceSize: s.sliceSize, name, packBits: packBits ?? s.bits, allowOverflow: job.allowOverflow },
       dtype,
       dense,
       job.threads,

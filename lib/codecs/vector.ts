@@ -169,25 +169,37 @@ export const vectorCodec = {
       if (!gram) job.warnings.push(`no calibration for tensor "${t.name}" in ${job.calibration.file}: its weight error is minimised`);
     }
     const rank = rankOf(o);
-    const f16 = o.codebookDtype === 'F16';
-    let r;
-    try {
-      r = await native.vqEncode(
+    let codebookDtype = o.codebookDtype;
+    const run = (f16: boolean) =>
+      native.vqEncode(
         { w, rows: l.rows, cols: l.cols, importance, gram, name: t.name },
         { m: o.subvector, k: o.centroids, rank, rowScale: o.rowScale, groupRows: l.codebookRows, maxIter: (o as { iterations?: number }).iterations ?? 20, seed: o.seed, f16, threads: job.threads, ...(o.rate !== undefined ? { rate: o.rate } : {}) },
         job.cancel.flag,
         job.onTensorProgress,
       );
+    let r;
+    try {
+      try {
+        r = await run(codebookDtype === 'F16');
+      } catch (e) {
+        // Codewords outside F16's range (E_RANGE): the documented fallback is F32 codebooks, with a warning.
+        const err = fromNative(e, ctx, at);
+        if (err.code !== 'E_RANGE' || codebookDtype !== 'F16') throw err;
+        codebookDtype = 'F32';
+        r = await run(false);
+        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 codebooks instead of F16`);
+      }
     } catch (e) {
       throw fromNative(e, ctx, at);
     }
+    const f16 = codebookDtype === 'F16';
     const dk = r.rank;
     // The stored parts, widest dtype first so that every tensor starts aligned for its dtype; the indices last,
     // padded so that the entry ends 8-byte aligned.
     const parts: { name: string; dtype: 'F32' | 'F16'; shape: number[]; values: Float32Array }[] = [
-      { name: codebookName(t.name), dtype: o.codebookDtype, shape: [l.groups, o.centroids, dk], values: r.codebooks },
+      { name: codebookName(t.name), dtype: codebookDtype, shape: [l.groups, o.centroids, dk], values: r.codebooks },
     ];
-    if (r.projection) parts.push({ name: projectionName(t.name), dtype: o.codebookDtype, shape: [dk, o.subvector], values: r.projection });
+    if (r.projection) parts.push({ name: projectionName(t.name), dtype: codebookDtype, shape: [dk, o.subvector], values: r.projection });
     if (r.scales) parts.push({ name: scalesName(t.name), dtype: r.scalesF32 || !f16 ? 'F32' : 'F16', shape: [l.rows], values: r.scales });
     parts.sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype]);
     let head = 0;
@@ -248,7 +260,7 @@ export const vectorCodec = {
       shape: t.shape,
       ...codesOut.scheme,
       codebook: codebookName(t.name),
-      codebookDtype: o.codebookDtype,
+      codebookDtype,
       vector: fields,
       params: { solver: method.solver(o), ...method.recordedParams(o), ...(gram ? { calibration: true } : {}) },
       metrics,
@@ -330,7 +342,7 @@ export const vectorCodec = {
     }
     if (dtype === 'F32') return new Uint8Array(dense.buffer);
     const out = new Uint8Array(dense.length * DTYPE_SIZE[dtype]);
-    await native.convert(new Uint8Array(dense.buffer), 'F32', dtype, out, name);
+    job.saturated += await native.convert(new Uint8Array(dense.buffer), 'F32', dtype, out, name, job.allowOverflow);
     return out;
   },
 

@@ -7,6 +7,7 @@ export const ecsqUniform = defineMethod({
   summary: 'entropy-constrained: uniform thresholds, weighted-mean levels, step searched to hit rate; Huffman-coded',
   paper: 'Choi et al. 2017, §4 (a); Gish & Pierce 1968',
   exact: false,
+  objective: 'grid',
   seeded: false,
   solver: () => 'ecsq-uniform',
   entropy: 'huffman',

@@ -56,6 +56,14 @@ export interface MethodEntry {
   paper?: string;
   /** Globally optimal for its objective (tests compare fast paths against these). */
   exact: boolean;
+  /**
+   * What it minimizes: 'distortion' (squared error, possibly under a rate or count constraint; default: on every
+   * slice at least as good as min-max uniform quantization with as many levels); 'penalized' (squared error plus a
+   * shrinking penalty on the values, e.g. l1 on their differences: levels are pulled together by design); 'grid'
+   * (levels on a fixed pattern, a normal-quantile table or uniform cells at a rate, only scaled or stepped to the
+   * slice). The last two may fall below min-max uniform on a given slice.
+   */
+  objective?: 'distortion' | 'penalized' | 'grid';
   /** Uses `seed`. */
   seeded: boolean;
   /** The native solver that does the work. */

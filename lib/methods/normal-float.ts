@@ -11,6 +11,7 @@ export const normalFloat = defineMethod({
   summary: "QLoRA's NormalFloat levels (NF4 at 4 bits) scaled by each slice's absmax; the codebook stores 2^bits levels per slice",
   paper: 'Dettmers, Pagnoni, Holtzman & Zettlemoyer, QLoRA: Efficient Finetuning of Quantized LLMs, NeurIPS 2023, §3',
   exact: false,
+  objective: 'grid',
   seeded: false,
   solver: () => 'normal-float',
   options: [],

@@ -102,6 +102,8 @@ export const qn = defineMethod({
   exact: false,
   seeded: false,
   solver: () => 'qn',
+  // Its levels are a fixed set scaled by alpha (and thresholds by 1/beta): a scaled grid, like normal-float.
+  objective: 'grid',
   calibration: true,
   defaultBits: (o) => (o.levels !== undefined ? Math.max(1, Math.ceil(Math.log2(parseLevels(o.levels).length))) : 2),
   check: (o) => {

@@ -7,6 +7,7 @@ export const sparseL1 = defineMethod({
   summary: 'sparse least squares, l1 penalty (weighted 1-D TV on sorted values, exact)',
   paper: 'Wang et al., Scalar Quantization as Sparse Least Square Optimization, TPAMI 2019',
   exact: true,
+  objective: 'penalized',
   seeded: false,
   solver: () => 'sparse-l1',
   defaultBits: sparseBits,

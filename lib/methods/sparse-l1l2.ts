@@ -12,6 +12,7 @@ export const sparseL1l2 = defineMethod({
   summary: 'sparse least squares, l1 + l2 (elastic net) penalty',
   paper: 'Wang et al. 2019',
   exact: true,
+  objective: 'penalized',
   seeded: false,
   solver: () => 'sparse-l1l2',
   defaultBits: sparseBits,

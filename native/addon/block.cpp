@@ -203,10 +203,13 @@ class BlockDequantizeWorker : public PromiseWorker {
   wp::Dtype out_dtype = wp::Dtype::F32;
   void* out = nullptr;
   wp::Context ctx;
-  void Run() override { wp::block_dequantize(src, params, out_dtype, out, ctx); }
+  uint64_t saturated = 0;
+  void Run() override { saturated = wp::block_dequantize(src, params, out_dtype, out, ctx); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)saturated); }
 };
 
-// blockDequantize({codes, scales, table, numel, cols, name?}, params, outDtype, out, threads?, cancel?)
+// blockDequantize({codes, scales, table, numel, cols, name?, allowOverflow?}, params, outDtype, out, threads?, cancel?)
+//   -> Promise<number of values saturated (allowOverflow), else E_RANGE on overflow>
 Napi::Value BlockDequantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsObject() || !info[2].IsString())
@@ -226,6 +229,7 @@ Napi::Value BlockDequantize(const Napi::CallbackInfo& info) {
   w->src.table_bytes = table.size;
   w->src.numel = (uint64_t)num_of(s, "numel", 0);
   w->src.cols = (uint64_t)num_of(s, "cols", (double)w->src.numel);
+  w->src.overflow = overflow_of(s);
   w->params = block_params_of(env, info[1]);
   layout_or_throw(env, w->src.numel, w->src.cols, w->params, w->tensor);
   DenseOut o = dense_out_of(info, 2, w->src.numel, w->ctx, *w);

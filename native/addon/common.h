@@ -33,6 +33,8 @@ std::string str_of(const Napi::Object& o, const char* key, const std::string& de
 double num_of(const Napi::Object& o, const char* key, double def);
 bool bool_of(const Napi::Object& o, const char* key, bool def);
 wp::Dtype dtype_of(Napi::Env env, const std::string& s);
+// A decode source's `allowOverflow` (true: saturate values beyond the output dtype's range; default: E_RANGE).
+inline wp::Overflow overflow_of(const Napi::Object& o) { return bool_of(o, "allowOverflow", false) ? wp::Overflow::Saturate : wp::Overflow::Error; }
 // The cancel flag: an Int32Array of length >= 1 (its element 0), or null/undefined.
 const int32_t* cancel_of(const Napi::Value& v);
 // The solver's options as one object (quantize's and blockQuantize's `solverParams`, or the params of solve and

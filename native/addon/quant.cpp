@@ -174,11 +174,13 @@ class DequantizeWorker : public PromiseWorker {
   wp::Dtype out_dtype = wp::Dtype::F32;
   void* out = nullptr;
   wp::Context ctx;
-  void Run() override { wp::dequantize_tensor(in, out_dtype, out, ctx); }
+  uint64_t saturated = 0;
+  void Run() override { saturated = wp::dequantize_tensor(in, out_dtype, out, ctx); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)saturated); }
 };
 
-// dequantize({codes, codebook, codebookDtype, numel, bits, sliceSize, name?}, outDtype, out: TypedArray,
-//            threads?, cancel?) -> Promise<void>
+// dequantize({codes, codebook, codebookDtype, numel, bits, sliceSize, name?, allowOverflow?}, outDtype, out: TypedArray,
+//            threads?, cancel?) -> Promise<number of values saturated (allowOverflow), else E_RANGE on overflow>
 Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw_arg(env, "dequantize(source, outDtype, out, threads?, cancel?)");
@@ -194,6 +196,7 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   w->in.bits = (int)num_of(s, "bits", 4);
   w->in.slice_size = (uint64_t)num_of(s, "sliceSize", (double)w->in.numel);
   w->in.pack_bits = (int)num_of(s, "packBits", 0);
+  w->in.overflow = overflow_of(s);
   w->tensor = str_of(s, "name", "");
   if (w->in.bits < 1 || w->in.bits > 8) throw to_js_error(env, wp::Error(wp::Code::Format, "bits must be from 1 to 8", w->tensor));
   if (w->in.slice_size == 0) w->in.slice_size = 1;
@@ -283,7 +286,7 @@ Napi::Value SolveSync(const Napi::CallbackInfo& info) {
   const wp::SolverRow* row = solver_of(info, sp);
   wp::WeightedPoints pts = points_of(env, info[1], info[2]);
   try {
-    wp::Quantizer q = pts.size() ? row->solve(pts, sp) : wp::Quantizer{};
+    wp::Quantizer q = pts.size() ? wp::solve_checked(*row, pts, sp) : wp::Quantizer{};
     if (info.Data() != nullptr) {  // quantizer(): levels and thresholds
       Napi::Object o = Napi::Object::New(env);
       o.Set("levels", levels_to_js(env, q.levels));
@@ -300,7 +303,7 @@ class SolveWorker : public PromiseWorker {
  public:
   SolveWorker(Napi::Env env, const wp::SolverRow* row, wp::WeightedPoints p, wp::SolverParams sp)
       : PromiseWorker(env), row_(row), p_(std::move(p)), sp_(sp) {}
-  void Run() override { lv_ = p_.size() ? row_->solve(p_, sp_).levels : std::vector<double>{}; }
+  void Run() override { lv_ = p_.size() ? wp::solve_checked(*row_, p_, sp_).levels : std::vector<double>{}; }
   Napi::Value Result(Napi::Env env) override { return levels_to_js(env, lv_); }
 
  private:
@@ -326,10 +329,13 @@ class ConvertWorker : public PromiseWorker {
   wp::Dtype from = wp::Dtype::F32, to = wp::Dtype::F32;
   uint64_t n = 0;
   void* dst = nullptr;
-  void Run() override { wp::convert_float(src, from, n, to, dst); }
+  wp::Overflow overflow = wp::Overflow::Error;
+  uint64_t saturated = 0;
+  void Run() override { saturated = wp::convert_float(src, from, n, to, dst, overflow); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)saturated); }
 };
 
-// convert(src: TypedArray, fromDtype, toDtype, dst: TypedArray, name?) -> Promise<void>: float dtype conversion
+// convert(src: TypedArray, fromDtype, toDtype, dst: TypedArray, name?, allowOverflow?) -> Promise<number saturated>: float dtype conversion
 // (round to nearest even), for decode's kept tensors.
 Napi::Value Convert(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -340,6 +346,7 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   w->to = dtype_of(env, info[2].As<Napi::String>().Utf8Value());
   Bytes d = bytes_of(info[3], "dst");
   if (info[4].IsString()) w->tensor = info[4].As<Napi::String>().Utf8Value();
+  if (info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value()) w->overflow = wp::Overflow::Saturate;
   if (!wp::dtype_is_quantizable(w->from) || !wp::dtype_is_quantizable(w->to)) throw_arg(env, "convert handles F64, F32, F16 and BF16 only");
   w->n = s.size / wp::dtype_size(w->from);
   if (s.size % wp::dtype_size(w->from) || d.size != w->n * wp::dtype_size(w->to)) throw_arg(env, "convert: buffer sizes do not match");
@@ -407,7 +414,7 @@ class SummarySolveWorker : public PromiseWorker {
   const wp::SolverRow* row = nullptr;
   wp::SolverParams sp;
   wp::Quantizer q;
-  void Run() override { q = acc->size() ? row->solve(*acc, sp) : wp::Quantizer{{0.0}, {}}; }
+  void Run() override { q = wp::solve_checked(*row, *acc, sp); }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     o.Set("levels", levels_to_js(env, q.levels));

@@ -1,7 +1,9 @@
 #include "block.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -26,6 +28,12 @@ constexpr uint64_t kHistSlabs = 16;      // histogram partial sums: a fixed coun
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 inline float f16r(float v) { return f16_to_f32(f32_to_f16(v)); }
+constexpr double kF16MinNormal = 6.103515625e-05;  // 2^-14
+std::string num_str(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
 inline uint64_t align8(uint64_t b) { return (b + 7) & ~(uint64_t)7; }
 
 void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out) {
@@ -339,7 +347,12 @@ class BlockQuantizer {
     if (!dq_) {
       for (uint64_t b = 0; b < nb_; ++b) {
         float s = f16r(sstar[b]);
-        WP_THROW_IF_NOT(std::isfinite(s), Argument, "block " + std::to_string(b) + ": the scale overflows F16 (weights too large for this table)");
+        WP_THROW_IF_NOT(std::isfinite(s), Range, "block " + std::to_string(b) + ": the scale overflows F16 (weights too large for this table)");
+        // A non-zero block whose scale is below F16's normal range would be stored with few bits or as 0.
+        // (Learned tables only: a fixed table's scales are an external format's own, e.g. llama.cpp's Q4_0.)
+        WP_THROW_IF_NOT(!learned_ || sstar[b] == 0 || std::fabs(sstar[b]) >= kF16MinNormal, Range,
+                        "block " + std::to_string(b) + ": its weights are " + num_str(std::fabs(sstar[b]) / 16384.0) +
+                            " of the tensor's largest, below what an F16 block scale holds (2^-28); double-quantized scales (--double-quant) hold it");
         scale_[b] = s;
       }
     } else {
@@ -347,7 +360,12 @@ class BlockQuantizer {
         uint64_t b0 = j * bps_, b1 = std::min(nb_, b0 + bps_);
         float se = signed_max(sstar.data() + b0, b1 - b0);
         float D = se == 0 ? 0.f : round_super(-(double)se / half_);
-        if (!std::isfinite(D)) throw Error(Code::Argument, "super-block " + std::to_string(j) + ": the super-scale overflows " + dtype_name(p_.super_dtype));
+        if (!std::isfinite(D)) throw Error(Code::Range, "super-block " + std::to_string(j) + ": the super-scale overflows " + dtype_name(p_.super_dtype));
+        // A non-zero super-block whose super-scale is below F16's normal range (a "dead" row beside ordinary ones)
+        // would be stored with few bits or as 0: E_RANGE, which the block codec answers with F32 super-scales.
+        if (learned_ && se != 0 && p_.super_dtype == Dtype::F16 && std::fabs((double)se / half_) < kF16MinNormal)
+          throw Error(Code::Range, "super-block " + std::to_string(j) + ": its weights are " + num_str(std::fabs((double)se) / 16384.0) +
+                                       " of the tensor's largest, below what an F16 super-scale holds");
         sup_[j] = D;
         for (uint64_t b = b0; b < b1; ++b) {
           m_[b] = D == 0 ? 0 : clamp_m((double)sstar[b] / D);
@@ -862,7 +880,7 @@ void block_quantize(const BlockTensorIn& in, const BlockParams& p, const BlockOu
   q.run(out, stats);
 }
 
-void block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dtype, void* out, const Context& ctx) {
+uint64_t block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dtype, void* out, const Context& ctx) {
   WP_THROW_IF_NOT(out_dtype == Dtype::F32 || out_dtype == Dtype::F16 || out_dtype == Dtype::BF16 || out_dtype == Dtype::F64,
                   Argument, "decode dtype must be F32, F16, BF16 or F64");
   const BlockLayout L = block_layout(src.numel, src.cols, p);
@@ -873,7 +891,7 @@ void block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dt
                   "scales hold " + std::to_string(src.scales_bytes) + " bytes, too few (" + std::to_string(scales_need) + " needed)");
   WP_THROW_IF_NOT(src.table_bytes >= L.table_bytes, Format,
                   "table holds " + std::to_string(src.table_bytes) + " bytes, expected " + std::to_string(L.table_bytes));
-  if (src.numel == 0) return;
+  if (src.numel == 0) return 0;
   const int K = 1 << p.bits;
   const int pb = p.pack_bits ? p.pack_bits : p.bits;
   const uint64_t B = p.block_size, nb = L.blocks, bpr = src.cols / B;
@@ -896,6 +914,7 @@ void block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dt
   }
   const uint64_t nch = (nb + kChunkBlocks - 1) / kChunkBlocks;
   const size_t osz = dtype_size(out_dtype);
+  std::atomic<uint64_t> saturated{0};
   parallel_for(ctx, nch, [&](size_t c) {
     thread_local std::vector<uint8_t> codes;
     thread_local std::vector<float> vals;
@@ -920,9 +939,10 @@ void block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dt
       double* o = (double*)out + e0;
       for (uint64_t i = 0; i < ne; ++i) o[i] = vals[i];
     } else {
-      store_from_float(vals.data(), ne, out_dtype, (char*)out + e0 * osz);
+      saturated.fetch_add(store_from_float(vals.data(), ne, out_dtype, (char*)out + e0 * osz, src.overflow), std::memory_order_relaxed);
     }
   });
+  return saturated.load();
 }
 
 }  // namespace wp

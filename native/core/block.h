@@ -115,10 +115,13 @@ struct BlockSource {
   size_t table_bytes = 0;
   uint64_t numel = 0;
   uint64_t cols = 0;
+  Overflow overflow = Overflow::Error;   // a value beyond out_dtype's range: Error(Range), or saturate and count
 };
 
 // Writes numel values of out_dtype (F32, F16, BF16 or F64) to out: x̂ = fl32(s_b × T[code]), then rounded to
 // out_dtype (nearest even). Uses bits, block_size, table, dq_bits, super_block, super_dtype and pack_bits of p.
-void block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dtype, void* out, const Context& ctx);
+// Returns how many values were saturated (src.overflow = Saturate); with Overflow::Error a value beyond
+// out_dtype's range throws Error(Range).
+uint64_t block_dequantize(const BlockSource& src, const BlockParams& p, Dtype out_dtype, void* out, const Context& ctx);
 
 }  // namespace wp

@@ -17,6 +17,7 @@ const char* code_name(Code c) {
     case Code::Cancelled: return "E_CANCELLED";
     case Code::Internal: return "E_INTERNAL";
     case Code::Cuda: return "E_CUDA";
+    case Code::Range: return "E_RANGE";
   }
   return "E_INTERNAL";
 }

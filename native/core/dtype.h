@@ -94,9 +94,15 @@ inline double load_as_double(const void* data, Dtype d, size_t i) {
   }
 }
 
-// Write float values to a dense F32/F16/BF16/F64 buffer.
-void store_from_float(const float* src, size_t n, Dtype d, void* dst);
-// Convert n values between float dtypes (F64, F32, F16, BF16), rounding to nearest even.
-void convert_float(const void* src, Dtype from, size_t n, Dtype to, void* dst);
+// What a narrowing store does with a finite value beyond the target dtype's largest finite value (F16: 65504,
+// BF16: about 3.39e38): Error(Range) (the default), or store the largest finite value of that sign and count it.
+enum class Overflow { Error, Saturate };
+
+// Stores n floats as dtype d (F32, F64, F16 or BF16; round to nearest even). Returns how many finite values were
+// saturated (Overflow::Saturate); with Overflow::Error the first such value throws Error(Range). NaN and +-inf
+// are stored as they are.
+size_t store_from_float(const float* src, size_t n, Dtype d, void* dst, Overflow ov = Overflow::Error);
+// Converts n values between float dtypes, as store_from_float; returns the count of saturated values.
+size_t convert_float(const void* src, Dtype from, size_t n, Dtype to, void* dst, Overflow ov = Overflow::Error);
 
 }  // namespace wp

@@ -17,6 +17,7 @@ enum class Code : int {
   Cancelled,     // E_CANCELLED: the caller aborted
   Internal,      // E_INTERNAL: a bug
   Cuda,          // E_CUDA: the CUDA backend failed
+  Range,         // E_RANGE: a value outside the range of the dtype it must be stored in (F16 codebooks, scales, decode)
 };
 
 const char* code_name(Code c);

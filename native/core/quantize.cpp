@@ -1,7 +1,9 @@
 #include "quantize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <limits>
@@ -27,6 +29,18 @@ double codebook_at(const void* cb, Dtype d, size_t i) {
 void codebook_put(void* cb, Dtype d, size_t i, double v) {
   if (d == Dtype::F16) ((uint16_t*)cb)[i] = f32_to_f16((float)v);
   else ((float*)cb)[i] = (float)v;
+}
+
+// An F16 codebook holds a slice when its largest |level| is within F16's normal range [2^-14, 65504] (or every
+// level is 0): then no level overflows, and rounding costs each level at most 2^-11 of the slice's largest.
+// Otherwise Error(Range), naming the slice (the scalar codec then stores F32 codebooks, with a warning).
+void check_f16_levels(const std::vector<double>& lv, size_t slice) {
+  double amax = 0;
+  for (double v : lv) amax = std::max(amax, std::fabs(v));
+  if (amax == 0 || (amax >= 6.103515625e-05 && amax <= 65504.0)) return;
+  char b[64];
+  std::snprintf(b, sizeof b, "%.4g", amax);
+  throw Error(Code::Range, "slice " + std::to_string(slice) + ": levels up to " + b + " in magnitude are outside F16's normal range [6.1e-05, 65504]");
 }
 
 }  // namespace
@@ -115,6 +129,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   auto write_row = [&](size_t s, const Quantizer& q) {
     const std::vector<double>& lv = q.levels;
     used[s] = (uint32_t)lv.size();
+    if (cbd == Dtype::F16) check_f16_levels(lv, s);
     double* L = lvl.data() + s * (size_t)k;
     double* T = thr.data() + s * (size_t)(k - 1);
     for (int t = 0; t < k; ++t) {
@@ -236,7 +251,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   }
 }
 
-void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx) {
+uint64_t dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx) {
   WP_THROW_IF_NOT(in.bits >= 1 && in.bits <= 8, Format, "bits must be from 1 to 8");
   WP_THROW_IF_NOT(in.slice_size >= 1, Format, "slice size must be at least 1");
   WP_THROW_IF_NOT(out_dtype == Dtype::F32 || out_dtype == Dtype::F16 || out_dtype == Dtype::BF16 ||
@@ -247,6 +262,7 @@ void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const
   WP_THROW_IF_NOT(pb == in.bits || pb == 8, Argument, "pack_bits must be bits or 8");
   const size_t osz = dtype_size(out_dtype);
   const size_t nchunks = (size_t)((n + kChunk - 1) / kChunk);
+  std::atomic<uint64_t> saturated{0};
   parallel_for(ctx, nchunks, [&](size_t c) {
     thread_local std::vector<uint8_t> codes;
     thread_local std::vector<float> vals;
@@ -268,9 +284,10 @@ void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const
       double* o = (double*)out + b;
       for (uint64_t i = 0; i < e - b; ++i) o[i] = vals[i];
     } else {
-      store_from_float(vals.data(), e - b, out_dtype, (char*)out + b * osz);
+      saturated.fetch_add(store_from_float(vals.data(), e - b, out_dtype, (char*)out + b * osz, in.overflow), std::memory_order_relaxed);
     }
   });
+  return saturated.load();
 }
 
 }  // namespace wp

@@ -67,9 +67,11 @@ struct DequantizeIn {
   int bits = 4;
   uint64_t slice_size = 0;
   int pack_bits = 0;  // bits per stored code (0 = bits)
+  Overflow overflow = Overflow::Error;  // a value beyond out_dtype's range: Error(Range), or saturate and count
 };
 
-// Writes numel values of out_dtype (F32, F16, BF16 or F64) to out.
-void dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx);
+// Writes numel values of out_dtype (F32, F16, BF16 or F64) to out. Returns how many values were saturated
+// (in.overflow = Saturate); with Overflow::Error a value beyond out_dtype's range throws Error(Range).
+uint64_t dequantize_tensor(const DequantizeIn& in, Dtype out_dtype, void* out, const Context& ctx);
 
 }  // namespace wp

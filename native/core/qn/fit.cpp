@@ -40,15 +40,23 @@ void set_theta(QnFunction& f, const std::vector<double>& t) {
   f.alpha = std::exp(t[0]);
   f.beta = std::exp(t[1]);
   std::copy(t.begin() + 2, t.end(), f.b.begin());
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (size_t i = 0; i + 1 < f.b.size(); ++i)
-      if (f.b[i] > f.b[i + 1]) {
-        double mid = 0.5 * (f.b[i] + f.b[i + 1]);
-        f.b[i] = f.b[i + 1] = mid;
-        changed = true;
-      }
+  // Pool adjacent violators: blocks of (sum, count) merged while a block's mean exceeds the next one's; one pass,
+  // always ends (pairwise averaging repeated until no violation could run for very long on near-equal values).
+  std::vector<double> sum;
+  std::vector<size_t> cnt;
+  for (double v : f.b) {
+    sum.push_back(v);
+    cnt.push_back(1);
+    while (sum.size() > 1 && sum[sum.size() - 2] / (double)cnt[cnt.size() - 2] > sum.back() / (double)cnt.back()) {
+      sum[sum.size() - 2] += sum.back();
+      cnt[cnt.size() - 2] += cnt.back();
+      sum.pop_back();
+      cnt.pop_back();
+    }
   }
+  size_t i = 0;
+  for (size_t k = 0; k < sum.size(); ++k)
+    for (size_t j = 0; j < cnt[k]; ++j) f.b[i++] = sum[k] / (double)cnt[k];
 }
 
 std::vector<double> grad_of(const QnFunction& f, const QnGrad& g, bool learn_biases) {

@@ -144,7 +144,7 @@ Cells ecsq_iterate(const WeightedPoints& p, const PrefixSums& ps, EcsqState s, d
       size_t a = cells.bound[t], b = cells.bound[t + 1];
       if (b <= a) continue;  // empty: dropped
       double w = ps.W[b] - ps.W[a];
-      next.c.push_back(ps.mean(a, b));
+      next.c.push_back(ps.fast_mean(a, b));
       next.l.push_back(-std::log2(w / W));
     }
     double J = (sse_of(ps, cells) + lambda * W * entropy_of(ps, cells)) / W;

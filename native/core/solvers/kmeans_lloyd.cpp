@@ -80,7 +80,7 @@ std::vector<double> kmeans_lloyd(const WeightedPoints& p, const LloydParams& par
     std::vector<double> next;
     next.reserve(kc);
     for (size_t t = 0; t < kc; ++t)
-      if (bound[t + 1] > bound[t]) next.push_back(ps.mean(bound[t], bound[t + 1]));
+      if (bound[t + 1] > bound[t]) next.push_back(ps.fast_mean(bound[t], bound[t + 1]));
     while (next.size() < kc) {
       double worst = -1;
       size_t wi = 0, ci = 0;
@@ -96,6 +96,13 @@ std::vector<double> kmeans_lloyd(const WeightedPoints& p, const LloydParams& par
       prev_bound.clear();
     }
     c.swap(next);
+  }
+  // The final centres are the clusters' means summed directly (fast_mean is only as accurate as the prefix sums).
+  if (!prev_bound.empty()) {
+    std::vector<double> fin;
+    for (size_t t = 0; t + 1 < prev_bound.size(); ++t)
+      if (prev_bound[t + 1] > prev_bound[t]) fin.push_back(ps.mean(prev_bound[t], prev_bound[t + 1]));
+    if (fin.size() == c.size()) c.swap(fin);
   }
   if (stats) {
     stats->iterations = it;

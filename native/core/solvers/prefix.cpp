@@ -1,8 +1,20 @@
 #include "prefix.h"
 
+#include <algorithm>
+
 namespace wp {
 
-PrefixSums::PrefixSums(const WeightedPoints& p) {
+double segment_mean(const WeightedPoints& p, size_t i, size_t j) {
+  double sw = 0, swx = 0;
+  for (size_t t = i; t < j; ++t) {
+    sw += p.w[t];
+    swx += p.w[t] * p.x[t];  // terms of one sign unless the segment spans 0: no cancellation beyond the mean's own
+  }
+  double m = sw > 0 ? swx / sw : p.x[i];
+  return std::min(std::max(m, p.x[i]), p.x[j - 1]);
+}
+
+PrefixSums::PrefixSums(const WeightedPoints& p) : pts(&p) {
   const size_t m = p.size();
   double tw = 0, tx = 0;
   for (size_t i = 0; i < m; ++i) { tw += p.w[i]; tx += p.w[i] * p.x[i]; }

@@ -73,11 +73,39 @@ uint64_t mix_seed(uint64_t seed, uint64_t index) {
   return z ^ (z >> 33);
 }
 
+int scale_exponent(const WeightedPoints& p, const SolverParams& sp) {
+  if (p.size() == 0 || sp.lambda > 0 || sp.lambda2 > 0) return 0;
+  const double amax = std::max(std::fabs(p.x.front()), std::fabs(p.x.back()));  // points ascend
+  if (!(amax > 0) || !std::isfinite(amax)) return 0;
+  int e = 0;
+  std::frexp(amax, &e);  // amax = f * 2^e, f in [0.5, 1)
+  return e;
+}
+
 Quantizer solve_one(const SolverRow& row, const WeightedPoints& p, const SolverParams& sp0, uint64_t index) {
-  if (p.size() == 0) return Quantizer{{0.0}, {}};
   SolverParams sp = sp0;
   sp.seed = mix_seed(sp0.seed, index);
+  return solve_checked(row, p, sp);
+}
+
+Quantizer solve_checked(const SolverRow& row, const WeightedPoints& p0, const SolverParams& sp) {
+  if (p0.size() == 0) return Quantizer{{0.0}, {}};
+  // Solve at unit scale: x / 2^e with max|x| / 2^e in [0.5, 1). Scaling by a power of two is exact, so the levels
+  // and thresholds of c*x are exactly c times those of x for any c = 2^j (scale equivariance), and no solver meets
+  // squares that underflow or overflow whatever the slice's magnitude.
+  const int e = scale_exponent(p0, sp);
+  WeightedPoints scaled;
+  if (e != 0) {
+    scaled.w = p0.w;
+    scaled.x.resize(p0.size());
+    for (size_t i = 0; i < p0.size(); ++i) scaled.x[i] = std::ldexp(p0.x[i], -e);
+  }
+  const WeightedPoints& p = e != 0 ? scaled : p0;
   Quantizer q = row.solve(p, sp);
+  if (e != 0) {
+    for (double& v : q.levels) v = std::ldexp(v, e);
+    for (double& v : q.thresholds) v = std::ldexp(v, e);
+  }
   std::vector<double>& lv = q.levels;
   if (lv.empty()) lv.push_back(0.0);
   WP_THROW_IF_NOT((int)lv.size() <= sp.k, Argument,

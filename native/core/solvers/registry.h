@@ -62,11 +62,18 @@ std::string solver_names();
 // so that results do not depend on which thread solves which problem.
 uint64_t mix_seed(uint64_t seed, uint64_t index);
 
-// Solves one problem as every caller must: seed mixed with `index`, k = sp.k; an empty problem gives the one level
+// The power of two solve_one divides a problem by: e with max|x| = f * 2^e, f in [0.5, 1); 0 when a penalty
+// (lambda, lambda2) is given, whose units are those of the data.
+int scale_exponent(const WeightedPoints& p, const SolverParams& sp);
+
+// Solves one problem as every caller must: the points divided by 2^scale_exponent (exact; the result is scaled
+// back, so it is scale-equivariant under powers of two), seed mixed with `index`, k = sp.k; an empty problem gives the one level
 // 0; the result is checked (at most k finite levels; levels without thresholds are sorted ascending; thresholds,
 // when given, one fewer than the levels and the levels ascending). Throws Error(Argument) for too many levels
 // (the method's options ask for more than 2^bits) and Error(Internal) for a broken result.
 Quantizer solve_one(const SolverRow& row, const WeightedPoints& p, const SolverParams& sp, uint64_t index);
+// solve_one without the seed mixing (sp.seed as given): one problem on its own (the solve API, a network's codebook).
+Quantizer solve_checked(const SolverRow& row, const WeightedPoints& p, const SolverParams& sp);
 
 // Per-problem statistics of a batch.
 struct SolveStats {

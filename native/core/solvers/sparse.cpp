@@ -74,19 +74,10 @@ struct Solution {
   size_t groups() const { return b.size() - 1; }
 };
 
-// Weighted mean of each group, computed directly (not from prefix sums) and clamped into the group's range,
-// so that adjacent groups' means are strictly ordered whatever the rounding.
+// Weighted mean of each group (segment_mean: direct, clamped into the group's range, so strictly ordered).
 std::vector<double> group_means(const WeightedPoints& p, const Bounds& b) {
   std::vector<double> lv(b.size() - 1);
-  for (size_t t = 0; t + 1 < b.size(); ++t) {
-    double sw = 0, swx = 0;
-    for (size_t i = b[t]; i < b[t + 1]; ++i) {
-      sw += p.w[i];
-      swx += p.w[i] * p.x[i];
-    }
-    double mu = swx / sw;
-    lv[t] = std::min(std::max(mu, p.x[b[t]]), p.x[b[t + 1] - 1]);
-  }
+  for (size_t t = 0; t + 1 < b.size(); ++t) lv[t] = segment_mean(p, b[t], b[t + 1]);
   return lv;
 }
 
@@ -720,7 +711,7 @@ Quantizer solve_sparse_cluster(const WeightedPoints& p, const SolverParams& sp) 
   Bounds nb(K + 1);
   for (int it = 0; it < std::max(1, sp.max_iter); ++it) {
     // LS refit on the support {b[1], ..., b[K-1]}: the group means.
-    for (size_t t = 0; t < K; ++t) mean[t] = ps.mean(b[t], b[t + 1]);
+    for (size_t t = 0; t < K; ++t) mean[t] = ps.fast_mean(b[t], b[t + 1]);
     // Reassignment to the nearest level; clusters stay contiguous ranges of the sorted points.
     nb[0] = 0;
     nb[K] = m;

@@ -288,7 +288,9 @@ std::vector<float> project(const float* X, size_t n, int m, const float* P, int 
 
 }  // namespace
 
-ProductStats product_quantize(const ProductIn& in, const ProductParams& p, ProductOut& out, const Context& ctx) {
+namespace {
+
+ProductStats product_quantize_unit(const ProductIn& in, const ProductParams& p, ProductOut& out, const Context& ctx) {
   if (p.m < 1 || p.m > 16) throw Error(Code::Argument, "subvector length must be 1 ... 16, got " + std::to_string(p.m));
   if (p.k < 2 || p.k > 65536) throw Error(Code::Argument, "centroids must be 2 ... 65,536, got " + std::to_string(p.k));
   if (p.rank < -1 || p.rank > p.m) throw Error(Code::Argument, "rank must be 1 ... subvector length " + std::to_string(p.m));
@@ -574,6 +576,48 @@ ProductStats product_quantize(const ProductIn& in, const ProductParams& p, Produ
     st.index_entropy = n ? h / (double)n / m : 0;
   }
   if (ctx.progress) ctx.progress(units, units);
+  return st;
+}
+
+}  // namespace
+
+// The tensor divided by 2^e (its largest magnitude in [0.5, 1)) before anything else, and the stored values scaled
+// back by 2^e: powers of two are exact, so c·x for c = 2^k gives the same indices and exactly c times the codebooks
+// (or the row scales), and the arithmetic never sees magnitudes near F32's limits.
+ProductStats product_quantize(const ProductIn& in, const ProductParams& p, ProductOut& out, const Context& ctx) {
+  const size_t numel = in.rows * in.cols;
+  float amax = 0;
+  for (size_t i = 0; i < numel; i++) {
+    if (!std::isfinite(in.w[i])) throw Error(Code::NonFinite, "weight " + std::to_string(i) + " is not finite");
+    amax = std::max(amax, std::fabs(in.w[i]));
+  }
+  int e = 0;
+  if (amax > 0) std::frexp(amax, &e);
+  if (e == 0) return product_quantize_unit(in, p, out, ctx);
+  std::vector<float> unit(numel);
+  for (size_t i = 0; i < numel; i++) unit[i] = std::ldexp(in.w[i], -e);
+  ProductIn u = in;
+  u.w = unit.data();
+  ProductStats st = product_quantize_unit(u, p, out, ctx);
+  const ProductShape sh = product_shape(in.rows, in.cols, p);
+  const int dk = p.rank != 0 ? st.rank : p.m;
+  auto fits_f16 = [](float v) { return f16_to_f32(f32_to_f16(v)) == v; };
+  if (p.row_scale) {
+    for (size_t r = 0; r < in.rows; r++) {
+      out.scales[r] = std::ldexp(out.scales[r], e);
+      if (!st.scales_f32 && p.f16 && !fits_f16(out.scales[r])) st.scales_f32 = true;
+    }
+  } else {
+    const size_t count = sh.groups * (size_t)p.k * dk;
+    for (size_t i = 0; i < count; i++) {
+      const float v = std::ldexp(out.codebooks[i], e);
+      if (!std::isfinite(v) || (p.f16 && !fits_f16(v)))
+        throw Error(Code::Range, "a codeword (" + std::to_string(v) + ") is outside F16's range: store codebooks as F32");
+      out.codebooks[i] = v;
+    }
+  }
+  if (st.output_error >= 0) st.output_error = std::ldexp(st.output_error, 2 * e), st.output_error_initial = std::ldexp(st.output_error_initial, 2 * e);
+  for (auto& t : st.estimate) t.low_rank = std::ldexp(t.low_rank, 2 * e), t.clustering = std::ldexp(t.clustering, 2 * e);
   return st;
 }
 
