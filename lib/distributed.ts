@@ -311,7 +311,11 @@ export async function status(jobId: string, options: { redis: string; queue?: st
         attempts: j.attemptsMade, error: parseReason(j.failedReason),
       });
     }
-    const pst = await parent.getState();
+    // BullMQ may report the merge job completed before its return value is readable: until it is, the job is not
+    // reported completed (a status read in that window saw a null return value).
+    const ret = parent.returnvalue as { output?: string } | null | undefined;
+    const pst0 = await parent.getState();
+    const pst = pst0 === 'completed' && (ret === null || ret === undefined) ? 'active' : pst0;
     const childFailed = units.find((u) => u.state === 'failed');
     const bytesDone = units.reduce((a, u) => a + u.bytesDone, 0);
     const secs = started < Infinity ? (Date.now() - started) / 1000 : 0;
@@ -329,7 +333,7 @@ export async function status(jobId: string, options: { redis: string; queue?: st
       bytesTotal: d.bytes,
       throughput: secs > 0 ? bytesDone / secs : 0,
       workers: [...new Set(units.filter((u) => u.state === 'active' && u.worker).map((u) => u.worker!))],
-      ...(pst === 'completed' ? { output: (parent.returnvalue as { output?: string }).output } : {}),
+      ...(pst === 'completed' && ret?.output !== undefined ? { output: ret.output } : {}),
       ...(childFailed?.error || parent.failedReason ? { error: childFailed?.error ?? parseReason(parent.failedReason) } : {}),
       unitStates: units,
     };
