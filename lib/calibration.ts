@@ -11,6 +11,7 @@
  */
 import { Checkpoint, type TensorRef } from './checkpoint.js';
 import { FormatError, NonFiniteError, fromNative } from './errors.js';
+import { nameMapper } from './importance.js';
 import { loadNative } from './load.js';
 
 /** One weight's calibration: the Gram matrix, row-major, `inFeatures` × `inFeatures`. */
@@ -30,16 +31,12 @@ export function inFeaturesOf(t: Pick<TensorRef, 'shape' | 'numel'>): number {
 export class Calibration {
   private constructor(
     private readonly ckpt: Checkpoint,
-    private readonly rules: { from: RegExp; to: string }[],
+    private readonly mapName: (name: string) => string,
   ) {}
 
   /** Opens a calibration file; `map` holds "FROM=>TO" name rules. Throws IoError/FormatError for a bad file. */
   static async open(path: string, map: string[] = []): Promise<Calibration> {
-    const rules = map.map((r) => {
-      const i = r.indexOf('=>');
-      return { from: new RegExp(r.slice(0, i)), to: r.slice(i + 2) };
-    });
-    return new Calibration(await Checkpoint.open(path), rules);
+    return new Calibration(await Checkpoint.open(path), nameMapper(map));
   }
 
   get file(): string {
@@ -48,8 +45,7 @@ export class Calibration {
 
   /** The calibration tensor's name for weight `tensor`, or undefined when the file has none. */
   nameFor(tensor: string): string | undefined {
-    let n = tensor;
-    for (const r of this.rules) n = n.replace(r.from, r.to);
+    const n = this.mapName(tensor);
     return [n, n.replace(/\.weight$/, ''), `${n}.gram`].find((c) => this.ckpt.has(c));
   }
 

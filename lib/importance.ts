@@ -14,19 +14,27 @@ import { FormatError, NonFiniteError, fromNative } from './errors.js';
 import { loadNative } from './load.js';
 import type { ImportanceKind } from './validate.js';
 
+/**
+ * Name rules "FROM=>TO" (FROM a regex; validated by resolveQuantizeOptions) as a function that applies them in
+ * order to a tensor name. Shared by the importance and calibration files (--importance-map, --calibration-map).
+ */
+export function nameMapper(map: string[]): (name: string) => string {
+  const rules = map.map((r) => {
+    const i = r.indexOf('=>');
+    return { from: new RegExp(r.slice(0, i)), to: r.slice(i + 2) };
+  });
+  return (name) => rules.reduce((n, r) => n.replace(r.from, r.to), name);
+}
+
 export class Importance {
   private constructor(
     private readonly ckpt: Checkpoint,
     readonly kind: ImportanceKind,
-    private readonly rules: { from: RegExp; to: string }[],
+    private readonly mapName: (name: string) => string,
   ) {}
 
   static async open(path: string, kind: ImportanceKind, map: string[]): Promise<Importance> {
-    const rules = map.map((r) => {
-      const i = r.indexOf('=>');
-      return { from: new RegExp(r.slice(0, i)), to: r.slice(i + 2) };
-    });
-    return new Importance(await Checkpoint.open(path), kind, rules);
+    return new Importance(await Checkpoint.open(path), kind, nameMapper(map));
   }
 
   get file(): string {
@@ -35,8 +43,7 @@ export class Importance {
 
   /** The importance tensor's name for a checkpoint tensor, or undefined. */
   nameFor(tensor: string): string | undefined {
-    let n = tensor;
-    for (const r of this.rules) n = n.replace(r.from, r.to);
+    const n = this.mapName(tensor);
     return [n, `${n}.exp_avg_sq`, `state.${n}.exp_avg_sq`, `exp_avg_sq.${n}`].find((c) => this.ckpt.has(c));
   }
 
