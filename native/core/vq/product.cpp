@@ -300,8 +300,7 @@ ProductStats product_quantize_unit(const ProductIn& in, const ProductParams& p, 
   const size_t n = L.rows * L.P;
   if ((size_t)p.k > L.gr * L.P)
     throw Error(Code::Argument, std::to_string(p.k) + " centroids for " + std::to_string(L.gr * L.P) + " subvectors per codebook");
-  for (size_t i = 0; i < in.rows * in.cols; i++)
-    if (!std::isfinite(in.w[i])) throw Error(Code::NonFinite, "weight " + std::to_string(i) + " is not finite");
+  // (Every weight is finite: product_quantize checked them while finding the scale.)
   ProductStats st;
   const double units = (double)L.groups * (p.max_iter + 1) + (in.gram ? p.refine_rounds : 0) + 1;
   double done = 0;
