@@ -21,10 +21,11 @@ export const FORMAT_VERSIONS: readonly number[] = [1, 2];
 /** The version a file with these entries is written as: the oldest that can describe them. */
 export function formatVersionFor(tensors: Record<string, TensorScheme>): number {
   for (const s of Object.values(tensors)) {
-    if (s.method === 'keep') continue;
+    // Read before the entries are checked: anything malformed here is left to the entry's own checks.
+    if (!s || typeof s !== 'object' || s.method === 'keep') continue;
     const q = s as QuantizedScheme;
     if (q.rowOffset !== undefined) return 2;
-    if (q.block && q.shape.length >= 2 && q.block.cols !== q.shape.reduce((a, b) => a * b, 1) / q.shape[0]) return 2;
+    if (q.block && typeof q.block === 'object' && Array.isArray(q.shape) && q.shape.length >= 2 && q.block.cols !== q.shape.reduce((a, b) => a * b, 1) / q.shape[0]) return 2;
   }
   return 1;
 }
