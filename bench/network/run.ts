@@ -44,6 +44,7 @@ interface Variant {
   label: string;
   options?: QuantizeOptions;
   reference?: (x: Float32Array) => { out: Float32Array; bits: number };
+  extra?: boolean;
 }
 
 const VARIANTS: Variant[] = [
@@ -51,6 +52,9 @@ const VARIANTS: Variant[] = [
   { name: 'block-nomean', label: 'block format, 4 bits, --preserve-mean off', options: { codec: 'block', bits: 4, preserveMean: 'off' } },
   { name: 'kmeans-row', label: 'exact k-means per row, 4 bits (kmeans-optimal, row)', options: { method: 'kmeans-optimal', bits: 4, granularity: 'row' } },
   { name: 'kmeans-row-mean', label: 'exact k-means per row, 4 bits, --preserve-mean on', options: { method: 'kmeans-optimal', bits: 4, granularity: 'row', preserveMean: 'on' } },
+  // Not in the default run (BENCH_NETWORK_VARIANTS=...): diagnostics.
+  { name: 'block-absmax', label: 'block format, 4 bits, --scale absmax', options: { codec: 'block', bits: 4, scale: 'absmax' }, extra: true },
+  { name: 'block-tablerow', label: 'block format, 4 bits, --table row --double-quant 6/64', options: { codec: 'block', bits: 4, table: 'row', doubleQuant: { bits: 6, superBlock: 64 } }, extra: true },
   {
     name: 'Q4_0', label: 'Q4_0 (llama.cpp reference, blocks of 32 over the flattened tensor)',
     reference: (x) => {
@@ -269,7 +273,7 @@ async function main(): Promise<void> {
   await tf.ready();
   const models = process.argv.slice(2).length ? process.argv.slice(2) : DEFAULT_MODELS;
   const only = process.env.BENCH_NETWORK_VARIANTS?.split(',');
-  const variants = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
+  const variants = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS.filter((v) => !v.extra);
   const dir = mkdtempSync(join(tmpdir(), 'wp-bench-network-'));
   const md: string[] = [];
   try {
