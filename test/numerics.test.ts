@@ -13,7 +13,7 @@ import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
 import { CODECS, QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { METHODS, codecsFor, type MethodName } from '../lib/methods/registry.js';
 import { codecOptions } from './codec-options.js';
-import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, rewriteMetadata, tempDir, unpackCodes, writeSafetensors } from './helpers.js';
+import { decodeBytes, encode, fromBf16, fromF16, gaussian, mulberry32, readSafetensors, rewriteMetadata, tempDir, toBf16, toF16, unpackCodes, writeSafetensors } from './helpers.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -478,6 +478,18 @@ describe('block format, rows not a multiple of the block size', () => {
     const q1 = await quantize(p, p + '.q1', { codec: 'block', include: ['w'], preserveMean: 'off', blockSize: 8, doubleQuant: { bits: 6, superBlock: 64 } });
     expect(q1.tensors.find((q) => q.name === 'w')!.granularity).toBe('block');
     expect(JSON.parse(readSafetensors(p + '.q1').metadata.weightpress).version).toBe(1);
+  });
+
+  it('row offsets are added in F32, then rounded once to the output dtype (decode --dtype F16 / BF16)', async () => {
+    const p = fresh('meandt');
+    writeOne(p, Float64Array.from(gaussian(16 * 256, 14), (v) => 0.02 * v + 0.01), [16, 256]);
+    await quantize(p, p + '.q', { codec: 'block', include: ['w'] });
+    await decode(p + '.q', p + '.f32', { dtype: 'F32' });
+    const want = decodeBytes(readSafetensors(p + '.f32').tensor('w'), 'F32');
+    for (const [dt, round] of [['F16', (v: number) => fromF16(toF16(v))], ['BF16', (v: number) => fromBf16(toBf16(v))]] as const) {
+      await decode(p + '.q', p + '.' + dt, { dtype: dt });
+      expect(Array.from(decodeBytes(readSafetensors(p + '.' + dt).tensor('w'), dt))).toEqual(Array.from(want, round));
+    }
   });
 
   it('a version-1 file cannot claim version-2 fields', async () => {
