@@ -87,13 +87,23 @@ function memoryCheckpoint(path: string, stored: CapturingSink['stored']): Checkp
   return m as unknown as Checkpoint;
 }
 
-/** The source tensor as F32 (a view when it is F32 already). */
-async function sourceF32(ckpt: Checkpoint, t: TensorRef): Promise<Float32Array> {
+/**
+ * Calls f(x, first) for consecutive runs of whole rows of the source tensor as F32 (`x[k]` is element first + k):
+ * views when the tensor is F32, else converted a chunk of about 2^20 elements at a time, so that no F32 copy of the
+ * whole source is held beside the decode.
+ */
+async function forSourceRows(ckpt: Checkpoint, t: TensorRef, cols: number, f: (x: Float32Array, first: number) => void): Promise<void> {
   const b = ckpt.bytes(t.name);
-  if (t.dtype === 'F32' && b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, t.numel);
-  const out = new Uint8Array(t.numel * 4);
-  await loadNative().convert(b, t.dtype, 'F32', out, t.name, true);
-  return new Float32Array(out.buffer);
+  if (t.dtype === 'F32' && b.byteOffset % 4 === 0) return f(new Float32Array(b.buffer, b.byteOffset, t.numel), 0);
+  const size = DTYPE_SIZE[t.dtype];
+  const step = Math.max(1, Math.floor(2 ** 20 / cols)) * cols;
+  const scratch = new Float32Array(Math.min(step, t.numel));
+  for (let first = 0; first < t.numel; first += step) {
+    const n = Math.min(step, t.numel - first);
+    const x = scratch.subarray(0, n);
+    await loadNative().convert(b.subarray(first * size, (first + n) * size), t.dtype, 'F32', new Uint8Array(x.buffer, 0, n * 4), t.name, true);
+    f(x, first);
+  }
 }
 
 const F16_MIN_NORMAL = 2 ** -14, F16_MAX = 65504;
@@ -110,17 +120,18 @@ export async function addRowOffsets(task: TensorTask, job: EncodeJob, codec: Cod
   const djob: DecodeJob = { ckpt: memoryCheckpoint(job.ckpt.path, sink.stored), threads: job.threads, cancel: job.cancel, allowOverflow: true, saturated: 0 };
   const dec = await codec.decode(t.name, s, 'F32', djob);
   const xh = new Float32Array(dec.buffer, dec.byteOffset, t.numel);
-  const x = await sourceF32(job.ckpt, t);
   const off = new Float64Array(rows);
   let f16 = true;
-  for (let i = 0; i < rows; i++) {
-    let d = 0;
-    for (let j = i * cols, e = j + cols; j < e; j++) d += x[j] - xh[j];
-    const o = Math.fround(d / cols);
-    off[i] = o;
-    const a = Math.abs(o);
-    if (!(a === 0 || (a >= F16_MIN_NORMAL && a <= F16_MAX))) f16 = false;
-  }
+  await forSourceRows(job.ckpt, t, cols, (x, first) => {
+    for (let i = first / cols, end = (first + x.length) / cols; i < end; i++) {
+      let d = 0;
+      for (let j = i * cols, e = j + cols; j < e; j++) d += x[j - first] - xh[j];
+      const o = Math.fround(d / cols);
+      off[i] = o;
+      const a = Math.abs(o);
+      if (!(a === 0 || (a >= F16_MIN_NORMAL && a <= F16_MAX))) f16 = false;
+    }
+  });
   const dtype = f16 ? 'F16' : 'F32';
   const bytes = new Uint8Array(rows * DTYPE_SIZE[dtype]);
   const off32 = Float32Array.from(off);
@@ -129,16 +140,18 @@ export async function addRowOffsets(task: TensorTask, job: EncodeJob, codec: Cod
   const stored = new Float32Array(rows);
   await loadNative().convert(bytes, dtype, 'F32', new Uint8Array(stored.buffer), t.name);
   let sse = 0, sig = 0, maxAbs = 0;
-  for (let i = 0; i < rows; i++) {
-    const o = stored[i];
-    for (let j = i * cols, e = j + cols; j < e; j++) {
-      const v = Math.fround(xh[j] + o), d = x[j] - v;
-      if (!Number.isFinite(v)) throw new FormatError(`row ${i}: the mean-corrected value is not finite`, { file: t.file, tensor: t.name });
-      sse += d * d;
-      sig += x[j] * x[j];
-      if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
+  await forSourceRows(job.ckpt, t, cols, (x, first) => {
+    for (let i = first / cols, end = (first + x.length) / cols; i < end; i++) {
+      const o = stored[i];
+      for (let j = i * cols, e = j + cols; j < e; j++) {
+        const v = Math.fround(xh[j] + o), d = x[j - first] - v;
+        if (!Number.isFinite(v)) throw new FormatError(`row ${i}: the mean-corrected value is not finite`, { file: t.file, tensor: t.name });
+        sse += d * d;
+        sig += x[j - first] ** 2;
+        if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
+      }
     }
-  }
+  });
   const name = rowOffsetName(t.name);
   await out.add(name, dtype, [rows], bytes);
   const m0 = r.metrics;
