@@ -66,7 +66,7 @@ const f16 = (v: number) => fromF16Bits(toF16Bits(v));
 void f16buf;
 const nearestInt = (v: number) => fr(fr(v) + 12582912) - 12582912;
 
-function refQ4_0(x: Float32Array, out: Float32Array): void {
+export function refQ4_0(x: Float32Array, out: Float32Array): void {
   for (let b = 0; b < x.length; b += 32) {
     let amax = 0, max = 0;
     for (let j = 0; j < 32; j++) { const v = x[b + j]; if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; } }

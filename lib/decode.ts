@@ -5,10 +5,12 @@
  */
 import { Checkpoint } from './checkpoint.js';
 import { codecOf } from './codecs/registry.js';
+import { applyRowOffsets, checkRowOffsets } from './codecs/rowmean.js';
 import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
 import { FormatError, fromNative, type WeightpressError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
+import { loadNative } from './load.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, prepareOutput, readScheme, removeIfEmpty, shardNames } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
@@ -45,7 +47,12 @@ export function checkedScheme(ckpt: Checkpoint): FileScheme {
       throw asInputError(fromNative(e, where), ckpt.path, name);
     }
     let stored = 0;
-    for (const part of partsOf(name, s, codec.storedNames(name))) {
+    const parts = partsOf(name, s, codec.storedNames(name));
+    if (isQuantized(s) && s.rowOffset !== undefined) {
+      checkRowOffsets(ckpt, name, s);
+      parts.push(s.rowOffset);
+    }
+    for (const part of parts) {
       const other = owner.get(part);
       if (other !== undefined) throw new FormatError(`scheme: stored tensor "${part}" is claimed by this entry and by "${other}"`, where);
       owner.set(part, name);
@@ -133,7 +140,17 @@ export async function decode(input: string, output: string, options: DecodeOptio
         let dense: Uint8Array;
         try {
           const before = djob.saturated;
-          dense = await codecOf(s, { file: ckpt.path, tensor: name }).decode(name, s, dt, djob);
+          const c = codecOf(s, { file: ckpt.path, tensor: name });
+          if (isQuantized(s) && s.rowOffset !== undefined) {
+            // Row offsets are added in F32 (fl32(x̂ + o)), then the values are rounded once to the output dtype.
+            const f32 = await c.decode(name, s, 'F32', djob);
+            await applyRowOffsets(ckpt, s, f32);
+            if (dt === 'F32') dense = f32;
+            else {
+              dense = new Uint8Array(numel(s.shape) * DTYPE_SIZE[dt]);
+              djob.saturated += await loadNative().convert(f32, 'F32', dt, dense, name, djob.allowOverflow);
+            }
+          } else dense = await c.decode(name, s, dt, djob);
           if (djob.saturated > before) warnings.push(`tensor "${name}": ${djob.saturated - before} values beyond ${dt}'s range saturated to its largest finite value`);
         } catch (e) {
           throw asInputError(fromNative(e, { file: ckpt.path, tensor: name }, at), ckpt.path, name);

@@ -9,7 +9,26 @@ import { FormatError } from './errors.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 
 export const FORMAT_KEY = 'weightpress';
-export const FORMAT_VERSION = 1;
+/**
+ * The newest format version this code writes and reads. Version 2 (issue #10 §4) adds row offsets (`rowOffset`)
+ * and block-format tensors whose blocks run over the flattened tensor (`block.cols` = numel). A file is written as
+ * version 1 when none of its entries uses them, so that older readers still read it; version 1 files read as before.
+ */
+export const FORMAT_VERSION = 2;
+/** The versions this reader accepts. */
+export const FORMAT_VERSIONS: readonly number[] = [1, 2];
+
+/** The version a file with these entries is written as: the oldest that can describe them. */
+export function formatVersionFor(tensors: Record<string, TensorScheme>): number {
+  for (const s of Object.values(tensors)) {
+    // Read before the entries are checked: anything malformed here is left to the entry's own checks.
+    if (!s || typeof s !== 'object' || s.method === 'keep') continue;
+    const q = s as QuantizedScheme;
+    if (q.rowOffset !== undefined) return 2;
+    if (q.block && typeof q.block === 'object' && Array.isArray(q.shape) && q.shape.length >= 2 && q.block.cols !== q.shape.reduce((a, b) => a * b, 1) / q.shape[0]) return 2;
+  }
+  return 1;
+}
 /**
  * `__metadata__` key of the scheme's SHA-256 (hex of the UTF-8 bytes of the scheme string). Some parameters of a
  * stored layout do not change its sizes (block scales are padded to 8 bytes, so 5-, 6- and 7-bit double
@@ -76,6 +95,10 @@ export interface QuantizedScheme {
   streamBytes?: number;
   codebook: string;
   codebookDtype: 'F32' | 'F16';
+  /** Row-mean preservation (lib/codecs/rowmean.ts, docs/FORMAT.md "Row offsets"): the [rows] tensor of offsets
+   * added to each row at decode, and its dtype. Files holding such an entry are format version 2. */
+  rowOffset?: string;
+  rowOffsetDtype?: 'F16' | 'F32';
   /** Method parameters that shaped the result (seed, symmetric, step ...). */
   params?: Record<string, unknown>;
   metrics: StoredMetrics;
@@ -150,7 +173,8 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
   }
   if (!s || s.format !== 'weightpress' || typeof s.tensors !== 'object' || s.tensors === null)
     throw new FormatError('weightpress scheme lacks format/tensors', { file });
-  if (s.version !== FORMAT_VERSION) throw new FormatError(`weightpress format version ${s.version} is not supported (this reader knows ${FORMAT_VERSION})`, { file });
+  if (!FORMAT_VERSIONS.includes(s.version)) throw new FormatError(`weightpress format version ${s.version} is not supported (this reader knows ${FORMAT_VERSIONS.join(' and ')})`, { file });
+  if (s.version < formatVersionFor(s.tensors as Record<string, TensorScheme>)) throw new FormatError(`weightpress format version ${s.version} cannot hold row offsets or blocks across rows (version 2)`, { file });
   if (Array.isArray(s.tensors)) throw new FormatError('weightpress scheme: tensors must be an object', { file });
   for (const [name, t] of Object.entries(s.tensors as Record<string, TensorScheme>)) {
     const bad = (p: string) => new FormatError(`scheme: ${p}`, { file, tensor: name });

@@ -7,6 +7,7 @@ import type { TensorRef } from './checkpoint.js';
 import { Checkpoint } from './checkpoint.js';
 import type { CodecName, TaskOptions, TensorTask } from './codecs/codec.js';
 import { findCodec, CODECS } from './codecs/registry.js';
+import { rowOffsetName } from './codecs/rowmean.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 import { ArgumentError, FormatError } from './errors.js';
 import { FORMAT_KEY } from './format.js';
@@ -66,7 +67,7 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
     let codec = findCodec(o.codec)!;
     let options = base;
     for (const c of CODECS)
-      for (const n of c.storedNames(t.name))
+      for (const n of [...c.storedNames(t.name), rowOffsetName(t.name)])
         if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
     for (;;) {
       const r = codec.plan(t, options);

@@ -10,8 +10,9 @@ import { removeStaleTemps } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob, GivenQuantizers } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
+import { addRowOffsets, CapturingSink, preservesMean, rowOffsetBytes } from './codecs/rowmean.js';
 import { ArgumentError } from './errors.js';
-import { DIGEST_KEY, FORMAT_KEY, FORMAT_VERSION, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
+import { DIGEST_KEY, FORMAT_KEY, formatVersionFor, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
@@ -122,7 +123,10 @@ type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgre
 /** Header bytes to reserve for a shard: its tasks' entries and the input's metadata. */
 function reserveFor(plan: Plan, shard: PlannedShard): number {
   let bytes = 4096 + JSON.stringify(plan.metadata).length * 1.2;
-  for (const i of shard.tasks) bytes += findCodec(plan.tasks[i].codec)!.headerBytes(plan.tasks[i]);
+  for (const i of shard.tasks) {
+    bytes += findCodec(plan.tasks[i].codec)!.headerBytes(plan.tasks[i]);
+    if (preservesMean(plan.tasks[i])) bytes += rowOffsetBytes(plan.tasks[i].tensor).header;
+  }
   return Math.ceil(bytes / 8) * 8;
 }
 
@@ -167,8 +171,10 @@ async function runShards(
         const codec = findCodec(task.codec)!;
         const done = { index: index_, count: mine.length, bytesDone, bytesTotal };
         let most = -1; // native progress may arrive out of order from several threads: report it monotone
+        const sink = writer.sink(k);
+        const capture = preservesMean(task) ? new CapturingSink(sink) : undefined;
         const job: EncodeJob = {
-          ckpt, out: writer.sink(k), cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings, given,
+          ckpt, out: capture ?? sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings, given,
           onTensorProgress: o.onProgress
             ? (d, n) => {
                 if (d <= most) return;
@@ -178,7 +184,9 @@ async function runShards(
             : undefined,
         };
         const t0 = performance.now();
-        const r = await codec.encode(task, job, findMethod(task.method)!);
+        let r = await codec.encode(task, job, findMethod(task.method)!);
+        // Row-mean preservation: only for entries the codec quantized (not a tensor it kept).
+        if (capture && r.scheme.method !== 'keep') r = await addRowOffsets(task, job, codec, r, capture, sink);
         ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         // The file stores no timings (the same input and options give a byte-identical file); the report does.
         schemes[t.name] = r.scheme;
@@ -192,8 +200,9 @@ async function runShards(
     const order = new Map(plan.tasks.map((t, i) => [t.tensor.name, i]));
     reports.sort((a, b) => order.get(a.name)! - order.get(b.name)!);
     const schemeOf = (names: string[]): string => {
-      const s: FileScheme = { format: 'weightpress', version: FORMAT_VERSION, tensors: {} };
+      const s: FileScheme = { format: 'weightpress', version: 1, tensors: {} };
       for (const n of [...names].sort((a, b) => order.get(a)! - order.get(b)!)) s.tensors[n] = schemes[n];
+      s.version = formatVersionFor(s.tensors);
       return JSON.stringify(s);
     };
     const names = (s: PlannedShard) => s.tasks.map((i) => plan.tasks[i].tensor.name);

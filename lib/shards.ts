@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { AtomicFile, checkOutputs, removeStaleTemps, writeFileAtomic } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import { ArgumentError, FormatError, IoError } from './errors.js';
-import { FORMAT_KEY, FORMAT_VERSION, parseScheme, type FileScheme } from './format.js';
+import { FORMAT_KEY, FORMAT_VERSION, formatVersionFor, parseScheme, type FileScheme } from './format.js';
 import { OutputFile, type TensorSink } from './job.js';
 
 /** Hugging Face's default shard size (save_pretrained's max_shard_size="5GB"). */
@@ -324,6 +324,7 @@ export async function merge(dir: string, options: { index?: string; order?: stri
     merged.tensors = inOrder(merged.tensors, options.order);
   }
   const path = join(d, index);
+  merged.version = formatVersionFor(merged.tensors);
   await writeFileAtomic(path, JSON.stringify({ metadata: { total_size: total, [FORMAT_KEY]: JSON.stringify(merged) }, weight_map: weightMap }, null, 2) + '\n');
   return path;
 }

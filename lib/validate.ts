@@ -81,6 +81,8 @@ export interface QuantizeOptions extends CommonOptions {
   step?: 'mse' | 'minmax';
   /** Dtype of the stored codebooks. */
   codebookDtype?: 'F32' | 'F16';
+  /** Row-mean preservation: a per-row offset added at decode (lib/codecs/rowmean.ts); auto: on for the block codec. */
+  preserveMean?: 'auto' | 'on' | 'off';
   /** A safetensors file of importance weights with the checkpoint's tensor names and shapes. */
   importance?: string;
   /** How to read it: a diagonal Hessian or Fisher (used as is), or Adam's second moment (sqrt(v) is used). */

@@ -103,7 +103,22 @@ function refVector(f: ParsedFile, s: any, n: number): Float64Array {
   return out;
 }
 
-const REFERENCE: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector };
+const REFERENCE_CODEC: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector };
+
+/**
+ * Row offsets (docs/FORMAT.md "Row offsets", format version 2): x'[r][c] = fl32(x[r][c] + o[r]), o the [rows]
+ * F16/F32 tensor the entry names in rowOffset; rows = shape[0] (a 1-D tensor is one row).
+ */
+function withRowOffsets(f: ParsedFile, s: any, x: Float64Array): Float64Array {
+  if (s.rowOffset === undefined) return x;
+  const o = decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype);
+  const rows = s.shape.length >= 2 ? s.shape[0] : 1, cols = x.length / rows;
+  return Float64Array.from(x, (v, i) => fr(v + o[Math.floor(i / cols)]));
+}
+
+const REFERENCE: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = Object.fromEntries(
+  Object.entries(REFERENCE_CODEC).map(([k, ref]) => [k, (f: ParsedFile, s: any, n: number) => withRowOffsets(f, s, ref(f, s, n))]),
+);
 
 function methodOptions(method: string): QuantizeOptions {
   if (method.startsWith('ecsq')) return { rate: 2 };
@@ -149,6 +164,53 @@ describe.each(QUANTIZING_CODECS)('codec %s', (codec) => {
       for (let i = 0; i < n; i++) sse2 += (x[i] - gotCoded[i]) ** 2;
       expect(repCoded.tensors.find((q) => q.name === 'w')!.mse).toBeCloseTo(sse2 / n, 14);
     }
+  });
+});
+
+// Row-mean preservation (issue #10 §4) for every codec and method: with preserveMean 'on', each row's sum of decoded
+// weights equals the original's within the rounding of what is stored (the offset's dtype and the F32 sum
+// x̂ + o), the reference decode (with offsets) equals the library's, and no weight error grows beyond rounding.
+describe.each(QUANTIZING_CODECS)('codec %s, preserveMean on', (codec) => {
+  it.each(METHODS.filter((m) => codecsFor(m, QUANTIZING_CODECS).includes(codec)).map((m) => m.name))('method %s: row sums kept, reference decode = decode', async (method) => {
+    const entry = METHODS.find((m) => m.name === method)!;
+    const base: QuantizeOptions = { codec, method, ...('codec' in entry ? {} : { bits: 3 }), entropy: 'none', include: ['w'], ...methodOptions(method) };
+    const on = join(tmp.dir, `${codec}-${method}-mean.safetensors`), off = join(tmp.dir, `${codec}-${method}-nomean.safetensors`);
+    const repOn = await quantize(input, on, { ...base, preserveMean: 'on' });
+    const repOff = await quantize(input, off, { ...base, preserveMean: 'off' });
+    const f = readSafetensors(on), fOff = readSafetensors(off);
+    const sc = JSON.parse(f.metadata.weightpress);
+    const s = sc.tensors.w;
+    expect(sc.version).toBe(2);
+    expect(JSON.parse(fOff.metadata.weightpress).tensors.w.rowOffset).toBeUndefined();
+    expect(s.rowOffset).toBe('w.__wp_row_offset');
+    const n = X.length, rows = 32, cols = 64;
+    const want = REFERENCE[codec](f, s, n);
+    await decode(on, on + '.dense', { dtype: 'F32' });
+    const got = decodeBytes(readSafetensors(on + '.dense').tensor('w'), 'F32');
+    expect(Array.from(got)).toEqual(Array.from(want));
+    const x = decodeBytes(encode(X, 'F32'), 'F32');
+    const o = decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype);
+    const eps = s.rowOffsetDtype === 'F16' ? 2 ** -11 : 2 ** -24;
+    let sumErrOff = 0;
+    const xOff = REFERENCE[codec](fOff, JSON.parse(fOff.metadata.weightpress).tensors.w, n);
+    for (let r = 0; r < rows; r++) {
+      let d = 0, dOff = 0, big = 0;
+      for (let c = 0; c < cols; c++) {
+        const i = r * cols + c;
+        d += got[i] - x[i];
+        dOff += xOff[i] - x[i];
+        big = Math.max(big, Math.abs(got[i]));
+      }
+      sumErrOff = Math.max(sumErrOff, Math.abs(dOff));
+      // |Σ x̂' − Σ x| ≤ cols · (rounding of the stored offset + half an F32 ulp of each corrected value)
+      expect(Math.abs(d)).toBeLessThanOrEqual(cols * (Math.abs(o[r]) * eps + big * 2 ** -24) + 1e-12);
+    }
+    const mOn = repOn.tensors.find((q) => q.name === 'w')!, mOff = repOff.tensors.find((q) => q.name === 'w')!;
+    // The offset is the MSE-optimal constant per row: the error falls, or stays within rounding.
+    expect(mOn.mse).toBeLessThanOrEqual(mOff.mse * (1 + 1e-6));
+    // 16 (F16) or 32 (F32) bits per row, counted.
+    expect(mOn.bitsPerWeight - mOff.bitsPerWeight).toBeCloseTo((rows * (s.rowOffsetDtype === 'F16' ? 16 : 32)) / n, 12);
+    void sumErrOff;
   });
 });
 

@@ -13,7 +13,7 @@ import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
 import { CODECS, QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { METHODS, codecsFor, type MethodName } from '../lib/methods/registry.js';
 import { codecOptions } from './codec-options.js';
-import { decodeBytes, encode, gaussian, mulberry32, readSafetensors, tempDir, writeSafetensors } from './helpers.js';
+import { decodeBytes, encode, fromBf16, fromF16, gaussian, mulberry32, readSafetensors, rewriteMetadata, tempDir, toBf16, toF16, unpackCodes, writeSafetensors } from './helpers.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -439,6 +439,71 @@ describe('block format, --table row, rows of 4544 (a multiple of 16, not of the 
     expect(rep.warnings?.find((w) => w.includes('"w"'))).toMatch(/super-block 256 .*--double-quant 6\/64/);
     const fit = await quantize(p, p + '.q2', { codec: 'block', table: 'row', doubleQuant: { bits: 6, superBlock: 64 }, include: ['w'] });
     expect(fit.tensors.find((t) => t.name === 'w')!.granularity).toBe('block');
+  });
+});
+
+// Issue 10 §4: rows of 216 (movenet-thunder's 3x3 convolutions over 24 channels) are not a multiple of the 16-weight
+// block; with one table per tensor the blocks run over the flattened tensor instead of falling back per row.
+describe('block format, rows not a multiple of the block size', () => {
+  it('blocks span rows (block.cols = numel, version 2); the decode is the documented x̂[i] = s_⌊i/B⌋ T[code[i]]', async () => {
+    const p = fresh('span');
+    const x = Float64Array.from(gaussian(32 * 216, 12), (v, i) => v * 0.03 * (1 + (Math.floor(i / 216) % 4)));
+    writeOne(p, x, [32, 24, 3, 3]);
+    const rep = await quantize(p, p + '.q', { codec: 'block', include: ['w'], preserveMean: 'off' });
+    expect(rep.warnings ?? []).toEqual([]);
+    const t = rep.tensors.find((q) => q.name === 'w')!;
+    expect(t.granularity).toBe('block');
+    const f = readSafetensors(p + '.q');
+    const sc = JSON.parse(f.metadata.weightpress);
+    expect(sc.version).toBe(2);
+    expect(sc.tensors.w.block.cols).toBe(32 * 216);
+    // Reference decode from docs/BLOCK.md: 6-bit scale codes under an F16 super-scale per 256 weights, one table.
+    const s = sc.tensors.w, n = x.length, B = 16, nb = n / B, bps = 256 / B, nsb = Math.ceil(nb / bps);
+    const raw = f.tensor(s.scales);
+    const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const c = unpackCodes(raw.subarray(Math.ceil((nsb * 2) / 8) * 8), nb, 6);
+    const T = decodeBytes(f.tensor(s.codebook), 'F32');
+    const codes = unpackCodes(f.tensor(s.codes), n, 4);
+    const want = Array.from({ length: n }, (_, i) => {
+      const b = Math.floor(i / B);
+      return Math.fround(Math.fround(fromF16(dv.getUint16(2 * Math.floor(b / bps), true)) * (c[b] - 32)) * T[codes[i]]);
+    });
+    await decode(p + '.q', p + '.d', { dtype: 'F32' });
+    expect(Array.from(decodeBytes(readSafetensors(p + '.d').tensor('w'), 'F32'))).toEqual(want);
+    // The sizes of a tensor whose rows the blocks tile: codes, 6-bit scale codes and F16 super-scales (each padded
+    // to 8 bytes), one F32 table.
+    const pad8 = (b: number) => Math.ceil(b / 8) * 8;
+    expect(t.bitsPerWeight).toBeCloseTo((8 * (pad8(n / 2) + pad8(2 * nsb) + pad8((nb * 6) / 8) + 64)) / n, 9);
+    // A file without such entries stays version 1 (readable by older readers).
+    const q1 = await quantize(p, p + '.q1', { codec: 'block', include: ['w'], preserveMean: 'off', blockSize: 8, doubleQuant: { bits: 6, superBlock: 64 } });
+    expect(q1.tensors.find((q) => q.name === 'w')!.granularity).toBe('block');
+    expect(JSON.parse(readSafetensors(p + '.q1').metadata.weightpress).version).toBe(1);
+  });
+
+  it('row offsets are added in F32, then rounded once to the output dtype (decode --dtype F16 / BF16)', async () => {
+    const p = fresh('meandt');
+    writeOne(p, Float64Array.from(gaussian(16 * 256, 14), (v) => 0.02 * v + 0.01), [16, 256]);
+    await quantize(p, p + '.q', { codec: 'block', include: ['w'] });
+    await decode(p + '.q', p + '.f32', { dtype: 'F32' });
+    const want = decodeBytes(readSafetensors(p + '.f32').tensor('w'), 'F32');
+    for (const [dt, round] of [['F16', (v: number) => fromF16(toF16(v))], ['BF16', (v: number) => fromBf16(toBf16(v))]] as const) {
+      await decode(p + '.q', p + '.' + dt, { dtype: dt });
+      expect(Array.from(decodeBytes(readSafetensors(p + '.' + dt).tensor('w'), dt))).toEqual(Array.from(want, round));
+    }
+  });
+
+  it('a version-1 file cannot claim version-2 fields', async () => {
+    const p = fresh('span1');
+    writeOne(p, gaussian(32 * 216, 13), [32, 216]);
+    await quantize(p, p + '.q', { codec: 'block', include: ['w'] });
+    const f = readSafetensors(p + '.q');
+    const sc = JSON.parse(f.metadata.weightpress);
+    expect(sc.tensors.w.rowOffset).toBe('w.__wp_row_offset');
+    sc.version = 1;
+    const { DIGEST_KEY, schemeDigest } = await import('../lib/format.js');
+    const bad = p + '.v1';
+    rewriteMetadata(p + '.q', bad, (m) => ({ ...m, weightpress: JSON.stringify(sc), [DIGEST_KEY]: schemeDigest(JSON.stringify(sc)) }));
+    await expect(decode(bad, bad + '.d')).rejects.toMatchObject({ code: 'E_FORMAT', message: expect.stringMatching(/version 1 cannot hold row offsets/) });
   });
 });
 

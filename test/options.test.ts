@@ -84,7 +84,7 @@ describe('declarations', () => {
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', importanceKind: 'hessian', importanceMap: [], calibration: '', calibrationMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
       doubleQuant: false, rounds: 1, threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
-      levels: '', tStart: 1, tSlope: 1, epochs: 1, stepsPerEpoch: 1, learningRate: 1, learnBiases: false, force: false,
+      levels: '', tStart: 1, tSlope: 1, epochs: 1, stepsPerEpoch: 1, learningRate: 1, learnBiases: false, force: false, preserveMean: 'auto',
     };
     expect(QUANTIZE_OPTIONS.map((s) => s.name).sort()).toEqual(Object.keys(every).sort());
     expect([...QUANTIZE_KEYS].sort()).toEqual([...Object.keys(every), 'signal', 'onProgress'].sort());

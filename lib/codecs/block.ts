@@ -15,6 +15,7 @@ import type { NativeBlockParams, NativeBlockSizes } from '../native.js';
 import type { Codec, EncodeResult, TaskOptions } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodebook, checkCodes, codeNames, importanceFor, loadCodes, metricsOf, packBitsOf, parseCodebook, parseCodes, storeCodes } from './codes.js';
+import { PRESERVE_MEAN } from './rowmean.js';
 
 // The block format's options. The defaults: 16-weight blocks with 6-bit scales under an F16 super-scale per 256
 // weights (4.44 bits per weight at 4 bits; docs/BLOCK.md). 32-weight blocks with F16 scales cost more and gain less.
@@ -78,18 +79,25 @@ interface BlockLayout {
 export const blockCodec = {
   name: 'block' as const,
   summary: 'a scale per block of weights and a level table learned exactly for the tensor (docs/BLOCK.md)',
-  options: [BLOCK_SIZE, SCALE, TABLE, DOUBLE_QUANT, ROUNDS],
+  options: [BLOCK_SIZE, SCALE, TABLE, DOUBLE_QUANT, ROUNDS, PRESERVE_MEAN],
   phase: 'quantize' as const,
   placement: 'first',
   storedNames: (name) => [codebookName(name), scalesName(name), ...codeNames(name)],
 
   plan(t, o) {
-    const cols = t.shape.length >= 2 ? t.numel / t.shape[0] : t.numel;  // a 1-D tensor is one row
+    const rowLen = t.shape.length >= 2 ? t.numel / t.shape[0] : t.numel;  // a 1-D tensor is one row
     const dq = o.doubleQuant;
+    // With one table per tensor the decode x̂[i] = s_⌊i/B⌋ T[code[i]] does not depend on rows: when blocks do not
+    // tile a row, they run over the flattened tensor (as llama.cpp's do; stored block.cols = numel, format
+    // version 2). Only a table per row needs whole blocks per row.
+    let cols = rowLen;
+    if (rowLen % o.blockSize !== 0 && o.table === 'tensor' && t.numel % o.blockSize === 0) cols = t.numel;
     if (cols % o.blockSize !== 0)
       return {
         fallback: { codec: 'scalar', options: { granularity: 'row' } },
-        warning: `tensor "${t.name}": rows of ${cols} are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
+        warning: o.table === 'row'
+          ? `tensor "${t.name}": with --table row, rows of ${cols} must be a multiple of the block size ${o.blockSize}: quantized per row instead`
+          : `tensor "${t.name}": its ${t.numel} weights are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
       };
     if (dq && o.table === 'row' && cols % dq.superBlock !== 0) {
       // Name the constraint that failed and the super-blocks that would fit (multiples of the block size dividing the row).
@@ -198,7 +206,9 @@ export const blockCodec = {
       throw bad('block.doubleQuant must be null or {bits, superBlock} integers');
     const n = numel(s.shape);
     const cols = s.shape.length ? n / s.shape[0] : n;
-    if (n > 0 && b.cols !== cols) throw bad(`block.cols is ${b.cols}, but rows of shape ${JSON.stringify(s.shape)} hold ${cols}`);
+    // block.cols is the row length, or (version 2, a table per tensor) numel: blocks over the flattened tensor.
+    if (n > 0 && b.cols !== cols && !(b.table === 'tensor' && b.cols === n))
+      throw bad(`block.cols is ${b.cols}, but rows of shape ${JSON.stringify(s.shape)} hold ${cols}${b.table === 'tensor' ? ` (or ${n}, blocks over the flattened tensor)` : ''}`);
     if (s.sliceSize !== (b.table === 'row' ? b.cols : n)) throw bad(`sliceSize must be ${b.table === 'row' ? 'block.cols' : 'numel'} with table ${b.table}`);
     parseCodebook(s, bad);
     parseCodes(s, bad);

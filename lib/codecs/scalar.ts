@@ -15,6 +15,7 @@ import type { CalibratedFit, MethodEntry } from '../methods/registry.js';
 import type { Codec, EncodeJob, EncodeResult, GivenQuantizers, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodebook, checkCodes, codeBytes, codeNames, entropyCode, importanceFor, loadCodes, metricsOf, packBitsOf, paddedStreamBytes, parseCodebook, parseCodes, storeCodes, type Coded } from './codes.js';
+import { PRESERVE_MEAN } from './rowmean.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
@@ -125,7 +126,7 @@ async function calibratedFit(task: TensorTask, job: EncodeJob, method: MethodEnt
 export const scalarCodec = {
   name: 'scalar' as const,
   summary: 'one scalar codebook per tensor, row, group of weights, or for the whole network; packed or entropy-coded codes',
-  options: [GRANULARITY, GROUP_SIZE, CODEBOOK_DTYPE],
+  options: [GRANULARITY, GROUP_SIZE, CODEBOOK_DTYPE, PRESERVE_MEAN],
   phase: 'quantize' as const,
   placement: 'first',
   storedNames: (name) => [codebookName(name), ...codeNames(name)],

@@ -19,6 +19,7 @@ import { CODEBOOK_DTYPE } from './scalar.js';
 import type { Codec, DecodeJob, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
 import { entryBytes } from './codec.js';
 import { checkCodes, codeBytes, codeNames, importanceFor, loadCodes, metricsOf, parseCodes, storeCodes } from './codes.js';
+import { PRESERVE_MEAN } from './rowmean.js';
 
 export const SUBVECTOR = option({
   name: 'subvector', type: 'int', min: 1, max: 16, default: 8, unit: 'weights',
@@ -109,7 +110,7 @@ function sizes(t: TensorRef, o: TaskOptions, l: Omit<VectorLayout, 'bytes'>): nu
 export const vectorCodec = {
   name: 'vector' as const,
   summary: 'vector quantization: a codebook of K codewords for subvectors of M weights (methods pq, lr2vq); packed or entropy-coded indices',
-  options: [SUBVECTOR, CENTROIDS, ROW_SCALE, CODEBOOK_ROWS, CODEBOOK_DTYPE],
+  options: [SUBVECTOR, CENTROIDS, ROW_SCALE, CODEBOOK_ROWS, CODEBOOK_DTYPE, PRESERVE_MEAN],
   phase: 'quantize' as const,
   placement: 'first',
   checkOptions(o) {
