@@ -408,7 +408,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const v = given[spec.name];
     // An option with a plain default takes it for undefined or null; the others refuse null.
     const omitted = v === undefined || (v === null && spec.default !== undefined && typeof spec.default !== 'object');
-    const fallback = spec === ENTROPY ? entry.entropy : spec.default;
+    const fallback = spec === ENTROPY ? entry.entropy : spec === GRANULARITY ? (entry.granularity ?? spec.default) : spec.default;
     if (omitted && fallback === undefined) {
       r[spec.name] = undefined;
       continue;
@@ -444,6 +444,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec).map((m) => m.name);
     if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
+  // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
+  for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;
   // Options of a codec that is not used are refused when given, as another method's options are.
   const inUse = CODECS.find((c) => c.name === codec)?.options ?? [];
   for (const r of CODEC_OPTIONS)

@@ -9,7 +9,7 @@ import type { StoredMetrics, TensorScheme } from '../format.js';
 import type { Importance } from '../importance.js';
 import type { Cancel, TensorSink } from '../job.js';
 import type { MethodEntry } from '../methods/registry.js';
-import type { OptionSpec } from '../methods/options.js';
+import type { OptionName, OptionSpec } from '../methods/options.js';
 import type { TensorReport } from '../report.js';
 import type { ResolvedQuantizeOptions } from '../validate.js';
 
@@ -103,6 +103,8 @@ export interface Codec {
    * as they are, ordered by descending element size so that every tensor is aligned for its dtype).
    */
   placement: 'first' | 'last';
+  /** The codec's own defaults of shared options it reads, where they differ from the option's (vector: F32 codebooks). */
+  defaults?: Partial<Record<OptionName, unknown>>;
   /** A problem with the resolved options for this codec (checked when options are resolved), or undefined. */
   checkOptions?(o: TaskOptions): string | undefined;
   /** Names of the tensors it writes for tensor `name` (checked against the input's names before any work). */
