@@ -13,6 +13,7 @@ import { FORMAT_KEY } from './format.js';
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
+import { ruleFor, ruleLabel, type ResolvedRule } from './recipe.js';
 import { groupBySize, shardNames } from './shards.js';
 import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
@@ -39,7 +40,7 @@ export interface Plan {
 
 /** The options a task carries: the resolved options without the run's callbacks and runtime settings. */
 export function taskOptions(o: ResolvedQuantizeOptions): TaskOptions {
-  const { signal: _s, onProgress: _p, force: _f, threads: _t, device: _d, warnings: _w, maxShardSize: _m, ...rest } = o;
+  const { signal: _s, onProgress: _p, force: _f, threads: _t, device: _d, warnings: _w, maxShardSize: _m, recipe: _r, preset: _pr, rules: _ru, maxBpw: _b, targetSize: _ts, ...rest } = o;
   return rest;
 }
 
@@ -59,23 +60,33 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
       throw new ArgumentError(`option include: ${unmatched.map((p) => JSON.stringify(p)).join(', ')} ${unmatched.length > 1 ? 'match' : 'matches'} no tensor of ${file} (${tensors.length} tensors, e.g. ${tensors.slice(0, 3).map((t) => JSON.stringify(t.name)).join(', ') || 'none'})`, { file });
     for (const p of unmatched) warnings.push(`include pattern ${JSON.stringify(p)} matches no tensor`);
   }
-  return tensors.map((t): TensorTask => {
+  const recipe = o.rules;
+  const used = new Set<ResolvedRule>();
+  const tasks = tensors.map((t): TensorTask => {
     const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
     const excluded = exc.some((r) => r.test(t.name));
     if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {} };
-    let codec = findCodec(o.codec)!;
-    let options = base;
+    // A recipe's first matching rule (or its default) gives the tensor its codec and options.
+    const rule = recipe && ruleFor(recipe, t.name);
+    if (rule) used.add(rule);
+    if (rule?.keep) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {}, rule: rule.ref };
+    const opts = rule ? rule.options : o;
+    let codec = findCodec(opts.codec)!;
+    let options = rule ? taskOptions(opts) : base;
+    const withRule = rule ? { rule: rule.ref } : {};
     for (const c of CODECS)
       for (const n of c.storedNames(t.name))
         if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
     for (;;) {
       const r = codec.plan(t, options);
-      if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout };
+      if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout, ...withRule };
       warnings.push(r.warning);
       codec = findCodec(r.fallback.codec)!;
       options = { ...options, ...r.fallback.options };
     }
   });
+  for (const r of recipe?.rules ?? []) if (!used.has(r)) warnings.push(`${ruleLabel(r.ref)} (${r.ref.match.join(', ')}) matches no tensor the job quantizes`);
+  return tasks;
 }
 
 /** Runs the codecs' prepare steps (e.g. the one codebook of granularity 'network'), which need every task. */

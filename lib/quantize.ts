@@ -12,9 +12,10 @@ import type { EncodeJob, GivenQuantizers } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
 import { ArgumentError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, FORMAT_VERSION, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
-import { Cancel, reportProgress } from './job.js';
+import { Cancel, ProgressClock, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
+import { ruleLabel } from './recipe.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, indexName, outputTarget, prepareOutput, removeIfEmpty } from './shards.js';
 import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
@@ -155,6 +156,7 @@ async function runShards(
     const bytesTotal = mine.reduce((a, i) => a + plan.tasks[i].tensor.byteLength, 0);
     let bytesDone = 0;
     let index_ = 0;
+    const clock = new ProgressClock();
     if (mine.length) ckpt.advise(plan.tasks[mine[0]].tensor.name, 'willneed');
     for (const [k, shard] of shards.entries()) {
       for (const i of shard.tasks) {
@@ -173,7 +175,7 @@ async function runShards(
             ? (d, n) => {
                 if (d <= most) return;
                 most = d;
-                reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } });
+                reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } }, clock);
               }
             : undefined,
         };
@@ -181,10 +183,11 @@ async function runShards(
         const r = await codec.encode(task, job, findMethod(task.method)!);
         ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         // The file stores no timings (the same input and options give a byte-identical file); the report does.
-        schemes[t.name] = r.scheme;
-        reports.push(r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 }));
+        schemes[t.name] = task.rule ? { ...r.scheme, rule: task.rule } : r.scheme;
+        const row = r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 });
+        reports.push(task.rule ? { ...row, rule: ruleLabel(task.rule) } : row);
         bytesDone += t.byteLength;
-        reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, index: ++index_, count: mine.length, bytesDone, bytesTotal });
+        reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, index: ++index_, count: mine.length, bytesDone, bytesTotal }, clock);
       }
     }
     cancel.check(ckpt.path);

@@ -10,6 +10,7 @@ import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/re
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS, findMethod, type MethodEntry, type MethodName } from './methods/registry.js';
 import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
+import { PRESETS, resolveRecipe, type Recipe, type ResolvedRecipe } from './recipe.js';
 
 export type Granularity = 'tensor' | 'row' | 'group' | 'network';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
@@ -28,6 +29,12 @@ export interface Progress {
   bytesTotal: number;
   /** Within the current tensor: units (slices, blocks) done and in all; absent on the per-tensor call. */
   within?: { done: number; total: number };
+  /** Seconds since the job started. */
+  elapsedSeconds: number;
+  /** Input bytes per second so far (bytesDone / elapsedSeconds; 0 before the first byte). */
+  bytesPerSecond: number;
+  /** Seconds left at that rate ((bytesTotal - bytesDone) / bytesPerSecond); null until there is a rate. */
+  etaSeconds: number | null;
 }
 
 export interface CommonOptions {
@@ -44,6 +51,20 @@ export interface CommonOptions {
 }
 
 export interface QuantizeOptions extends CommonOptions {
+  /**
+   * Ordered rules giving tensors their own method, codec, bits and options (first match wins, then `default`): a
+   * JSON or YAML file's path, or the recipe itself (lib/recipe.ts, docs/RECIPES.md). Checked whole before any work.
+   */
+  recipe?: string | Recipe;
+  /** A named recipe: q3_k_m, q4_k_m, q5_k_m, q6_k (docs/RECIPES.md gives their rules). */
+  preset?: string;
+  /**
+   * Bits per weight of the quantized tensors at most (codebooks, scales and codes over their weights): each tensor's
+   * bits (2 to 8) are chosen for the least total squared error (importance-weighted when given) within it.
+   */
+  maxBpw?: number;
+  /** The written file's bytes at most (a number, or "500MB"): each tensor's bits are chosen as for maxBpw. */
+  targetSize?: number | string;
   method?: MethodName;
   /**
    * The storage scheme (lib/codecs/): 'scalar' (one codebook per slice; default) or 'block' (a scale per block of
@@ -152,9 +173,16 @@ export interface QuantizeOptions extends CommonOptions {
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'recipe' | 'preset' | 'maxBpw' | 'targetSize'
   >
 > & {
+  recipe?: string | Recipe;
+  preset?: string;
+  /** The recipe or preset, resolved: every rule's options checked (lib/recipe.ts). */
+  rules?: ResolvedRecipe;
+  maxBpw?: number;
+  targetSize?: number;
   granularity: Granularity;
   maxShardSize: number;
   /** Things the caller should know about the options (deprecated spellings). */
@@ -253,8 +281,28 @@ export const FORCE = option({
   doc: 'let the output replace an input file (same file, also through a symlink or hard link); refused otherwise', flag: '--force',
 });
 
+export const RECIPE = option({
+  name: 'recipe', type: 'string', unit: 'file path or recipe object',
+  doc: 'JSON or YAML file of ordered rules (tensor-name pattern, method, codec, bits, options; first match wins, then "default"), checked whole before any work; see docs/RECIPES.md',
+  flag: '--recipe', metavar: 'FILE', excludes: ['preset'],
+});
+export const PRESET = option({
+  name: 'preset', type: 'enum', values: Object.keys(PRESETS),
+  doc: 'a named recipe (docs/RECIPES.md lists its exact rules)', flag: '--preset', metavar: 'NAME', excludes: ['recipe'],
+});
+export const MAX_BPW = option({
+  name: 'maxBpw', type: 'number', max: 32, unit: 'bits per weight',
+  doc: "bits per weight of the quantized tensors at most: each tensor's bits (2-8) chosen for the least total squared error (importance-weighted when given) within it; see docs/RECIPES.md",
+  flag: '--max-bpw', metavar: 'X', excludes: ['targetSize'],
+});
+export const TARGET_SIZE = option({
+  name: 'targetSize', type: 'size', unit: 'bytes',
+  doc: "the written file's bytes at most (bytes, or 500MB, 2GiB): each tensor's bits (2-8) chosen for the least total squared error within it",
+  flag: '--target-size', metavar: 'BYTES', excludes: ['maxBpw'],
+});
+
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, RECIPE, PRESET, MAX_BPW, TARGET_SIZE, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
 
 /** The codecs' options, each once, with the codecs that read it (a codebook dtype is the scalar and vector codecs'). */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codecs: string[] }[] = (() => {
@@ -358,6 +406,7 @@ function checkValue(spec: OptionSpec, v: unknown, blockSize: number): unknown {
     case 'enum':
       return oneOf(n, v, spec.values!);
     case 'string':
+      if (spec === RECIPE && typeof v === 'object' && v !== null && !Array.isArray(v)) return v; // the API's recipe object
       if (typeof v !== 'string' || !v) fail(n, `must be a ${spec.unit ?? 'non-empty string'}`);
       return v;
     case 'strings':
@@ -464,10 +513,12 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       warnings.push(`rate ${rate} is below 1.5 bits per weight, where a Huffman code (at least 1 bit per code) loses the levels to meet it: the codes are rANS-coded (entropy 'ans')`);
     } else warnings.push(`rate ${rate} is below 1.5 bits per weight, where a Huffman code (at least 1 bit per code) loses the levels to meet it: entropy 'ans' would reach it`);
   }
+  if ((r.maxBpw !== undefined || r.targetSize !== undefined) && given.bits !== undefined)
+    fail('bits', `give bits or ${r.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}, not both (the budget chooses each tensor's bits)`);
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);
-  return {
+  const resolved: ResolvedQuantizeOptions = {
     ...(r as Omit<ResolvedQuantizeOptions, 'method' | 'codec' | 'granularity' | 'warnings'>),
     method,
     codec,
@@ -476,6 +527,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };
+  // A recipe's rules are resolved over the job's options (each rule checked as the job is), before any work.
+  if (r.recipe !== undefined || r.preset !== undefined)
+    resolved.rules = resolveRecipe(r.recipe as string | Recipe | undefined, r.preset as string | undefined, o, { resolve: resolveQuantizeOptions, compile: compilePattern, specs: QUANTIZE_OPTIONS });
+  return resolved;
 }
 
 function doubleQuantOf(v: unknown, blockSize: number): { bits: number; superBlock: number } | false {
