@@ -13,7 +13,8 @@ import { FORMAT_KEY } from './format.js';
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
-import { ruleFor, ruleLabel, type ResolvedRule } from './recipe.js';
+import { allocateBits } from './budget.js';
+import { ruleFor, ruleLabel, type ResolvedRule, type RuleRef } from './recipe.js';
 import { groupBySize, shardNames } from './shards.js';
 import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
@@ -71,22 +72,32 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
     if (rule) used.add(rule);
     if (rule?.keep) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {}, rule: rule.ref };
     const opts = rule ? rule.options : o;
-    let codec = findCodec(opts.codec)!;
-    let options = rule ? taskOptions(opts) : base;
-    const withRule = rule ? { rule: rule.ref } : {};
     for (const c of CODECS)
       for (const n of c.storedNames(t.name))
         if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
-    for (;;) {
-      const r = codec.plan(t, options);
-      if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout, ...withRule };
-      warnings.push(r.warning);
-      codec = findCodec(r.fallback.codec)!;
-      options = { ...options, ...r.fallback.options };
-    }
+    return planTensor(t, opts.codec, rule ? taskOptions(opts) : base, warnings, rule?.ref);
   });
   for (const r of recipe?.rules ?? []) if (!used.has(r)) warnings.push(`${ruleLabel(r.ref)} (${r.ref.match.join(', ')}) matches no tensor the job quantizes`);
   return tasks;
+}
+
+/** One quantized tensor's task: its codec's layout, or the codecs' hand-overs (each a warning) until one takes it. */
+export function planTensor(t: TensorRef, codecName: string, options: TaskOptions, warnings: string[], rule?: RuleRef): TensorTask {
+  let codec = findCodec(codecName)!;
+  for (;;) {
+    const r = codec.plan(t, options);
+    if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout, ...(rule ? { rule } : {}) };
+    warnings.push(r.warning);
+    codec = findCodec(r.fallback.codec)!;
+    options = { ...options, ...r.fallback.options };
+  }
+}
+
+/** Header bytes of a one-file output of these tasks at most: the 8-byte length and the reserve quantize() makes. */
+export function headerBound(tasks: TensorTask[], metadata: Record<string, string>): number {
+  let bytes = 4096 + JSON.stringify(metadata).length * 1.2;
+  for (const t of tasks) bytes += findCodec(t.codec)!.headerBytes(t);
+  return 8 + Math.ceil(bytes / 8) * 8;
 }
 
 /** Runs the codecs' prepare steps (e.g. the one codebook of granularity 'network'), which need every task. */
@@ -126,7 +137,21 @@ export async function planOf(ckpt: Checkpoint, o: ResolvedQuantizeOptions, cance
   cancel.check(ckpt.path);
   refuseQuantized(ckpt);
   const warnings = [...o.warnings];
-  const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
+  const budget = o.maxBpw !== undefined || o.targetSize !== undefined;
+  const planned: string[] = [];
+  const tasks = planTasks(ckpt.tensors(), o, ckpt.path, planned);
+  // With a budget the bits change: the tensors' plan warnings are those of the bits chosen (allocateBits adds them).
+  warnings.push(...(budget ? planned.filter((w) => !w.startsWith('tensor "')) : planned));
+  if (budget) {
+    // The options a tensor's rule (or the job) gives it, before any codec's hand-over: each candidate bits is planned from them.
+    const optionsOf = (task: TensorTask) => (o.rules ? ruleFor(o.rules, task.tensor.name).options : o);
+    await allocateBits(
+      ckpt, tasks, o, cancel, warnings,
+      (task, bits, w) => { const opts = optionsOf(task); return planTensor(task.tensor, opts.codec, { ...taskOptions(opts), bits }, w, task.rule); },
+      (ts) => headerBound(ts, ckpt.metadata),
+      (task) => (o.rules ? ruleFor(o.rules, task.tensor.name).pinnedBits : false),
+    );
+  }
   await prepareTasks(ckpt, tasks, o, cancel, warnings);
   return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings, maxShardSize: o.maxShardSize };
 }

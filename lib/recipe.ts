@@ -147,7 +147,7 @@ export function resolveRecipe(recipe: string | Recipe | undefined, preset: strin
   for (const k of Object.keys(raw)) if (k !== 'rules' && k !== 'default') throw where('recipe', `unknown key ${JSON.stringify(k)} (known: rules, default)`);
   if (!Array.isArray(raw.rules)) throw where('recipe', '"rules" must be a list of rules');
   const base: Record<string, unknown> = { ...job };
-  for (const k of ['recipe', 'preset', 'signal', 'onProgress'] as const) delete base[k];
+  for (const k of ['recipe', 'preset', 'signal', 'onProgress', 'maxBpw', 'targetSize'] as const) delete base[k];
   const byFlag = new Map(ctx.specs.map((s) => [s.flag.slice(2), s.name as string]));
   const known = new Set(ctx.specs.map((s) => s.name as string));
 

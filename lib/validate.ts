@@ -18,7 +18,8 @@ export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface Progress {
-  phase: 'quantize' | 'decode' | 'copy' | 'export';
+  /** 'allocate': a size budget's measuring pass (each tensor at each candidate bits), before 'quantize'. */
+  phase: 'quantize' | 'decode' | 'copy' | 'export' | 'allocate';
   /** The tensor being worked on. */
   tensor: string;
   /** Tensors done so far, and in all. */
