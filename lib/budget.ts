@@ -120,15 +120,19 @@ class CountingSink implements TensorSink {
   }
 }
 
-/** Why a task's method cannot take a budget (its bits are not what sets its size), or undefined. */
-function refusal(t: TensorTask): string | undefined {
-  const m = findMethod(t.method);
+/** Why a method (with this granularity) cannot take a budget (its bits are not what sets its size), or undefined. */
+export function budgetRefusal(method: string, granularity: string): string | undefined {
+  const m = findMethod(method);
   if (!m) return undefined;
   if (m.codec !== undefined) return `method ${m.name} sizes its codes by subvector and centroids, not bits`;
   const own = m.options.map((s) => s.name as string).find((n) => ['rate', 'compressionRatio', 'targetValues', 'lambda', 'levels'].includes(n));
   if (own) return `method ${m.name} sets its size by ${own}, not bits`;
-  if ((t.options.granularity as string) === 'network') return "granularity 'network' shares one codebook between tensors";
+  if (granularity === 'network') return "granularity 'network' shares one codebook between tensors";
   return undefined;
+}
+
+function refusal(t: TensorTask): string | undefined {
+  return budgetRefusal(t.method, t.options.granularity as string);
 }
 
 /**

@@ -10,7 +10,8 @@ import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/re
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS, findMethod, type MethodEntry, type MethodName } from './methods/registry.js';
 import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
-import { PRESETS, resolveRecipe, type Recipe, type ResolvedRecipe } from './recipe.js';
+import { budgetRefusal } from './budget.js';
+import { PRESETS, resolveRecipe, ruleLabel, type Recipe, type ResolvedRecipe } from './recipe.js';
 
 export type Granularity = 'tensor' | 'row' | 'group' | 'network';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
@@ -516,6 +517,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   }
   if ((r.maxBpw !== undefined || r.targetSize !== undefined) && given.bits !== undefined)
     fail('bits', `give bits or ${r.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}, not both (the budget chooses each tensor's bits)`);
+  if (r.maxBpw !== undefined || r.targetSize !== undefined) {
+    const why = budgetRefusal(method, granularity);
+    if (why) fail(r.maxBpw !== undefined ? 'maxBpw' : 'targetSize', `${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`);
+  }
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);
@@ -531,6 +536,11 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   // A recipe's rules are resolved over the job's options (each rule checked as the job is), before any work.
   if (r.recipe !== undefined || r.preset !== undefined)
     resolved.rules = resolveRecipe(r.recipe as string | Recipe | undefined, r.preset as string | undefined, o, { resolve: resolveQuantizeOptions, compile: compilePattern, specs: QUANTIZE_OPTIONS });
+  if (resolved.rules && (r.maxBpw !== undefined || r.targetSize !== undefined))
+    for (const rule of [...resolved.rules.rules, resolved.rules.default]) {
+      const why = rule.keep ? undefined : budgetRefusal(rule.options.method, rule.options.granularity);
+      if (why) fail(r.maxBpw !== undefined ? 'maxBpw' : 'targetSize', `${ruleLabel(rule.ref)}: ${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`);
+    }
   return resolved;
 }
 
