@@ -4,6 +4,7 @@
  * bits assignment (each tensor's point measured by quantizing it alone); the written file's size; the progress
  * events' own sums.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -346,5 +347,50 @@ describe('progress with ETA', () => {
     const file = readSafetensors(ckpt);
     const bytes = Object.values(file.header).reduce((a, e) => a + (e.data_offsets[1] - e.data_offsets[0]), 0);
     expect(q[q.length - 1].bytesTotal).toBe(bytes);
+  });
+});
+
+describe('CLI', () => {
+  const CLI = join(__dirname, '..', 'dist', 'cli.js');
+  const cli = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, WEIGHTPRESS_PREFER_LOCAL: '1' }, timeout: 120_000 });
+    if (r.error) throw r.error;
+    return r;
+  };
+
+  it('--preset with --json: each tensor names its rule; the table has a rule column', () => {
+    const r = cli('quantize', ckpt, '-o', out(), '--preset', 'q4_k_m', '--json', '--threads', '1');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/\r|ETA/); // no progress bar: stderr is no terminal
+    const j = JSON.parse(r.stdout) as { tensors: { name: string; rule?: string; bits: number }[] };
+    expect(j.tensors.find((t) => t.name === 'lm_head.weight')).toMatchObject({ bits: 8, rule: 'preset q4_k_m #1' });
+    const t = cli('quantize', ckpt, '-o', out(), '--preset', 'q4_k_m', '--threads', '1');
+    expect(t.stdout.split('\n')[0]).toMatch(/\brule$/);
+    expect(t.stdout).toContain('preset q4_k_m #2');
+  });
+
+  it('a bad recipe: exit 2, one line naming the file, the rule and the problem', () => {
+    const file = join(tmp.dir, 'cli-bad.yaml');
+    writeFileSync(file, 'rules:\n  - match: "*"\n  - match: "*v_proj*"\n    codec: nope\n');
+    const o = out();
+    const r = cli('quantize', ckpt, '-o', o, '--recipe', file);
+    expect(r.status).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/E_ARGUMENT/);
+    expect(lines[0]).toContain(file);
+    expect(lines[0]).toMatch(/rule 2: option codec: must be one of/);
+    expect(existsSync(o)).toBe(false);
+  });
+
+  it('--max-bpw: the report is within it; --progress draws bytes, rate and ETA on stderr; stderr stays empty without it', () => {
+    const r = cli('quantize', ckpt, '-o', out(), '--max-bpw', '3.5', '--json', '--threads', '1');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect((JSON.parse(r.stdout) as { total: { bitsPerWeight: number } }).total.bitsPerWeight).toBeLessThanOrEqual(3.5);
+    const p = cli('quantize', ckpt, '-o', out(), '--max-bpw', '3.5', '--progress', '--threads', '1');
+    expect(p.status, p.stderr).toBe(0);
+    expect(p.stderr).toMatch(/allocate \[[#.]+\] +\d+% [\d.]+ MB\/[\d.]+ MB [\d.]+ MB\/s (ETA \d+s|in \d+s)/);
+    expect(p.stderr).toMatch(/\[#+\] 100% [\d.]+ MB\/[\d.]+ MB [\d.]+ MB\/s in \d+s/);
   });
 });
