@@ -33,7 +33,11 @@ export interface RdPoint {
  * `budget`, or undefined when even the smallest choice exceeds it. Exact (Pareto-front dynamic program) while the
  * front stays under `cap` states, else the Lagrangian greedy; `exact` says which decided.
  */
-export function allocate(items: RdPoint[][], budget: number, cap = FRONT_CAP): { choice: number[]; bytes: number; distortion: number; exact: boolean } | undefined {
+export function allocate(
+  items: RdPoint[][],
+  budget: number,
+  cap = FRONT_CAP,
+): { choice: number[]; bytes: number; distortion: number; exact: boolean } | undefined {
   const min = items.reduce((a, pts) => a + Math.min(...pts.map((p) => p.bytes)), 0);
   if (!(min <= budget)) return undefined;
   return pareto(items, budget, cap) ?? { ...greedy(items, budget), exact: false };
@@ -81,7 +85,9 @@ function greedy(items: RdPoint[][], budget: number): { choice: number[]; bytes: 
     for (const j of order) {
       if (h.length && pts[j].distortion >= pts[h[h.length - 1]].distortion) continue;
       while (h.length >= 2) {
-        const a = pts[h[h.length - 2]], b = pts[h[h.length - 1]], c = pts[j];
+        const a = pts[h[h.length - 2]],
+          b = pts[h[h.length - 1]],
+          c = pts[j];
         // b lies on or above the segment a–c: drop it.
         if ((b.distortion - a.distortion) * (c.bytes - a.bytes) >= (c.distortion - a.distortion) * (b.bytes - a.bytes)) h.pop();
         else break;
@@ -93,15 +99,20 @@ function greedy(items: RdPoint[][], budget: number): { choice: number[]; bytes: 
   const at = hulls.map(() => 0);
   let bytes = items.reduce((a, pts, i) => a + pts[hulls[i][0]].bytes, 0);
   for (;;) {
-    let best = -1, ratio = 0;
+    let best = -1,
+      ratio = 0;
     for (let i = 0; i < items.length; i++) {
       const h = hulls[i];
       if (at[i] + 1 >= h.length) continue;
-      const p = items[i][h[at[i]]], q = items[i][h[at[i] + 1]];
+      const p = items[i][h[at[i]]],
+        q = items[i][h[at[i] + 1]];
       const db = q.bytes - p.bytes;
       if (bytes + db > budget) continue;
       const r = (p.distortion - q.distortion) / Math.max(db, 1e-9);
-      if (r > ratio) (best = i), (ratio = r);
+      if (r > ratio) {
+        best = i;
+        ratio = r;
+      }
     }
     if (best < 0) break;
     const h = hulls[best];
@@ -156,7 +167,10 @@ export async function allocateBits(
   const quantized = tasks.map((t, i) => i).filter((i) => tasks[i].codec !== 'keep');
   for (const i of quantized) {
     const why = refusal(tasks[i]);
-    if (why) throw new ArgumentError(`option ${o.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}: tensor "${tasks[i].tensor.name}": ${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`);
+    if (why)
+      throw new ArgumentError(
+        `option ${o.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}: tensor "${tasks[i].tensor.name}": ${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`,
+      );
   }
   // Candidates: each quantized task at every budget bits its codec accepts (a pinned task at its own bits).
   const candidates: TensorTask[][] = quantized.map((i) => {
@@ -191,7 +205,11 @@ export async function allocateBits(
         const sink = new CountingSink();
         const quiet: string[] = [];
         const r = await codec
-          .encode(c, { ckpt, out: sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings: quiet }, findMethod(c.method)!)
+          .encode(
+            c,
+            { ckpt, out: sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings: quiet },
+            findMethod(c.method)!,
+          )
           .catch((e: unknown) => {
             throw fromNative(e, { file: t.file, tensor: t.name });
           });
@@ -207,10 +225,19 @@ export async function allocateBits(
   const got = allocate(points, budget);
   if (!got) {
     const least = points.reduce((a, pts) => a + Math.min(...pts.map((p) => p.bytes)), 0);
-    const reach = o.maxBpw !== undefined ? `${(((least + keptBytes) * 8) / Math.max(1, numel)).toFixed(3)} bits per weight` : `${least + keptBytes + headerBytes(tasks)} bytes`;
-    throw new ArgumentError(`option ${o.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}: ${which} cannot be met: the smallest choice (${BUDGET_BITS[0]} bits wherever a rule does not pin them; kept tensors as they are) writes ${reach}`, { file: ckpt.path });
+    const reach =
+      o.maxBpw !== undefined
+        ? `${(((least + keptBytes) * 8) / Math.max(1, numel)).toFixed(3)} bits per weight`
+        : `${least + keptBytes + headerBytes(tasks)} bytes`;
+    throw new ArgumentError(
+      `option ${o.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}: ${which} cannot be met: the smallest choice (${BUDGET_BITS[0]} bits wherever a rule does not pin them; kept tensors as they are) writes ${reach}`,
+      { file: ckpt.path },
+    );
   }
-  if (!got.exact) warnings.push(`${which}: the bit allocation's exact search passed ${FRONT_CAP} states; the Lagrangian greedy chose the bits (within the budget, perhaps not the least distortion)`);
+  if (!got.exact)
+    warnings.push(
+      `${which}: the bit allocation's exact search passed ${FRONT_CAP} states; the Lagrangian greedy chose the bits (within the budget, perhaps not the least distortion)`,
+    );
   for (const [k, i] of quantized.entries()) {
     const chosen = candidates[k][got.choice[k]];
     const w: string[] = [];

@@ -62,8 +62,25 @@ export interface ResolvedRecipe {
  * the importance and calibration files (one per job), the budget, and the recipe itself.
  */
 export const JOB_ONLY = [
-  'include', 'exclude', 'minDims', 'minElements', 'maxShardSize', 'threads', 'device', 'force', 'importance', 'importanceKind', 'importanceMap',
-  'calibration', 'calibrationMap', 'recipe', 'preset', 'maxBpw', 'targetSize', 'signal', 'onProgress',
+  'include',
+  'exclude',
+  'minDims',
+  'minElements',
+  'maxShardSize',
+  'threads',
+  'device',
+  'force',
+  'importance',
+  'importanceKind',
+  'importanceMap',
+  'calibration',
+  'calibrationMap',
+  'recipe',
+  'preset',
+  'maxBpw',
+  'targetSize',
+  'signal',
+  'onProgress',
 ] as const;
 
 // Tensor-name patterns shared by the presets: Hugging Face names (Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX,
@@ -96,7 +113,10 @@ export const PRESETS: Record<string, Preset> = {
   q3_k_m: { summary: 'embeddings and output layer 8 bits, v_proj and down_proj 5 bits, the rest 3 bits (like llama.cpp Q3_K_M)', recipe: mix(3, 5) },
   q4_k_m: { summary: 'embeddings and output layer 8 bits, v_proj and down_proj 6 bits, the rest 4 bits (like llama.cpp Q4_K_M)', recipe: mix(4, 6) },
   q5_k_m: { summary: 'embeddings and output layer 8 bits, v_proj and down_proj 6 bits, the rest 5 bits (like llama.cpp Q5_K_M)', recipe: mix(5, 6) },
-  q6_k: { summary: 'embeddings and output layer 8 bits, the rest 6 bits (like llama.cpp Q6_K)', recipe: { rules: [{ match: [EMBEDDINGS, OUTPUT], bits: 8 }], default: { bits: 6 } } },
+  q6_k: {
+    summary: 'embeddings and output layer 8 bits, the rest 6 bits (like llama.cpp Q6_K)',
+    recipe: { rules: [{ match: [EMBEDDINGS, OUTPUT], bits: 8 }], default: { bits: 6 } },
+  },
 };
 
 /** Reads a recipe file: JSON (.json) or YAML (anything else; YAML is a superset of JSON). IoError/ArgumentError name the file. */
@@ -110,7 +130,9 @@ export function readRecipe(file: string): Recipe {
   try {
     return (extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text)) as Recipe;
   } catch (e) {
-    throw new ArgumentError(`recipe is not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`, { file });
+    throw new ArgumentError(`recipe is not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`, {
+      file,
+    });
   }
 }
 
@@ -159,7 +181,8 @@ export function resolveRecipe(recipe: string | Recipe | undefined, preset: strin
     if (index !== null) {
       const m = rule.match;
       match = typeof m === 'string' ? [m] : Array.isArray(m) && m.length && m.every((p) => typeof p === 'string' && p) ? (m as string[]) : [];
-      if (!match.length || match.some((p) => !p)) throw where(label, 'needs "match": a tensor-name pattern (glob with * and ?, or /regex/) or a non-empty list of them');
+      if (!match.length || match.some((p) => !p))
+        throw where(label, 'needs "match": a tensor-name pattern (glob with * and ?, or /regex/) or a non-empty list of them');
     } else if (rule.match !== undefined) throw where(label, 'takes no "match" (it applies to the tensors no rule matches)');
     let patterns: RegExp[];
     try {
@@ -173,12 +196,14 @@ export function resolveRecipe(recipe: string | Recipe | undefined, preset: strin
     for (const [k0, v] of Object.entries(rule)) {
       if (k0 === 'match' || k0 === 'keep') continue;
       const k = known.has(k0) ? k0 : (byFlag.get(k0) ?? k0);
-      if ((JOB_ONLY as readonly string[]).includes(k)) throw where(label, `option ${k0} belongs to the job, not to a rule (give it on the command line or in the options)`);
+      if ((JOB_ONLY as readonly string[]).includes(k))
+        throw where(label, `option ${k0} belongs to the job, not to a rule (give it on the command line or in the options)`);
       if (!known.has(k)) throw where(label, `unknown option ${JSON.stringify(k0)}`);
       if (keep) throw where(label, `keep: true takes no options (got ${k0})`);
       opts[k] = v;
     }
-    if (opts.granularity === 'network') throw where(label, "granularity 'network' (one codebook for every tensor) cannot be one rule's: give it to the whole job");
+    if (opts.granularity === 'network')
+      throw where(label, "granularity 'network' (one codebook for every tensor) cannot be one rule's: give it to the whole job");
     let options: ResolvedQuantizeOptions;
     try {
       options = ctx.resolve({ ...base, ...opts } as QuantizeOptions);

@@ -21,7 +21,21 @@ afterAll(() => tmp.cleanup());
 function llama(path: string, layers = 2, d = 64): string[] {
   const t: RawTensor[] = [];
   const add = (name: string, shape: number[], seed: number) =>
-    t.push({ name, dtype: 'F32', shape, data: encode(Array.from(gaussian(shape.reduce((a, b) => a * b, 1), seed), (v) => v * 0.05), 'F32') });
+    t.push({
+      name,
+      dtype: 'F32',
+      shape,
+      data: encode(
+        Array.from(
+          gaussian(
+            shape.reduce((a, b) => a * b, 1),
+            seed,
+          ),
+          (v) => v * 0.05,
+        ),
+        'F32',
+      ),
+    });
   add('model.embed_tokens.weight', [128, d], 1);
   for (let l = 0; l < layers; l++) {
     for (const [k, p] of ['q_proj', 'k_proj', 'v_proj', 'o_proj'].entries()) add(`model.layers.${l}.self_attn.${p}.weight`, [d, d], 10 + l * 10 + k);
@@ -48,7 +62,12 @@ function q4km(name: string): number | undefined {
   return 4;
 }
 
-function scheme(file: string): Record<string, { method: string; bits?: number; rule?: { recipe: string; index: number | null; match: string[] }; codebookDtype?: string; granularity?: string }> {
+function scheme(
+  file: string,
+): Record<
+  string,
+  { method: string; bits?: number; rule?: { recipe: string; index: number | null; match: string[] }; codebookDtype?: string; granularity?: string }
+> {
   return JSON.parse(readSafetensors(file).metadata!.weightpress).tensors;
 }
 
@@ -72,7 +91,7 @@ describe('presets', () => {
     expect(r.tensors.find((t) => t.name === 'model.layers.1.mlp.down_proj.weight')?.rule).toBe('preset q4_k_m #2');
   });
 
-  it('a preset sets bits only: the job\'s method and codec apply', async () => {
+  it("a preset sets bits only: the job's method and codec apply", async () => {
     const o = out();
     await quantize(ckpt, o, { preset: 'q4_k_m', method: 'uniform', codec: 'block', threads: 1 });
     const s = scheme(o);
@@ -118,7 +137,11 @@ default:
 
   it('JSON and the API object give the same file as the YAML', async () => {
     const recipe = {
-      rules: [{ match: '*.v_proj.weight', method: 'uniform', bits: 3 }, { match: ['model.layers.1.*', '/down_proj/'], bits: 5, granularity: 'tensor' }, { match: '*.k_proj.weight', keep: true }],
+      rules: [
+        { match: '*.v_proj.weight', method: 'uniform', bits: 3 },
+        { match: ['model.layers.1.*', '/down_proj/'], bits: 5, granularity: 'tensor' },
+        { match: '*.k_proj.weight', keep: true },
+      ],
       default: { method: 'kmeans', bits: 2, maxIter: 50 },
     };
     const json = join(tmp.dir, 'mix.json');
@@ -168,12 +191,15 @@ default:
 
   it('a missing recipe file is E_IO naming it; recipe and preset together are refused', async () => {
     await expect(quantize(ckpt, out(), { recipe: join(tmp.dir, 'none.yaml') })).rejects.toMatchObject({ code: 'E_IO', file: join(tmp.dir, 'none.yaml') });
-    await expect(quantize(ckpt, out(), { recipe: 'x.yaml', preset: 'q4_k_m' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('not both') });
+    await expect(quantize(ckpt, out(), { recipe: 'x.yaml', preset: 'q4_k_m' })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringContaining('not both'),
+    });
     await expect(quantize(ckpt, out(), { preset: 'q9' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('q4_k_m') });
   });
 
   it('a rule that matches no quantized tensor is a warning', async () => {
-    const r = await quantize(ckpt, out(), { recipe: { rules: [{ match: '*.nothing' , bits: 3 }] }, threads: 1 });
+    const r = await quantize(ckpt, out(), { recipe: { rules: [{ match: '*.nothing', bits: 3 }] }, threads: 1 });
     expect(r.warnings?.join('\n')).toMatch(/recipe #1 \(\*\.nothing\) matches no tensor/);
   });
 });
@@ -219,7 +245,8 @@ describe('allocate: the least distortion within the budget', () => {
     for (let trial = 0; trial < 100; trial++) {
       // Convex rate-distortion curves (as quantizers give): distortion falls by a factor per added byte.
       const items: RdPoint[][] = Array.from({ length: 6 }, () => {
-        const scale = 1 + r() * 10, size = 1 + Math.floor(r() * 9);
+        const scale = 1 + r() * 10,
+          size = 1 + Math.floor(r() * 9);
         return [2, 3, 4, 5, 6].map((b) => ({ bytes: b * size, distortion: scale * 4 ** -b }));
       });
       const least = items.reduce((a, pts) => a + pts[0].bytes, 0);
@@ -237,9 +264,33 @@ describe('size budgets', () => {
   const small = join(tmp.dir, 'small.safetensors');
   // Three tensors of different spread, so that bits are worth more in some than in others.
   writeSafetensors(small, [
-    { name: 'a', dtype: 'F32', shape: [32, 64], data: encode(Array.from(gaussian(2048, 1), (v) => v * 1.0), 'F32') },
-    { name: 'b', dtype: 'F32', shape: [16, 64], data: encode(Array.from(gaussian(1024, 2), (v, i) => v * 0.1 * (i % 7 === 0 ? 6 : 1)), 'F32') },
-    { name: 'c', dtype: 'F32', shape: [64, 32], data: encode(Array.from(gaussian(2048, 3), (v) => v * 0.01), 'F32') },
+    {
+      name: 'a',
+      dtype: 'F32',
+      shape: [32, 64],
+      data: encode(
+        Array.from(gaussian(2048, 1), (v) => v * 1.0),
+        'F32',
+      ),
+    },
+    {
+      name: 'b',
+      dtype: 'F32',
+      shape: [16, 64],
+      data: encode(
+        Array.from(gaussian(1024, 2), (v, i) => v * 0.1 * (i % 7 === 0 ? 6 : 1)),
+        'F32',
+      ),
+    },
+    {
+      name: 'c',
+      dtype: 'F32',
+      shape: [64, 32],
+      data: encode(
+        Array.from(gaussian(2048, 3), (v) => v * 0.01),
+        'F32',
+      ),
+    },
     { name: 'norm', dtype: 'F32', shape: [64], data: encode(Array.from(gaussian(64, 4)), 'F32') },
   ]);
   const base: QuantizeOptions = { method: 'kmeans-optimal', granularity: 'tensor', minElements: 1000, threads: 1 };
@@ -278,16 +329,31 @@ describe('size budgets', () => {
       expect(statSync(o).size).toBeLessThanOrEqual(target);
     }
     const o = out();
-    await expect(quantize(small, o, { ...base, targetSize: 10000 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(/targetSize 10000 cannot be met/) });
-    await expect(quantize(small, o, { ...base, maxBpw: 1 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringMatching(/maxBpw 1 cannot be met/) });
+    await expect(quantize(small, o, { ...base, targetSize: 10000 })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringMatching(/targetSize 10000 cannot be met/),
+    });
+    await expect(quantize(small, o, { ...base, maxBpw: 1 })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringMatching(/maxBpw 1 cannot be met/),
+    });
     expect(existsSync(o)).toBe(false);
   });
 
   it('a budget with bits, or with a method whose size is not its bits, is refused before any work', async () => {
-    await expect(quantize(small, out(), { ...base, maxBpw: 4, bits: 3 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('give bits or maxBpw') });
+    await expect(quantize(small, out(), { ...base, maxBpw: 4, bits: 3 })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringContaining('give bits or maxBpw'),
+    });
     // A recipe rule's method is checked before any tensor is read too.
-    await expect(quantize(small, out(), { minElements: 1000, maxBpw: 4, recipe: { rules: [{ match: 'a', method: 'pq' }] } })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('method pq sizes its codes') });
-    await expect(quantize(small, out(), { ...base, method: 'ecsq', rate: 2, maxBpw: 4 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('method ecsq sets its size by rate') });
+    await expect(quantize(small, out(), { minElements: 1000, maxBpw: 4, recipe: { rules: [{ match: 'a', method: 'pq' }] } })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringContaining('method pq sizes its codes'),
+    });
+    await expect(quantize(small, out(), { ...base, method: 'ecsq', rate: 2, maxBpw: 4 })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      message: expect.stringContaining('method ecsq sets its size by rate'),
+    });
   });
 
   it('a recipe rule that sets bits keeps them; the others are allocated', async () => {
@@ -302,11 +368,23 @@ describe('defaults give the bits asked for', () => {
   it('scalar codebooks are F16 by default (vector codewords F32); ecsq works per tensor', async () => {
     const [a, b, c] = [out(), out(), out()];
     await quantize(ckpt, a, { threads: 1 });
-    expect(Object.values(scheme(a)).filter((s) => s.method !== 'keep').every((s) => s.codebookDtype === 'F16')).toBe(true);
+    expect(
+      Object.values(scheme(a))
+        .filter((s) => s.method !== 'keep')
+        .every((s) => s.codebookDtype === 'F16'),
+    ).toBe(true);
     await quantize(ckpt, b, { method: 'ecsq', rate: 3, threads: 1, include: ['*.q_proj.weight'] });
-    expect(Object.values(scheme(b)).filter((s) => s.method !== 'keep').every((s) => s.granularity === 'tensor')).toBe(true);
+    expect(
+      Object.values(scheme(b))
+        .filter((s) => s.method !== 'keep')
+        .every((s) => s.granularity === 'tensor'),
+    ).toBe(true);
     await quantize(ckpt, c, { method: 'pq', threads: 1, include: ['*.q_proj.weight'] });
-    expect(Object.values(scheme(c)).filter((s) => s.method !== 'keep').every((s) => s.codebookDtype === 'F32')).toBe(true);
+    expect(
+      Object.values(scheme(c))
+        .filter((s) => s.method !== 'keep')
+        .every((s) => s.codebookDtype === 'F32'),
+    ).toBe(true);
   });
 
   it('4 bits per row on the real emotion checkpoint: F16 codebooks cost no SQNR (< 0.001 dB) and fewer bits than F32', async () => {
