@@ -240,9 +240,10 @@ function progressBar(enabled: boolean): ((p: Progress) => void) | undefined {
   return (p) => {
     const now = Date.now();
     const end = p.index === p.count && !p.within;
-    if (now - last < 100 && !end && p.phase === phase) return;
-    if (phase && p.phase !== phase) process.stderr.write('\n');
-    phase = p.phase;
+    const shown = p.phase === 'copy' ? 'quantize' : p.phase; // kept tensors are copied in the same pass
+    if (now - last < 100 && !end && shown === phase) return;
+    if (phase && shown !== phase) process.stderr.write('\n');
+    phase = shown;
     last = now;
     const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.index / Math.max(1, p.count);
     const width = 24;
@@ -250,7 +251,7 @@ function progressBar(enabled: boolean): ((p: Progress) => void) | undefined {
     const name = p.tensor.length > 32 ? '…' + p.tensor.slice(-31) : p.tensor;
     const eta = p.etaSeconds === null ? 'ETA --' : end ? `in ${duration(p.elapsedSeconds)}` : `ETA ${duration(p.etaSeconds)}`;
     const rate = p.bytesPerSecond > 0 ? `${mb(p.bytesPerSecond)}/s` : '-- MB/s';
-    const line = `\r${p.phase === 'quantize' || p.phase === 'copy' ? '' : p.phase + ' '}[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(p.bytesDone)}/${mb(p.bytesTotal)} ${rate} ${eta} ${p.index}/${p.count} ${name}`;
+    const line = `\r${shown === 'quantize' ? '' : shown + ' '}[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(p.bytesDone)}/${mb(p.bytesTotal)} ${rate} ${eta} ${p.index}/${p.count} ${name}`;
     process.stderr.write(line.padEnd(120));
     if (end) process.stderr.write('\n');
   };
