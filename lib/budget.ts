@@ -195,27 +195,40 @@ export async function allocateBits(
         if (w && w.length) weight = w.reduce((a, v) => a + v, 0) / w.length;
       }
       const pts: RdPoint[] = [];
-      for (const c of cands) {
+      for (const [j, c] of cands.entries()) {
         cancel.check(ckpt.path);
         const codec = findCodec(c.codec)!;
-        if (codec.name === 'keep') {
-          pts.push({ bytes: t.byteLength, distortion: 0 });
-          continue;
+        if (codec.name === 'keep') pts.push({ bytes: t.byteLength, distortion: 0 });
+        else {
+          const sink = new CountingSink();
+          const quiet: string[] = [];
+          const r = await codec
+            .encode(
+              c,
+              { ckpt, out: sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings: quiet },
+              findMethod(c.method)!,
+            )
+            .catch((e: unknown) => {
+              throw fromNative(e, { file: t.file, tensor: t.name });
+            });
+          pts.push({ bytes: sink.bytes, distortion: r.metrics.mse * t.numel * weight });
         }
-        const sink = new CountingSink();
-        const quiet: string[] = [];
-        const r = await codec
-          .encode(
-            c,
-            { ckpt, out: sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings: quiet },
-            findMethod(c.method)!,
-          )
-          .catch((e: unknown) => {
-            throw fromNative(e, { file: t.file, tensor: t.name });
-          });
-        pts.push({ bytes: sink.bytes, distortion: r.metrics.mse * t.numel * weight });
         bytesDone += t.byteLength;
-        reportProgress(o.onProgress, { phase: 'allocate', tensor: t.name, index: k, count: candidates.length, bytesDone, bytesTotal }, clock);
+        // Within the tensor: its candidates done; after its last one, the tensor itself.
+        const last = j + 1 === cands.length;
+        reportProgress(
+          o.onProgress,
+          {
+            phase: 'allocate',
+            tensor: t.name,
+            index: k + (last ? 1 : 0),
+            count: candidates.length,
+            bytesDone,
+            bytesTotal,
+            ...(last ? {} : { within: { done: j + 1, total: cands.length } }),
+          },
+          clock,
+        );
       }
       points.push(pts);
     }

@@ -420,6 +420,10 @@ describe('progress with ETA', () => {
         }
       }
     }
+    // Each phase ends with its per-tensor event for the last tensor (index = count, no `within`).
+    const alloc = events.filter((e) => e.phase === 'allocate');
+    expect(alloc[alloc.length - 1]).toMatchObject({ index: alloc[0].count });
+    expect(alloc[alloc.length - 1].within).toBeUndefined();
     // The quantize phase's total is every tensor's input bytes.
     const q = events.filter((e) => e.phase !== 'allocate');
     const file = readSafetensors(ckpt);
