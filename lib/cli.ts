@@ -219,19 +219,41 @@ function num(name: string, v: string | undefined): number | undefined {
   return x;
 }
 
+/** Seconds as "1h02m", "3m05s" or "12s". */
+function duration(s: number): string {
+  const t = Math.round(s);
+  if (t >= 3600) return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}m`;
+  if (t >= 60) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, '0')}s`;
+  return `${t}s`;
+}
+
+/** Bytes as MB or GB (decimal, as rates are usually given). */
+function mb(b: number): string {
+  return b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`;
+}
+
+/** A progress bar on stderr: the fraction of input bytes done, bytes done of all, the rate, the ETA and the tensor. */
 function progressBar(enabled: boolean): ((p: Progress) => void) | undefined {
   if (!enabled) return undefined;
   let last = 0;
+  let phase = '';
   return (p) => {
     const now = Date.now();
-    if (now - last < 100 && p.index < p.count) return;
+    const end = p.index === p.count && !p.within;
+    const shown = p.phase === 'copy' ? 'quantize' : p.phase; // kept tensors are copied in the same pass
+    if (now - last < 100 && !end && shown === phase) return;
+    if (phase && shown !== phase) process.stderr.write('\n');
+    phase = shown;
     last = now;
-    const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.index / p.count;
-    const width = 30;
+    const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.index / Math.max(1, p.count);
+    const width = 24;
     const fill = Math.round(frac * width);
-    const name = p.tensor.length > 40 ? '…' + p.tensor.slice(-39) : p.tensor;
-    process.stderr.write(`\r[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.index}/${p.count} ${name}`.padEnd(100));
-    if (p.index === p.count) process.stderr.write('\n');
+    const name = p.tensor.length > 32 ? '…' + p.tensor.slice(-31) : p.tensor;
+    const eta = p.etaSeconds === null ? 'ETA --' : end ? `in ${duration(p.elapsedSeconds)}` : `ETA ${duration(p.etaSeconds)}`;
+    const rate = p.bytesPerSecond > 0 ? `${mb(p.bytesPerSecond)}/s` : '-- MB/s';
+    const line = `\r${shown === 'quantize' ? '' : shown + ' '}[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(p.bytesDone)}/${mb(p.bytesTotal)} ${rate} ${eta} ${p.index}/${p.count} ${name}`;
+    process.stderr.write(line.padEnd(120));
+    if (end) process.stderr.write('\n');
   };
 }
 
@@ -272,7 +294,8 @@ async function main(argv: string[]): Promise<number> {
     const opts: QuantizeOptions = {
       ...quantizeOptionsOf(values),
       signal: ac.signal,
-      onProgress: progressBar(!values.quiet && (values.progress === true || process.stderr.isTTY === true)),
+      // Not with --json (a script reads stdout and may capture stderr too), unless --progress asks for it.
+      onProgress: progressBar(!values.quiet && (values.progress === true || (process.stderr.isTTY === true && !values.json))),
     };
     const report = await quantize(positionals[0], values.output, opts);
     for (const w of report.warnings ?? []) process.stderr.write(`weightpress: warning: ${w}\n`);
@@ -353,7 +376,7 @@ async function main(argv: string[]): Promise<number> {
       ...(values.force ? { force: true } : {}),
       ...(values['allow-overflow'] ? { allowOverflow: true } : {}),
       signal: ac.signal,
-      onProgress: progressBar(!values.quiet && (values.progress || process.stderr.isTTY === true)),
+      onProgress: progressBar(!values.quiet && (values.progress === true || (process.stderr.isTTY === true && !values.json))),
     });
     for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');

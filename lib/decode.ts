@@ -9,8 +9,9 @@ import { applyRowOffsets, checkRowOffsets } from './codecs/rowmean.js';
 import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
 import { FormatError, fromNative, type WeightpressError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
-import { Cancel, reportProgress } from './job.js';
+import { Cancel, ProgressClock, reportProgress } from './job.js';
 import { loadNative } from './load.js';
+import { ruleLabel } from './recipe.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, prepareOutput, readScheme, removeIfEmpty, shardNames } from './shards.js';
 import { resolveDecodeOptions, type DecodeOptions } from './validate.js';
@@ -100,6 +101,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
   const o = resolveDecodeOptions(options);
   const cancel = new Cancel(o.signal);
   const started = performance.now();
+  const clock = new ProgressClock();
   const ckpt = await Checkpoint.open(input);
   let writer: ShardWriter | undefined;
   let created: string | undefined;
@@ -159,7 +161,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
         ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         await sink.add(name, dt, s.shape, dense);
         bytesDone += dense.byteLength;
-        reportProgress(o.onProgress, { phase: 'decode', tensor: name, index: ++index, count: names.length, bytesDone, bytesTotal });
+        reportProgress(o.onProgress, { phase: 'decode', tensor: name, index: ++index, count: names.length, bytesDone, bytesTotal }, clock);
       }
     }
     cancel.check(ckpt.path);
@@ -195,6 +197,7 @@ export async function inspect(file: string): Promise<Report> {
         bits: isQuantized(s) ? s.bits : DTYPE_SIZE[s.dtype] * 8,
         granularity: codecOf(s, { file: ckpt.path, tensor: name }).granularity(s),
         ...m,
+        ...(s.rule ? { rule: ruleLabel(s.rule) } : {}),
       });
     }
     return { input: ckpt.path, tensors, total: totals(tensors) };

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 
 import { FormatError } from './errors.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
+import type { RuleRef } from './recipe.js';
 
 export const FORMAT_KEY = 'weightpress';
 /**
@@ -102,6 +103,8 @@ export interface QuantizedScheme {
   /** Method parameters that shaped the result (seed, symmetric, step ...). */
   params?: Record<string, unknown>;
   metrics: StoredMetrics;
+  /** The recipe rule that chose the method and options (lib/recipe.ts): recipe, 1-based rule number (null: default), patterns. */
+  rule?: RuleRef;
 }
 
 export interface KeptScheme {
@@ -109,6 +112,8 @@ export interface KeptScheme {
   dtype: string;
   shape: number[];
   metrics: StoredMetrics;
+  /** A recipe rule with keep: true (lib/recipe.ts). */
+  rule?: RuleRef;
 }
 
 export type TensorScheme = QuantizedScheme | KeptScheme;
@@ -184,6 +189,12 @@ export function parseScheme(metadata: Record<string, string>, file: string): Fil
     if (!Number.isSafeInteger(t.shape.reduce((a: number, d: number) => a * d, 1))) throw bad(`shape ${JSON.stringify(t.shape)} has more elements than any file holds`);
     if (typeof t.dtype !== 'string' || DTYPE_SIZE[t.dtype] === undefined) throw bad(`unknown dtype ${JSON.stringify(t.dtype)}`);
     checkMetrics(t.metrics, bad);
+    const rule = t.rule as unknown;
+    if (rule !== undefined) {
+      const r = rule as Partial<RuleRef>;
+      if (!r || typeof r !== 'object' || typeof r.recipe !== 'string' || !(r.index === null || Number.isSafeInteger(r.index)) || !Array.isArray(r.match) || r.match.some((p) => typeof p !== 'string'))
+        throw bad(`rule must be {recipe: string, index: integer or null, match: [patterns]}, got ${JSON.stringify(rule)}`);
+    }
     if (!isQuantized(t)) continue;
     if (!isFloatDtype(t.dtype)) throw bad(`quantized tensor has non-float dtype ${t.dtype}`);
     if (!Number.isInteger(t.bits) || t.bits < 1 || t.bits > 16) throw bad(`bits must be 1-16, got ${t.bits}`);

@@ -93,10 +93,45 @@ export class OutputFile implements TensorSink {
   }
 }
 
-export function reportProgress(cb: ((p: Progress) => void) | undefined, p: Progress): void {
+/** A progress event as a job reports it; the clock adds the timing (elapsedSeconds, bytesPerSecond, etaSeconds). */
+export type ProgressEvent = Omit<Progress, 'elapsedSeconds' | 'bytesPerSecond' | 'etaSeconds'>;
+
+/**
+ * The timing of one job's progress (one phase): seconds since it started, input bytes per second so far, and the
+ * seconds left at that rate. bytesDone is reported monotone (never below an earlier event's, never above bytesTotal),
+ * so that a bar or an ETA never runs backwards when native threads report slices out of order.
+ */
+export class ProgressClock {
+  private readonly t0 = performance.now();
+  private most = 0;
+  stamp(p: ProgressEvent): Progress {
+    const bytesDone = Math.max(this.most, Math.min(p.bytesDone, p.bytesTotal));
+    this.most = bytesDone;
+    const elapsedSeconds = (performance.now() - this.t0) / 1000;
+    const bytesPerSecond = elapsedSeconds > 0 && bytesDone > 0 ? bytesDone / elapsedSeconds : 0;
+    const left = p.bytesTotal - bytesDone;
+    const etaSeconds = left <= 0 ? 0 : bytesPerSecond > 0 ? left / bytesPerSecond : null;
+    return { ...p, bytesDone, elapsedSeconds, bytesPerSecond, etaSeconds };
+  }
+}
+
+// Callers that keep no clock of their own get one per callback, restarted when a new job's bytes start over.
+const clocks = new WeakMap<(p: Progress) => void, { clock: ProgressClock; last: number }>();
+
+/**
+ * Calls `cb` with the event and its timing (`clock`, or one kept for the callback); a throwing callback does not
+ * break the job.
+ */
+export function reportProgress(cb: ((p: Progress) => void) | undefined, p: ProgressEvent, clock?: ProgressClock): void {
   if (!cb) return;
+  if (!clock) {
+    let c = clocks.get(cb);
+    if (!c || p.bytesDone < c.last) clocks.set(cb, (c = { clock: new ProgressClock(), last: 0 }));
+    c.last = p.bytesDone;
+    clock = c.clock;
+  }
   try {
-    cb(p);
+    cb(clock.stamp(p));
   } catch {
     // A throwing progress callback must not break the job.
   }

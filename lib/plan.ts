@@ -14,6 +14,9 @@ import { FORMAT_KEY } from './format.js';
 import { openAuxiliary, type Auxiliary } from './auxiliary.js';
 import { Cancel } from './job.js';
 import { findMethod } from './methods/registry.js';
+import { allocateBits } from './budget.js';
+import { preservesMean, rowOffsetBytes } from './codecs/rowmean.js';
+import { ruleFor, ruleLabel, type ResolvedRule, type RuleRef } from './recipe.js';
 import { groupBySize, shardNames } from './shards.js';
 import { compilePattern, resolveQuantizeOptions, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
@@ -40,7 +43,7 @@ export interface Plan {
 
 /** The options a task carries: the resolved options without the run's callbacks and runtime settings. */
 export function taskOptions(o: ResolvedQuantizeOptions): TaskOptions {
-  const { signal: _s, onProgress: _p, force: _f, threads: _t, device: _d, warnings: _w, maxShardSize: _m, ...rest } = o;
+  const { signal: _s, onProgress: _p, force: _f, threads: _t, device: _d, warnings: _w, maxShardSize: _m, recipe: _r, preset: _pr, rules: _ru, maxBpw: _b, targetSize: _ts, ...rest } = o;
   return rest;
 }
 
@@ -60,23 +63,46 @@ export function planTasks(tensors: TensorRef[], o: ResolvedQuantizeOptions, file
       throw new ArgumentError(`option include: ${unmatched.map((p) => JSON.stringify(p)).join(', ')} ${unmatched.length > 1 ? 'match' : 'matches'} no tensor of ${file} (${tensors.length} tensors, e.g. ${tensors.slice(0, 3).map((t) => JSON.stringify(t.name)).join(', ') || 'none'})`, { file });
     for (const p of unmatched) warnings.push(`include pattern ${JSON.stringify(p)} matches no tensor`);
   }
-  return tensors.map((t): TensorTask => {
+  const recipe = o.rules;
+  const used = new Set<ResolvedRule>();
+  const tasks = tensors.map((t): TensorTask => {
     const included = inc.length ? inc.some((r) => r.test(t.name)) : t.shape.length >= o.minDims && t.numel >= o.minElements;
     const excluded = exc.some((r) => r.test(t.name));
     if (!included || excluded || !isFloatDtype(t.dtype) || t.numel === 0) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {} };
-    let codec = findCodec(o.codec)!;
-    let options = base;
+    // A recipe's first matching rule (or its default) gives the tensor its codec and options.
+    const rule = recipe && ruleFor(recipe, t.name);
+    if (rule) used.add(rule);
+    if (rule?.keep) return { tensor: t, codec: 'keep', method: 'keep', options: base, layout: {}, rule: rule.ref };
+    const opts = rule ? rule.options : o;
     for (const c of CODECS)
       for (const n of [...c.storedNames(t.name), rowOffsetName(t.name)])
         if (names.has(n)) throw new FormatError(`input already has a tensor named "${n}", which weightpress would write`, { file, tensor: t.name });
-    for (;;) {
-      const r = codec.plan(t, options);
-      if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout };
-      warnings.push(r.warning);
-      codec = findCodec(r.fallback.codec)!;
-      options = { ...options, ...r.fallback.options };
-    }
+    return planTensor(t, opts.codec, rule ? taskOptions(opts) : base, warnings, rule?.ref);
   });
+  for (const r of recipe?.rules ?? []) if (!used.has(r)) warnings.push(`${ruleLabel(r.ref)} (${r.ref.match.join(', ')}) matches no tensor the job quantizes`);
+  return tasks;
+}
+
+/** One quantized tensor's task: its codec's layout, or the codecs' hand-overs (each a warning) until one takes it. */
+export function planTensor(t: TensorRef, codecName: string, options: TaskOptions, warnings: string[], rule?: RuleRef): TensorTask {
+  let codec = findCodec(codecName)!;
+  for (;;) {
+    const r = codec.plan(t, options);
+    if ('layout' in r) return { tensor: t, codec: codec.name, method: codec.name === 'keep' ? 'keep' : options.method, options, layout: r.layout, ...(rule ? { rule } : {}) };
+    warnings.push(r.warning);
+    codec = findCodec(r.fallback.codec)!;
+    options = { ...options, ...r.fallback.options };
+  }
+}
+
+/** Header bytes of a one-file output of these tasks at most: the 8-byte length and the reserve quantize() makes. */
+export function headerBound(tasks: TensorTask[], metadata: Record<string, string>): number {
+  let bytes = 4096 + JSON.stringify(metadata).length * 1.2;
+  for (const t of tasks) {
+    bytes += findCodec(t.codec)!.headerBytes(t);
+    if (preservesMean(t)) bytes += rowOffsetBytes(t.tensor).header;
+  }
+  return 8 + Math.ceil(bytes / 8) * 8;
 }
 
 /** Runs the codecs' prepare steps (e.g. the one codebook of granularity 'network'), which need every task. */
@@ -116,7 +142,21 @@ export async function planOf(ckpt: Checkpoint, o: ResolvedQuantizeOptions, cance
   cancel.check(ckpt.path);
   refuseQuantized(ckpt);
   const warnings = [...o.warnings];
-  const tasks = planTasks(ckpt.tensors(), o, ckpt.path, warnings);
+  const budget = o.maxBpw !== undefined || o.targetSize !== undefined;
+  const planned: string[] = [];
+  const tasks = planTasks(ckpt.tensors(), o, ckpt.path, planned);
+  // With a budget the bits change: the tensors' plan warnings are those of the bits chosen (allocateBits adds them).
+  warnings.push(...(budget ? planned.filter((w) => !w.startsWith('tensor "')) : planned));
+  if (budget) {
+    // The options a tensor's rule (or the job) gives it, before any codec's hand-over: each candidate bits is planned from them.
+    const optionsOf = (task: TensorTask) => (o.rules ? ruleFor(o.rules, task.tensor.name).options : o);
+    await allocateBits(
+      ckpt, tasks, o, cancel, warnings,
+      (task, bits, w) => { const opts = optionsOf(task); return planTensor(task.tensor, opts.codec, { ...taskOptions(opts), bits }, w, task.rule); },
+      (ts) => headerBound(ts, ckpt.metadata),
+      (task) => (o.rules ? ruleFor(o.rules, task.tensor.name).pinnedBits : false),
+    );
+  }
   await prepareTasks(ckpt, tasks, o, cancel, warnings);
   return { input: ckpt.path, metadata: { ...ckpt.metadata }, tasks, warnings, maxShardSize: o.maxShardSize };
 }

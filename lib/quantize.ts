@@ -10,12 +10,13 @@ import { removeStaleTemps } from './atomic.js';
 import { Checkpoint } from './checkpoint.js';
 import type { EncodeJob, GivenQuantizers } from './codecs/codec.js';
 import { CODECS, findCodec } from './codecs/registry.js';
-import { addRowOffsets, CapturingSink, preservesMean, rowOffsetBytes } from './codecs/rowmean.js';
+import { addRowOffsets, CapturingSink, preservesMean } from './codecs/rowmean.js';
 import { ArgumentError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, formatVersionFor, schemeDigest, type FileScheme, type TensorScheme } from './format.js';
-import { Cancel, reportProgress } from './job.js';
+import { Cancel, ProgressClock, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
-import { planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
+import { headerBound, planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
+import { ruleLabel } from './recipe.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, indexName, outputTarget, prepareOutput, removeIfEmpty } from './shards.js';
 import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
@@ -120,14 +121,9 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
 
 type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> & { force?: boolean };
 
-/** Header bytes to reserve for a shard: its tasks' entries and the input's metadata. */
+/** Header bytes to reserve for a shard: its tasks' entries and the input's metadata (without the 8-byte length). */
 function reserveFor(plan: Plan, shard: PlannedShard): number {
-  let bytes = 4096 + JSON.stringify(plan.metadata).length * 1.2;
-  for (const i of shard.tasks) {
-    bytes += findCodec(plan.tasks[i].codec)!.headerBytes(plan.tasks[i]);
-    if (preservesMean(plan.tasks[i])) bytes += rowOffsetBytes(plan.tasks[i].tensor).header;
-  }
-  return Math.ceil(bytes / 8) * 8;
+  return headerBound(shard.tasks.map((i) => plan.tasks[i]), plan.metadata) - 8;
 }
 
 async function runShards(
@@ -159,6 +155,7 @@ async function runShards(
     const bytesTotal = mine.reduce((a, i) => a + plan.tasks[i].tensor.byteLength, 0);
     let bytesDone = 0;
     let index_ = 0;
+    const clock = new ProgressClock();
     if (mine.length) ckpt.advise(plan.tasks[mine[0]].tensor.name, 'willneed');
     for (const [k, shard] of shards.entries()) {
       for (const i of shard.tasks) {
@@ -179,7 +176,7 @@ async function runShards(
             ? (d, n) => {
                 if (d <= most) return;
                 most = d;
-                reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } });
+                reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, ...done, bytesDone: bytesDone + (n ? (t.byteLength * d) / n : 0), within: { done: d, total: n } }, clock);
               }
             : undefined,
         };
@@ -189,10 +186,11 @@ async function runShards(
         if (capture && r.scheme.method !== 'keep') r = await addRowOffsets(task, job, codec, r, capture, sink);
         ckpt.check(); // what was read is only good if the input did not shrink meanwhile
         // The file stores no timings (the same input and options give a byte-identical file); the report does.
-        schemes[t.name] = r.scheme;
-        reports.push(r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 }));
+        schemes[t.name] = task.rule ? { ...r.scheme, rule: task.rule } : r.scheme;
+        const row = r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 });
+        reports.push(task.rule ? { ...row, rule: ruleLabel(task.rule) } : row);
         bytesDone += t.byteLength;
-        reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, index: ++index_, count: mine.length, bytesDone, bytesTotal });
+        reportProgress(o.onProgress, { phase: codec.phase, tensor: t.name, index: ++index_, count: mine.length, bytesDone, bytesTotal }, clock);
       }
     }
     cancel.check(ckpt.path);

@@ -14,6 +14,8 @@ export interface TensorReport extends StoredMetrics {
   numel: number;
   /** Where the bandwidth-bound passes ran ('cpu' or 'cuda'); absent for kept tensors and in files. */
   device?: string;
+  /** The recipe rule that chose its method and options ("preset q4_k_m #2"); absent without a recipe. */
+  rule?: string;
 }
 
 export interface TotalReport extends StoredMetrics {
@@ -101,11 +103,15 @@ export function formatTable(r: Report, maxRows = 40): string {
   const head = ['tensor', 'dtype', 'shape', 'method', 'bits', 'gran', 'SQNR dB', 'MSE', 'max|err|', 'bpw', 'in', 'out', 's'];
   const rows: string[][] = [];
   const shown = r.tensors.length > maxRows ? r.tensors.filter((t) => t.method !== 'keep').slice(0, maxRows) : r.tensors;
+  // A recipe's run: the rule that chose each tensor's method and options, as the last column.
+  const ruled = r.tensors.some((t) => t.rule);
+  if (ruled) head.push('rule');
   for (const t of shown) {
     rows.push([
       t.name, t.dtype, t.shape.join('x'), t.method, String(t.bits), t.granularity ?? '-',
       t.sqnrDb === null ? 'exact' : t.sqnrDb.toFixed(2), t.mse.toExponential(3), t.maxAbsErr.toExponential(2),
       t.bitsPerWeight.toFixed(3), fmtBytes(t.bytesIn), fmtBytes(t.bytesOut), t.seconds.toFixed(3),
+      ...(ruled ? [t.rule ?? '-'] : []),
     ]);
   }
   const T = r.total;
@@ -115,9 +121,10 @@ export function formatTable(r: Report, maxRows = 40): string {
     `total (${T.tensors} tensors, ${T.quantizedTensors} quantized)`, '', '', '', '', '',
     T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2), T.mse.toExponential(3), T.maxAbsErr.toExponential(2),
     T.bitsPerWeight.toFixed(3), fmtBytes(T.bytesIn), fmtBytes(T.bytesOut), T.seconds.toFixed(3),
+    ...(ruled ? [''] : []),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 6 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) => cells.map((c, i) => (i < 6 || i >= 13 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const row of rows) out.push(row === sep ? widths.map((w) => '-'.repeat(w)).join('  ') : line(row));
   if (shown.length < r.tensors.length) out.push(`(${r.tensors.length - shown.length} more tensors not shown; --json lists all)`);
@@ -133,7 +140,7 @@ export function toJson(r: Report): object {
     tensors: r.tensors.map((t) => ({
       name: t.name, dtype: t.dtype, shape: t.shape, method: t.method, bits: t.bits, granularity: t.granularity,
       mse: t.mse, sqnrDb: t.sqnrDb, maxAbsErr: t.maxAbsErr, bitsPerWeight: t.bitsPerWeight,
-      bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel, ...(t.device ? { device: t.device } : {}),
+      bytesIn: t.bytesIn, bytesOut: t.bytesOut, seconds: t.seconds, numel: t.numel, ...(t.device ? { device: t.device } : {}), ...(t.rule ? { rule: t.rule } : {}),
       ...(t.entropy !== undefined
         ? { entropy: t.entropy, avgCodeLength: t.avgCodeLength, compressionRatio: t.compressionRatio, paperCompressionRatio: t.paperCompressionRatio }
         : {}),

@@ -10,6 +10,8 @@ import { CODECS, QUANTIZING_CODECS, type QuantizingCodecName } from './codecs/re
 import { BITS, ENTROPY, option, type OptionName, type OptionSpec } from './methods/options.js';
 import { METHOD_OPTIONS, METHODS, findMethod, type MethodEntry, type MethodName } from './methods/registry.js';
 import { DEFAULT_MAX_SHARD_SIZE, parseSize } from './shards.js';
+import { budgetRefusal } from './budget.js';
+import { PRESETS, resolveRecipe, ruleLabel, type Recipe, type ResolvedRecipe } from './recipe.js';
 
 export type Granularity = 'tensor' | 'row' | 'group' | 'network';
 export type ImportanceKind = 'hessian' | 'fisher' | 'adam-v';
@@ -17,7 +19,8 @@ export type EntropyCoder = 'none' | 'huffman' | 'ans';
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface Progress {
-  phase: 'quantize' | 'decode' | 'copy' | 'export';
+  /** 'allocate': a size budget's measuring pass (each tensor at each candidate bits), before 'quantize'. */
+  phase: 'quantize' | 'decode' | 'copy' | 'export' | 'allocate';
   /** The tensor being worked on. */
   tensor: string;
   /** Tensors done so far, and in all. */
@@ -28,6 +31,12 @@ export interface Progress {
   bytesTotal: number;
   /** Within the current tensor: units (slices, blocks) done and in all; absent on the per-tensor call. */
   within?: { done: number; total: number };
+  /** Seconds since the job started. */
+  elapsedSeconds: number;
+  /** Input bytes per second so far (bytesDone / elapsedSeconds; 0 before the first byte). */
+  bytesPerSecond: number;
+  /** Seconds left at that rate ((bytesTotal - bytesDone) / bytesPerSecond); null until there is a rate. */
+  etaSeconds: number | null;
 }
 
 export interface CommonOptions {
@@ -44,6 +53,20 @@ export interface CommonOptions {
 }
 
 export interface QuantizeOptions extends CommonOptions {
+  /**
+   * Ordered rules giving tensors their own method, codec, bits and options (first match wins, then `default`): a
+   * JSON or YAML file's path, or the recipe itself (lib/recipe.ts, docs/RECIPES.md). Checked whole before any work.
+   */
+  recipe?: string | Recipe;
+  /** A named recipe: q3_k_m, q4_k_m, q5_k_m, q6_k (docs/RECIPES.md gives their rules). */
+  preset?: string;
+  /**
+   * Bits per weight of the quantized tensors at most (codebooks, scales and codes over their weights): each tensor's
+   * bits (2 to 8) are chosen for the least total squared error (importance-weighted when given) within it.
+   */
+  maxBpw?: number;
+  /** The written file's bytes at most (a number, or "500MB"): each tensor's bits are chosen as for maxBpw. */
+  targetSize?: number | string;
   method?: MethodName;
   /**
    * The storage scheme (lib/codecs/): 'scalar' (one codebook per slice; default) or 'block' (a scale per block of
@@ -154,9 +177,16 @@ export interface QuantizeOptions extends CommonOptions {
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'recipe' | 'preset' | 'maxBpw' | 'targetSize'
   >
 > & {
+  recipe?: string | Recipe;
+  preset?: string;
+  /** The recipe or preset, resolved: every rule's options checked (lib/recipe.ts). */
+  rules?: ResolvedRecipe;
+  maxBpw?: number;
+  targetSize?: number;
   granularity: Granularity;
   maxShardSize: number;
   /** Things the caller should know about the options (deprecated spellings). */
@@ -255,8 +285,28 @@ export const FORCE = option({
   doc: 'let the output replace an input file (same file, also through a symlink or hard link); refused otherwise', flag: '--force',
 });
 
+export const RECIPE = option({
+  name: 'recipe', type: 'string', unit: 'file path or recipe object',
+  doc: 'JSON or YAML file of ordered rules (tensor-name pattern, method, codec, bits, options; first match wins, then "default"), checked whole before any work; see docs/RECIPES.md',
+  flag: '--recipe', metavar: 'FILE', excludes: ['preset'],
+});
+export const PRESET = option({
+  name: 'preset', type: 'enum', values: Object.keys(PRESETS),
+  doc: 'a named recipe (docs/RECIPES.md lists its exact rules)', flag: '--preset', metavar: 'NAME', excludes: ['recipe'],
+});
+export const MAX_BPW = option({
+  name: 'maxBpw', type: 'number', max: 32, unit: 'bits per weight',
+  doc: "bits per weight of the quantized tensors at most: each tensor's bits (2-8) chosen for the least total squared error (importance-weighted when given) within it; see docs/RECIPES.md",
+  flag: '--max-bpw', metavar: 'X', excludes: ['targetSize'],
+});
+export const TARGET_SIZE = option({
+  name: 'targetSize', type: 'size', unit: 'bytes',
+  doc: "the written file's bytes at most (bytes, or 500MB, 2GiB): each tensor's bits (2-8) chosen for the least total squared error within it",
+  flag: '--target-size', metavar: 'BYTES', excludes: ['maxBpw'],
+});
+
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, RECIPE, PRESET, MAX_BPW, TARGET_SIZE, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
 
 /** The codecs' options, each once, with the codecs that read it (a codebook dtype is the scalar and vector codecs'). */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codecs: string[] }[] = (() => {
@@ -360,6 +410,7 @@ function checkValue(spec: OptionSpec, v: unknown, blockSize: number): unknown {
     case 'enum':
       return oneOf(n, v, spec.values!);
     case 'string':
+      if (spec === RECIPE && typeof v === 'object' && v !== null && !Array.isArray(v)) return v; // the API's recipe object
       if (typeof v !== 'string' || !v) fail(n, `must be a ${spec.unit ?? 'non-empty string'}`);
       return v;
     case 'strings':
@@ -410,7 +461,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const v = given[spec.name];
     // An option with a plain default takes it for undefined or null; the others refuse null.
     const omitted = v === undefined || (v === null && spec.default !== undefined && typeof spec.default !== 'object');
-    const fallback = spec === ENTROPY ? entry.entropy : spec.default;
+    const fallback = spec === ENTROPY ? entry.entropy : spec === GRANULARITY ? (entry.granularity ?? spec.default) : spec.default;
     if (omitted && fallback === undefined) {
       r[spec.name] = undefined;
       continue;
@@ -446,6 +497,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec).map((m) => m.name);
     if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
+  // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
+  for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;
   // Options of a codec that is not used are refused when given, as another method's options are.
   const inUse = CODECS.find((c) => c.name === codec)?.options ?? [];
   for (const r of CODEC_OPTIONS)
@@ -464,10 +517,16 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       warnings.push(`rate ${rate} is below 1.5 bits per weight, where a Huffman code (at least 1 bit per code) loses the levels to meet it: the codes are rANS-coded (entropy 'ans')`);
     } else warnings.push(`rate ${rate} is below 1.5 bits per weight, where a Huffman code (at least 1 bit per code) loses the levels to meet it: entropy 'ans' would reach it`);
   }
+  if ((r.maxBpw !== undefined || r.targetSize !== undefined) && given.bits !== undefined)
+    fail('bits', `give bits or ${r.maxBpw !== undefined ? 'maxBpw' : 'targetSize'}, not both (the budget chooses each tensor's bits)`);
+  if (r.maxBpw !== undefined || r.targetSize !== undefined) {
+    const why = budgetRefusal(method, granularity);
+    if (why) fail(r.maxBpw !== undefined ? 'maxBpw' : 'targetSize', `${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`);
+  }
   const dq = r.doubleQuant as { superBlock: number } | false;
   if (codec === 'block' && dq && dq.superBlock % (r.blockSize as number) !== 0)
     fail('blockSize', `${r.blockSize} does not divide the super-block of ${dq.superBlock} weights: give doubleQuant {bits, superBlock} or false`);
-  return {
+  const resolved: ResolvedQuantizeOptions = {
     ...(r as Omit<ResolvedQuantizeOptions, 'method' | 'codec' | 'granularity' | 'warnings'>),
     method,
     codec,
@@ -476,6 +535,15 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     signal: signalOf(o.signal),
     onProgress: progressOf(o.onProgress),
   };
+  // A recipe's rules are resolved over the job's options (each rule checked as the job is), before any work.
+  if (r.recipe !== undefined || r.preset !== undefined)
+    resolved.rules = resolveRecipe(r.recipe as string | Recipe | undefined, r.preset as string | undefined, o, { resolve: resolveQuantizeOptions, compile: compilePattern, specs: QUANTIZE_OPTIONS });
+  if (resolved.rules && (r.maxBpw !== undefined || r.targetSize !== undefined))
+    for (const rule of [...resolved.rules.rules, resolved.rules.default]) {
+      const why = rule.keep ? undefined : budgetRefusal(rule.options.method, rule.options.granularity);
+      if (why) fail(r.maxBpw !== undefined ? 'maxBpw' : 'targetSize', `${ruleLabel(rule.ref)}: ${why}; a budget chooses bits (methods: uniform, kmeans, kmeans-optimal, hessian-kmeans, normal-float)`);
+    }
+  return resolved;
 }
 
 function doubleQuantOf(v: unknown, blockSize: number): { bits: number; superBlock: number } | false {

@@ -612,7 +612,7 @@ describe('decode rejects files that are not valid weightpress files', () => {
       { name: 'enc.layer.bias', dtype: 'F32', shape: [64], data: encode(gaussian(64, 32), 'F32') },
     ]);
     quantized = fresh('q.safetensors');
-    await quantize(input, quantized, { bits: 4, granularity: 'row' });
+    await quantize(input, quantized, { bits: 4, granularity: 'row', codebookDtype: 'F32' });
     parsed = readSafetensors(quantized);
   });
 

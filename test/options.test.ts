@@ -85,6 +85,7 @@ describe('declarations', () => {
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
       doubleQuant: false, rounds: 1, threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
       levels: '', tStart: 1, tSlope: 1, epochs: 1, stepsPerEpoch: 1, learningRate: 1, learnBiases: false, force: false, preserveMean: 'auto',
+      recipe: '', preset: 'q4_k_m', maxBpw: 4, targetSize: 1,
     };
     expect(QUANTIZE_OPTIONS.map((s) => s.name).sort()).toEqual(Object.keys(every).sort());
     expect([...QUANTIZE_KEYS].sort()).toEqual([...Object.keys(every), 'signal', 'onProgress'].sort());
@@ -137,6 +138,9 @@ describe('defaults from the declarations', () => {
       if (spec.name === 'bits') expect(r.bits, `${m.name} bits`).toBe(m.defaultBits(base));
       else if (spec.name === 'entropy') expect(r.entropy, `${m.name} entropy`).toBe(m.entropy);
       else if (spec.name === 'codec') expect(r.codec, `${m.name} codec`).toBe(m.codec ?? spec.default);
+      // A method's own default granularity (ecsq: tensor), a codec's own default codebook dtype (vector: F32).
+      else if (spec.name === 'granularity') expect(r.granularity, `${m.name} granularity`).toBe(m.granularity ?? spec.default);
+      else if (spec.name === 'codebookDtype') expect(r.codebookDtype, `${m.name} codebookDtype`).toBe(m.codec === 'vector' ? 'F32' : spec.default);
       else expect(r[spec.name], `${m.name} ${spec.name}`).toEqual(spec.default);
     }
   });

@@ -9,7 +9,8 @@ import type { StoredMetrics, TensorScheme } from '../format.js';
 import type { Importance } from '../importance.js';
 import type { Cancel, TensorSink } from '../job.js';
 import type { MethodEntry } from '../methods/registry.js';
-import type { OptionSpec } from '../methods/options.js';
+import type { OptionName, OptionSpec } from '../methods/options.js';
+import type { RuleRef } from '../recipe.js';
 import type { TensorReport } from '../report.js';
 import type { ResolvedQuantizeOptions } from '../validate.js';
 
@@ -20,7 +21,7 @@ export type { CodecName, QuantizingCodecName } from './registry.js';
  * The options of one task as plain JSON: the resolved quantize options without the run's callbacks and runtime
  * settings (signal, onProgress, threads, device), which quantizeTasks() takes separately.
  */
-export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' | 'force' | 'threads' | 'device' | 'warnings' | 'maxShardSize'>;
+export type TaskOptions = Omit<ResolvedQuantizeOptions, 'signal' | 'onProgress' | 'force' | 'threads' | 'device' | 'warnings' | 'maxShardSize' | 'recipe' | 'preset' | 'rules' | 'maxBpw' | 'targetSize'>;
 
 /**
  * One tensor's work: JSON-serializable, so that a plan can be written down, split and run elsewhere.
@@ -33,6 +34,8 @@ export interface TensorTask {
   method: string;
   options: TaskOptions;
   layout: Record<string, unknown>;
+  /** The recipe rule that chose the task's codec and options (lib/recipe.ts); recorded in the scheme. */
+  rule?: RuleRef;
 }
 
 /** What a codec's encode needs from the job that runs it. */
@@ -103,6 +106,8 @@ export interface Codec {
    * as they are, ordered by descending element size so that every tensor is aligned for its dtype).
    */
   placement: 'first' | 'last';
+  /** The codec's own defaults of shared options it reads, where they differ from the option's (vector: F32 codebooks). */
+  defaults?: Partial<Record<OptionName, unknown>>;
   /** A problem with the resolved options for this codec (checked when options are resolved), or undefined. */
   checkOptions?(o: TaskOptions): string | undefined;
   /** Names of the tensors it writes for tensor `name` (checked against the input's names before any work). */

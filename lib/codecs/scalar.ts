@@ -19,7 +19,7 @@ import { PRESERVE_MEAN } from './rowmean.js';
 
 // The scalar codec's options.
 export const GRANULARITY = option({
-  name: 'granularity', type: 'enum', values: ['tensor', 'row', 'group', 'network', 'block'], default: 'row',
+  name: 'granularity', type: 'enum', values: ['tensor', 'row', 'group', 'network', 'block'], default: 'row', defaultDoc: 'row; ecsq methods: tensor',
   doc: "one codebook per tensor, per output row, per group of --group-size weights, or one for all quantized tensors together (Choi et al.'s all-layers mode)",
   flag: '--granularity', metavar: 'G', note: "'block' is the deprecated spelling of --codec block",
 });
@@ -28,8 +28,8 @@ export const GROUP_SIZE = option({
   doc: 'weights per group with --granularity group', flag: '--group-size', metavar: 'N',
 });
 export const CODEBOOK_DTYPE = option({
-  name: 'codebookDtype', type: 'enum', values: ['F32', 'F16'], default: 'F32',
-  doc: 'dtype of the stored codebooks (the flag takes f32 | f16 too)', flag: '--codebook-dtype', metavar: 'D', parseFlag: (v) => v.toUpperCase(),
+  name: 'codebookDtype', type: 'enum', values: ['F32', 'F16'], default: 'F16', defaultDoc: 'F16; vector codec: F32',
+  doc: "dtype of the stored codebooks (the flag takes f32 | f16 too); F16 levels outside F16's normal range fall back to F32 for that tensor, with a warning", flag: '--codebook-dtype', metavar: 'D', parseFlag: (v) => v.toUpperCase(),
 });
 
 /** The slicing and sizes of a tensor under the scalar codec. */

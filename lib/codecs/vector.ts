@@ -111,6 +111,8 @@ export const vectorCodec = {
   name: 'vector' as const,
   summary: 'vector quantization: a codebook of K codewords for subvectors of M weights (methods pq, lr2vq); packed or entropy-coded indices',
   options: [SUBVECTOR, CENTROIDS, ROW_SCALE, CODEBOOK_ROWS, CODEBOOK_DTYPE, PRESERVE_MEAN],
+  // F16 codebooks were measured lossless for scalar codebooks only (bench/RESULTS.md, issue 16); codewords stay F32.
+  defaults: { codebookDtype: 'F32' },
   phase: 'quantize' as const,
   placement: 'first',
   checkOptions(o) {

@@ -11,6 +11,7 @@ export const ecsqUniform = defineMethod({
   seeded: false,
   solver: () => 'ecsq-uniform',
   entropy: 'huffman',
+  granularity: 'tensor',
   defaultBits: rateBits,
   check: needsRate('ecsq-uniform', false),
   options: [RATE, COMPRESSION_RATIO],

@@ -10,6 +10,7 @@ export const ecsq = defineMethod({
   seeded: false,
   solver: () => 'ecsq',
   entropy: 'huffman',
+  granularity: 'tensor',
   defaultBits: rateBits,
   check: needsRate('ecsq', true),
   options: [RATE, COMPRESSION_RATIO, LAMBDA, MAX_ITER],

@@ -76,6 +76,12 @@ export interface MethodEntry {
   codec?: string;
   /** Entropy coding applied unless the caller says otherwise. */
   entropy: 'none' | 'huffman';
+  /**
+   * The scalar codec's granularity when the caller gives none (default: the option's, 'row'). The ecsq methods take
+   * 'tensor': their codebooks hold ceil(rate) + 3 bits of levels, which per row would cost more bits per weight
+   * than the rate itself on short rows (issue 16: ecsq --rate 3 wrote 11.97 bits per weight per row).
+   */
+  granularity?: 'tensor' | 'row';
   /** Bits per code when the caller gives none. */
   defaultBits: (o: MethodOptions) => number;
   /** A problem with the options, or undefined. */
