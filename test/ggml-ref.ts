@@ -218,7 +218,7 @@ export function refQ8_0(x: Float32Array): Float32Array {
     const d = fr(amax / 127), id = d ? fr(1 / d) : 0, dh = fromF16(toF16(d));
     for (let j = 0; j < 32; j++) {
       const v = fr(x[b + j] * id);
-      const q = Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
+      const q = (Math.sign(v) * Math.floor(Math.abs(v) + 0.5)) | 0; // an int8: no -0
       out[b + j] = fr(q * dh);
     }
   }
