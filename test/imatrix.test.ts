@@ -215,8 +215,8 @@ describe('quantize --imatrix', () => {
   });
 
   it('refuses imatrix with importance, and a missing file', async () => {
-    await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { method: 'hessian-kmeans', imatrix: gguf, importance: explicit })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
-    await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { imatrix: join(tmp.dir, 'nope.dat') })).rejects.toMatchObject({ code: 'E_IO' });
+    await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { method: 'hessian-kmeans', imatrix: gguf, importance: explicit, minElements: 1 })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(quantize(input, join(tmp.dir, 'x.safetensors'), { imatrix: join(tmp.dir, 'nope.dat'), minElements: 1 })).rejects.toMatchObject({ code: 'E_IO' });
     expect(existsSync(join(tmp.dir, 'x.safetensors'))).toBe(false);
   });
 
