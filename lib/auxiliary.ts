@@ -13,7 +13,7 @@ export interface Auxiliary {
 }
 
 /** Opens the files `o` names (either may be absent). Throws IoError/FormatError for a bad file, closing what it opened. */
-export async function openAuxiliary(o: Pick<TaskOptions, 'importance' | 'importanceKind' | 'importanceMap' | 'calibration' | 'calibrationMap'> | undefined): Promise<Auxiliary> {
+export async function openAuxiliary(o: Pick<TaskOptions, 'importance' | 'imatrix' | 'importanceKind' | 'importanceMap' | 'calibration' | 'calibrationMap'> | undefined): Promise<Auxiliary> {
   const a: Auxiliary = {
     close() {
       this.importance?.close();
@@ -22,6 +22,7 @@ export async function openAuxiliary(o: Pick<TaskOptions, 'importance' | 'importa
   };
   try {
     if (o?.importance !== undefined) a.importance = await Importance.open(o.importance, o.importanceKind, o.importanceMap);
+    else if (o?.imatrix !== undefined) a.importance = await Importance.openImatrix(o.imatrix, o.importanceMap);
     if (o?.calibration !== undefined) a.calibration = await Calibration.open(o.calibration, o.calibrationMap);
   } catch (e) {
     a.close();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { abortAllOutputs } from './atomic.js';
 import { decode, inspect } from './decode.js';
-import { exportGguf } from './gguf.js';
+import { exportGguf, type GgufExportReport, type GgufQuantType } from './gguf.js';
 import { ArgumentError, WeightpressError } from './errors.js';
 import { loadNative } from './load.js';
 import { CODECS } from './codecs/registry.js';
@@ -17,7 +17,7 @@ import { METHOD_OPTIONS, METHODS } from './methods/registry.js';
 import { quantize } from './quantize.js';
 import { runWorker, status, submit } from './distributed.js';
 import { formatTable, toJson } from './report.js';
-import { CODEC, CODEC_OPTIONS, JOB_OPTIONS, METHOD, QUANTIZE_OPTIONS, type Progress, type QuantizeOptions } from './validate.js';
+import { CODEC, CODEC_OPTIONS, JOB_OPTIONS, METHOD, QUANTIZE_OPTIONS, type ImportanceKind, type Progress, type QuantizeOptions } from './validate.js';
 
 /** The quantize flags that are no option of quantize(): where the output goes and what is printed. */
 const QUANTIZE_FLAGS = [
@@ -122,7 +122,7 @@ commands:
   quantize <input> -o <output>   quantize a checkpoint (file, shard index or directory)
   decode <input> -o <output>     turn a weightpress file back into dense safetensors
   inspect <file>                 print the scheme and metrics stored in a weightpress file
-  export-gguf <input> -o <out>   write GGUF (IQ4_NL or Q4_0) for llama.cpp, and the SQNR the export costs
+  export-gguf <input> -o <out>   write GGUF (Q4_K, Q5_K, Q6_K, Q8_0, IQ4_NL, ...) for llama.cpp, and the SQNR it costs
   backends                       show the CPU/CUDA backends of this build
   submit <input> -o <dir> --redis URL   plan a job and enqueue it on BullMQ (Redis) for workers; prints its id
   worker --redis URL             serve the queue: quantize work units (any number of machines)
@@ -175,13 +175,19 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   backends: `usage: weightpress backends [--json]`,
   'export-gguf': `usage: weightpress export-gguf <input> -o <output.gguf> [options]
 
-  Writes a GGUF v3 file for llama.cpp: float tensors with >= 2 dims and >= 4096 elements whose rows are a multiple
-  of 32 as IQ4_NL (fixed table) or Q4_0, the rest as they are. Prints the SQNR of the export and, unless
-  --no-compare, the SQNR of weightpress's learned-table block format on the same tensors: the difference is what
-  the fixed-table export costs.
+  Writes a GGUF v3 file for llama.cpp: float tensors with >= 2 dims and >= 4096 elements as --type, the rest as
+  they are. Q4_K, Q5_K, Q6_K, Q8_0, Q5_0 and Q5_1 run llama.cpp's own quantizers (with --imatrix, as
+  llama-quantize --imatrix does); IQ4_NL and Q4_0 an MSE-optimal scale search. Rows that are not a multiple of the
+  block fall back as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; then F16). Prints the SQNR of the
+  export and, unless --no-compare, the SQNR of weightpress's learned-table block format on the same tensors: the
+  difference is what the fixed-format export costs.
 
   -o, --output FILE        output .gguf, or a directory (an existing one, or ending in "/": <dir>/<input name>.gguf)
-  --type T                 IQ4_NL | Q4_0 (default IQ4_NL)
+  --type T                 Q4_K | Q5_K | Q6_K | Q8_0 | Q5_0 | Q5_1 | IQ4_NL | Q4_0 (default IQ4_NL)
+  --imatrix FILE           llama.cpp importance matrix (imatrix.gguf or legacy .dat from llama-imatrix)
+  --importance FILE        or a safetensors importance file (see quantize --help)
+  --importance-kind K      hessian | fisher | adam-v: how to read --importance (default hessian)
+  --importance-map RULE    FROM=>TO regex rule from a tensor name to its importance/imatrix name; repeatable
   --no-flatten             keep tensors whose innermost dimension is not a multiple of 32 (conv kernels) unquantized
   --no-compare             skip the learned-table comparison
   --threads N              CPU threads
@@ -192,6 +198,14 @@ Run 'weightpress <command> --help' for its options. --version prints the version
 };
 
 class UsageError extends Error {}
+
+/** ' (3 fell back: 2 Q5_0, 1 F16)' when tensors took llama.cpp's fallback types, else ''. */
+function fellBack(r: GgufExportReport): string {
+  const by = new Map<string, number>();
+  for (const t of r.tensors) if (t.fallback) by.set(t.type, (by.get(t.type) ?? 0) + 1);
+  const n = [...by.values()].reduce((a, b) => a + b, 0);
+  return n ? ` (${n} fell back: ${[...by].map(([k, v]) => `${v} ${k}`).join(', ')})` : '';
+}
 
 /** parseArgs, with an unknown flag's error listing the command's valid flags. */
 function parseFlags<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
@@ -395,15 +409,21 @@ async function main(argv: string[]): Promise<number> {
       args: rest, allowPositionals: true, strict: true,
       options: {
         output: { type: 'string', short: 'o' }, type: { type: 'string' }, 'no-flatten': { type: 'boolean' },
+        imatrix: { type: 'string' }, importance: { type: 'string' }, 'importance-kind': { type: 'string' }, 'importance-map': { type: 'string', multiple: true },
         'no-compare': { type: 'boolean' }, threads: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' }, force: { type: 'boolean' },
       },
     });
     if (positionals.length !== 1) throw new UsageError('export-gguf takes one input path (see --help)');
     if (!values.output) throw new UsageError('export-gguf needs -o <output.gguf>');
-    const type = (values.type ?? 'IQ4_NL').toUpperCase() as 'IQ4_NL' | 'Q4_0';
+    const type = (values.type ?? 'IQ4_NL').toUpperCase() as GgufQuantType;
     const threads = int('threads', values.threads);
-    const r = await exportGguf(positionals[0], values.output, { type, flatten: !values['no-flatten'], threads, signal: ac.signal, strict: values.strict === true, force: values.force === true });
+    const r = await exportGguf(positionals[0], values.output, {
+      type, flatten: !values['no-flatten'], threads, signal: ac.signal, strict: values.strict === true, force: values.force === true,
+      ...(values.imatrix !== undefined ? { imatrix: values.imatrix } : {}), ...(values.importance !== undefined ? { importance: values.importance } : {}),
+      ...(values['importance-kind'] !== undefined ? { importanceKind: values['importance-kind'] as ImportanceKind } : {}), ...(values['importance-map'] ? { importanceMap: values['importance-map'] } : {}),
+    });
     for (const s of r.skipped) process.stderr.write(`weightpress: warning: dropped tensor "${s.name}" (${s.dtype}): ${s.reason}\n`);
+    for (const w of r.warnings) process.stderr.write(`weightpress: warning: ${w}\n`);
     let learned: number | null | undefined;
     if (!values['no-compare']) {
       const names = r.tensors.filter((t) => t.quantized).map((t) => t.name);
@@ -423,7 +443,7 @@ async function main(argv: string[]): Promise<number> {
       const T = r.total;
       const dropped = r.skipped.length ? `, ${r.skipped.length} dropped (no GGUF type; --strict refuses)` : '';
       process.stdout.write(
-        `wrote ${r.output}: ${T.quantizedTensors} of ${T.tensors + r.skipped.length} tensors as ${type}, ${T.tensors - T.quantizedTensors} kept${dropped}; ${T.bitsPerWeight.toFixed(3)} bits/weight (whole file)\n`,
+        `wrote ${r.output}: ${T.quantizedTensors} of ${T.tensors + r.skipped.length} tensors as ${type}${fellBack(r)}, ${T.tensors - T.quantizedTensors} kept${dropped}; ${T.bitsPerWeight.toFixed(3)} bits/weight (whole file)\n`,
       );
       process.stdout.write(`SQNR of the ${type} export (quantized tensors): ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
       if (learned !== undefined && learned !== null && T.sqnrDb !== null)

@@ -297,6 +297,20 @@ export interface NativeAddon {
     cancel?: Int32Array | null,
   ): Promise<number>;
 
+  // llama.cpp's block formats for the GGUF export (native/addon/gguf.cpp, native/core/kquants.h). type: a ggml_type
+  // id (Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q5_K 13, Q6_K 14).
+  ggufBlock(type: number): { weights: number; bytes: number };
+  ggufQuantize(
+    tensor: { data: Uint8Array; dtype: string; numel: number; cols: number; importance?: Float32Array | null; name?: string },
+    type: number,
+    out: Uint8Array,
+    threads?: number,
+    cancel?: Int32Array | null,
+    /** Called on the main thread as rows are done (done, total). */
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ sse: number; signal: number; maxAbsErr: number }>;
+  ggufDequantize(type: number, data: Uint8Array, numel: number, out: Float32Array, threads?: number, cancel?: Int32Array | null): Promise<void>;
+
   summaryNew(): unknown;
   summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;
   summarySolve(summary: unknown, method: string, params: NativeSolverParams): Promise<{ levels: Float64Array; thresholds: Float64Array; points: number }>;

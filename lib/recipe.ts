@@ -71,6 +71,7 @@ export const JOB_ONLY = [
   'device',
   'force',
   'importance',
+  'imatrix',
   'importanceKind',
   'importanceMap',
   'calibration',

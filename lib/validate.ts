@@ -113,6 +113,13 @@ export interface QuantizeOptions extends CommonOptions {
   /** Name rules "FROM=>TO" (FROM a regex) mapping a checkpoint tensor name to its importance tensor name. */
   importanceMap?: string[];
   /**
+   * A llama.cpp importance matrix (`llama-imatrix` output: GGUF imatrix or legacy .dat) used as the importance: per
+   * input column, the mean squared activation, broadcast over the rows. Entries are found by llama.cpp's names
+   * (blk.N.attn_q.weight) or the HF names that map to them (model.layers.N.self_attn.q_proj.weight), after the
+   * importanceMap rules. Instead of `importance` (docs/IMPORTANCE.md).
+   */
+  imatrix?: string;
+  /**
    * A safetensors file with, for each weight, the Gram matrix H = Σ x xᵀ of its layer's inputs ([in, in]); methods that
    * read it minimise tr((W − Ŵ) H (W − Ŵ)ᵀ) (docs/CALIBRATION.md).
    */
@@ -177,7 +184,7 @@ export interface QuantizeOptions extends CommonOptions {
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'imatrix' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
     | 'recipe' | 'preset' | 'maxBpw' | 'targetSize'
   >
 > & {
@@ -194,6 +201,7 @@ export type ResolvedQuantizeOptions = Required<
   include: string[];
   exclude: string[];
   importance?: string;
+  imatrix?: string;
   importanceMap: string[];
   calibration?: string;
   calibrationMap: string[];
@@ -266,6 +274,11 @@ export const IMPORTANCE_KIND = option({
   name: 'importanceKind', type: 'enum', values: ['hessian', 'fisher', 'adam-v'], default: 'hessian',
   doc: "how to read --importance: a diagonal Hessian or Fisher, or Adam's second moment (sqrt(v) is used)", flag: '--importance-kind', metavar: 'K',
 });
+export const IMATRIX = option({
+  name: 'imatrix', type: 'string', unit: 'file path', excludes: ['importance'],
+  doc: "llama.cpp importance matrix (llama-imatrix's imatrix.gguf or legacy .dat): per-column mean squared activations, broadcast over rows, as the importance; entries by llama.cpp names (blk.N.attn_q.weight) or HF names; see docs/IMPORTANCE.md",
+  flag: '--imatrix', metavar: 'FILE',
+});
 export const IMPORTANCE_MAP = option({
   name: 'importanceMap', type: 'strings', default: [], defaultDoc: 'none',
   doc: 'FROM=>TO regex rule mapping a tensor name to its importance tensor name; repeatable', flag: '--importance-map', metavar: 'RULE',
@@ -306,7 +319,7 @@ export const TARGET_SIZE = option({
 });
 
 /** The job's options, in --help's order. */
-export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, RECIPE, PRESET, MAX_BPW, TARGET_SIZE, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
+export const JOB_OPTIONS: readonly OptionSpec[] = [METHOD, BITS, CODEC, ENTROPY, RECIPE, PRESET, MAX_BPW, TARGET_SIZE, INCLUDE, EXCLUDE, MIN_DIMS, MIN_ELEMENTS, MAX_SHARD_SIZE, THREADS, DEVICE, IMPORTANCE, IMATRIX, IMPORTANCE_KIND, IMPORTANCE_MAP, CALIBRATION, CALIBRATION_MAP, FORCE];
 
 /** The codecs' options, each once, with the codecs that read it (a codebook dtype is the scalar and vector codecs'). */
 export const CODEC_OPTIONS: readonly { spec: OptionSpec; codecs: string[] }[] = (() => {
@@ -449,10 +462,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
       // A compression ratio stands for a rate (at most F32's 32 bits / C) in the method's checks and default bits.
       const rate = r.rate as number | undefined;
       const compressionRatio = r.compressionRatio as number | undefined;
-      const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda: r.lambda as number | undefined, targetValues: r.targetValues as number | undefined, exact: o.exact, importance: r.importance as string | undefined, levels: r.levels as string | undefined };
+      const mopts = { bits: o.bits, rate: rate ?? (compressionRatio !== undefined ? Math.min(8, 32 / compressionRatio) : undefined), lambda: r.lambda as number | undefined, targetValues: r.targetValues as number | undefined, exact: o.exact, importance: (r.importance ?? r.imatrix) as string | undefined, levels: r.levels as string | undefined };
       const problem = entry.check?.(mopts);
       if (problem) fail('method', problem);
-      if (entry.importance === 'required' && r.importance === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file)`);
+      if (entry.importance === 'required' && r.importance === undefined && r.imatrix === undefined) fail('importance', `method ${method} needs importance weights (importance: a safetensors file, or imatrix: a llama.cpp importance matrix)`);
       r.bits = intIn('bits', o.bits ?? entry.defaultBits(mopts), 1, 8);
       if (r.targetValues !== undefined && (r.targetValues as number) > 2 ** (r.bits as number)) fail('targetValues', `${r.targetValues} values do not fit in ${r.bits} bits`);
       checked = true;

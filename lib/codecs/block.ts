@@ -183,7 +183,7 @@ export const blockCodec = {
       codebookDtype: 'F32',
       scales: scName,
       block: { blockSize: o.blockSize, cols, table: o.table, scale: o.scale, doubleQuant: params.doubleQuant ?? null },
-      params: { solver: params.solver, rounds: o.rounds, ...(o.importance !== undefined ? { importance: o.importanceKind } : {}), ...(o.rate !== undefined ? { rate: o.rate } : {}) },
+      params: { solver: params.solver, rounds: o.rounds, ...(o.importance !== undefined ? { importance: o.importanceKind } : o.imatrix !== undefined ? { importance: 'imatrix' } : {}), ...(o.rate !== undefined ? { rate: o.rate } : {}) },
       metrics,
     };
     return {

@@ -146,6 +146,7 @@ export interface RecordedOptions {
   lambda2?: number;
   targetValues?: number;
   importance?: string;
+  imatrix?: string;
   importanceKind: string;
   bits?: number;
   levels?: string;
@@ -165,6 +166,7 @@ export function recorder(seeded: boolean, own: (keyof RecordedOptions)[] = []) {
     for (const k of own) used[k] = o[k];
     for (const k of ['rate', 'compressionRatio', 'lambda', 'lambda2', 'targetValues'] as const) if (o[k] !== undefined) used[k] = o[k];
     if (o.importance !== undefined) used.importance = o.importanceKind;
+    else if (o.imatrix !== undefined) used.importance = 'imatrix';
     return used;
   };
 }
