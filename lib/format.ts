@@ -100,6 +100,8 @@ export interface QuantizedScheme {
    * added to each row at decode, and its dtype. Files holding such an entry are format version 2. */
   rowOffset?: string;
   rowOffsetDtype?: 'F16' | 'F32';
+  /** A power of two the stored offsets are multiplied by (absent: 1). */
+  rowOffsetScale?: number;
   /** Method parameters that shaped the result (seed, symmetric, step ...). */
   params?: Record<string, unknown>;
   metrics: StoredMetrics;

@@ -106,12 +106,14 @@ function refVector(f: ParsedFile, s: any, n: number): Float64Array {
 const REFERENCE_CODEC: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector };
 
 /**
- * Row offsets (docs/FORMAT.md "Row offsets", format version 2): x'[r][c] = fl32(x[r][c] + o[r]), o the [rows]
- * F16/F32 tensor the entry names in rowOffset; rows = shape[0] (a 1-D tensor is one row).
+ * Row offsets (docs/FORMAT.md "Row offsets", format version 2): x'[r][c] = fl32(x[r][c] + o[r]), o[r] the [rows]
+ * F16/F32 tensor the entry names in rowOffset times rowOffsetScale (a power of two, default 1); rows = shape[0]
+ * (a 1-D tensor is one row).
  */
 function withRowOffsets(f: ParsedFile, s: any, x: Float64Array): Float64Array {
   if (s.rowOffset === undefined) return x;
-  const o = decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype);
+  const D = s.rowOffsetScale ?? 1;
+  const o = Array.from(decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype), (v) => fr(v * D));
   const rows = s.shape.length >= 2 ? s.shape[0] : 1, cols = x.length / rows;
   return Float64Array.from(x, (v, i) => fr(v + o[Math.floor(i / cols)]));
 }
@@ -189,7 +191,7 @@ describe.each(QUANTIZING_CODECS)('codec %s, preserveMean on', (codec) => {
     const got = decodeBytes(readSafetensors(on + '.dense').tensor('w'), 'F32');
     expect(Array.from(got)).toEqual(Array.from(want));
     const x = decodeBytes(encode(X, 'F32'), 'F32');
-    const o = decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype);
+    const o = Array.from(decodeBytes(f.tensor(s.rowOffset), s.rowOffsetDtype), (v) => v * (s.rowOffsetScale ?? 1));
     const eps = s.rowOffsetDtype === 'F16' ? 2 ** -11 : 2 ** -24;
     let sumErrOff = 0;
     const xOff = REFERENCE[codec](fOff, JSON.parse(fOff.metadata.weightpress).tensors.w, n);

@@ -6,8 +6,9 @@
  * Σ_i e_i = 0 by construction (its levels are cell means); block scales and shared tables do not. After a codec has
  * encoded a tensor, the tensor is decoded (in memory, F32), and each row r of `cols` weights gets the offset
  *   o_r = (Σ_i x_i − Σ_i x̂_i) / cols        (sums in F64)
- * stored as one tensor `<name>.__wp_row_offset` of shape [rows] (F16 when every offset is zero or an F16 normal
- * number, else F32) and added at decode: x̂'_i = fl32(x̂_i + o_r). That is the MSE-optimal constant per row, so the
+ * stored as one tensor `<name>.__wp_row_offset` of shape [rows] (F16 codes times a power-of-two `rowOffsetScale`
+ * D in the scheme, D chosen so the largest offset sits near 2^14; F32 with no scale when the offsets span more than
+ * F16's normal range) and added at decode: o_r = fl32(code_r × D), x̂'_i = fl32(x̂_i + o_r). That is the MSE-optimal constant per row, so the
  * weight error can only fall (up to rounding), and each row's decoded sum equals the original's within the offset's
  * rounding: |Σ x̂' − Σ x| ≤ cols · (|o_r − stored o_r| + ½ ulp_F32 of the decoded values).
  * Cost: 16 (or 32) bits per row, counted in the bits per weight.
@@ -121,24 +122,33 @@ export async function addRowOffsets(task: TensorTask, job: EncodeJob, codec: Cod
   const dec = await codec.decode(t.name, s, 'F32', djob);
   const xh = new Float32Array(dec.buffer, dec.byteOffset, t.numel);
   const off = new Float64Array(rows);
-  let f16 = true;
   await forSourceRows(job.ckpt, t, cols, (x, first) => {
     for (let i = first / cols, end = (first + x.length) / cols; i < end; i++) {
       let d = 0;
       for (let j = i * cols, e = j + cols; j < e; j++) d += x[j - first] - xh[j];
-      const o = Math.fround(d / cols);
-      off[i] = o;
-      const a = Math.abs(o);
-      if (!(a === 0 || (a >= F16_MIN_NORMAL && a <= F16_MAX))) f16 = false;
+      off[i] = d / cols;
     }
   });
+  // F16 codes times a power-of-two scale D (so that the largest offset sits near 2^14, whatever the weights'
+  // magnitude); F32 (D = 1) when a nonzero offset would still fall below F16's normal range.
+  let max = 0, min = Infinity;
+  for (const o of off) {
+    const a = Math.abs(o);
+    if (a > max) max = a;
+    if (a > 0 && a < min) min = a;
+  }
+  const scale = max > 0 ? 2 ** (Math.floor(Math.log2(max)) - 14) : 1;
+  const f16 = max === 0 || (min / scale >= F16_MIN_NORMAL && max / scale <= F16_MAX && Number.isFinite(scale) && scale > 0);
   const dtype = f16 ? 'F16' : 'F32';
+  const D = f16 ? scale : 1;
   const bytes = new Uint8Array(rows * DTYPE_SIZE[dtype]);
-  const off32 = Float32Array.from(off);
-  await loadNative().convert(new Uint8Array(off32.buffer), 'F32', dtype, bytes, t.name);
-  // The offsets as stored, and the corrected decode's error (as the decoder computes it: fl32(x̂ + o)).
+  const scaled = Float32Array.from(off, (o) => o / D);
+  await loadNative().convert(new Uint8Array(scaled.buffer), 'F32', dtype, bytes, t.name);
+  // The offsets as the decoder forms them (fl32(code × D), exact: D is a power of two), and the corrected decode's
+  // error (as the decoder computes it: fl32(x̂ + o)).
   const stored = new Float32Array(rows);
   await loadNative().convert(bytes, dtype, 'F32', new Uint8Array(stored.buffer), t.name);
+  for (let i = 0; i < rows; i++) stored[i] = Math.fround(stored[i] * D);
   let sse = 0, sig = 0, maxAbs = 0;
   await forSourceRows(job.ckpt, t, cols, (x, first) => {
     for (let i = first / cols, end = (first + x.length) / cols; i < end; i++) {
@@ -164,7 +174,7 @@ export async function addRowOffsets(task: TensorTask, job: EncodeJob, codec: Cod
     bytesOut: m0.bytesOut + bytes.byteLength,
   };
   if (m0.compressionRatio !== undefined) metrics.compressionRatio = m0.bytesIn / metrics.bytesOut;
-  return { scheme: { ...s, rowOffset: name, rowOffsetDtype: dtype, metrics }, metrics, report: r.report };
+  return { scheme: { ...s, rowOffset: name, rowOffsetDtype: dtype, ...(D !== 1 ? { rowOffsetScale: D } : {}), metrics }, metrics, report: r.report };
 }
 
 /** Adds a stored entry's row offsets to its F32 decode (in place). */
@@ -173,6 +183,8 @@ export async function applyRowOffsets(ckpt: Checkpoint, s: QuantizedScheme, dens
   const b = ckpt.bytes(s.rowOffset!);
   const o = new Float32Array(rows);
   await loadNative().convert(b, s.rowOffsetDtype!, 'F32', new Uint8Array(o.buffer), s.rowOffset);
+  const D = s.rowOffsetScale ?? 1;
+  if (D !== 1) for (let i = 0; i < rows; i++) o[i] = Math.fround(o[i] * D);
   const x = new Float32Array(dense.buffer, dense.byteOffset, rows * cols);
   for (let i = 0; i < rows; i++) {
     const v = o[i];
@@ -190,6 +202,9 @@ export function checkRowOffsets(ckpt: Checkpoint, name: string, s: QuantizedSche
   const where = { file: ckpt.path, tensor: name };
   if (typeof s.rowOffset !== 'string' || (s.rowOffsetDtype !== 'F16' && s.rowOffsetDtype !== 'F32'))
     throw new FormatError('scheme: rowOffset must name a tensor and rowOffsetDtype be F16 or F32', where);
+  const D = s.rowOffsetScale;
+  if (D !== undefined && !(typeof D === 'number' && D > 0 && Number.isFinite(D) && 2 ** Math.round(Math.log2(D)) === D))
+    throw new FormatError('scheme: rowOffsetScale must be a positive finite power of two', where);
   if (!ckpt.has(s.rowOffset)) throw new FormatError(`scheme names "${s.rowOffset}", which the file does not hold`, where);
   const i = ckpt.info(s.rowOffset);
   const { rows } = rowsOf(s.shape);
