@@ -186,7 +186,10 @@ const PAGE = `
     logY = e.target.checked;
     hists.forEach(function (u) { charts.splice(charts.indexOf(u), 1); u.destroy(); });
     hists = D.histograms.map(histogram);
+    window.wpReport.histograms = hists;
   });
+  // For scripts and tests: the uPlot instances (u.valToPos maps a value to its pixel).
+  window.wpReport = { charts: charts, histograms: hists };
 
   // Tables: every tensor, and the settings.
   var cols = [['tensor', function (t) { return t.name; }], ['method', function (t) { return t.method; }], ['codec', function (t) { return t.codec; }], ['bits', function (t) { return t.bits; }],
