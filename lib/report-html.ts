@@ -180,7 +180,12 @@ const PAGE = `
     $('wp-hists').appendChild(sec);
     hists.push(histogram(h, i));
   });
-  function n_(h) { return h.bins.count + ' bins over [' + h.bins.min.toPrecision(4) + ', ' + h.bins.max.toPrecision(4) + ']' + (h.nonFinite ? '; ' + h.nonFinite + ' non-finite weights left out' : '') + (h.decodedOutside ? '; ' + h.decodedOutside + ' decoded values beyond the range counted in the edge bins' : ''); }
+  function n_(h) {
+    var out = h.weightsBelow + h.weightsAbove, dout = h.decodedBelow + h.decodedAbove;
+    return h.bins.count + ' bins over [' + h.bins.min.toPrecision(4) + ', ' + h.bins.max.toPrecision(4) + ']' +
+      (h.bins.clipped ? ' (the 0.05\u201399.95 % range: the tails would squeeze the rest into a few bins); ' + out + ' weights beyond it (' + h.weightsBelow + ' below, ' + h.weightsAbove + ' above) are not drawn' : '') +
+      (h.nonFinite ? '; ' + h.nonFinite + ' non-finite weights left out' : '') + (dout ? '; ' + dout + ' decoded values beyond the range not drawn' : '');
+  }
   if (!D.histograms.length) $('wp-hists').appendChild(el('p', { class: 'note' }, 'no tensor chosen for histograms'));
   $('wp-log').addEventListener('change', function (e) {
     logY = e.target.checked;

@@ -160,8 +160,8 @@ export const DEFAULT_REPORT_TENSORS = 4;
 
 /**
  * One chosen tensor's histograms (docs/REPORT.md, "histograms"): counts of its weights and of their decoded values
- * in BINS equal bins over [min, max] of the weights (bin i covers min + i·w to min + (i+1)·w, w = (max − min) / BINS;
- * the last bin includes max), and the learned levels where the codec has levels in the weights' domain.
+ * in BINS equal bins over [min, max] (value x in bin floor((x − min) · BINS / (max − min)); max in the last bin),
+ * and the learned levels where the codec has levels in the weights' domain.
  */
 export interface ReportHistogram {
   tensor: string;
@@ -170,13 +170,17 @@ export interface ReportHistogram {
   dtype: string;
   shape: number[];
   numel: number;
-  bins: { count: number; min: number; max: number };
-  /** Counts of the input weights per bin (finite weights only; `nonFinite` counts the others). */
+  /** `clipped`: the range is the weights' 0.05 %–99.95 % quantiles (to 1/65536 of their range), not their min and max, because the tails would squeeze the rest into a few bins. */
+  bins: { count: number; min: number; max: number; clipped: boolean };
+  /** Counts of the input weights per bin; those below min and above max (clipped) counted apart; `nonFinite`: inf and NaN. */
   weights: number[];
+  weightsBelow: number;
+  weightsAbove: number;
   nonFinite: number;
-  /** Counts of the decoded weights per bin (null for a kept tensor); decoded values beyond [min, max] go to the edge bins and are counted in `decodedOutside`. */
+  /** Counts of the decoded weights per bin (null for a kept tensor), and those below min and above max. */
   decoded: number[] | null;
-  decodedOutside: number;
+  decodedBelow: number;
+  decodedAbove: number;
   /**
    * The codebook drawn over the histogram: the levels (ascending, as stored, F16 codebooks widened) of slice
    * `slice` of `slices` (a slice: `sliceSize` consecutive weights sharing one codebook); null when the codec stores
@@ -271,40 +275,40 @@ async function eachF32(bytes: Uint8Array, dtype: string, name: string, fn: (v: F
   }
 }
 
-/** Fixed bins over [min, max]: counts of values (values outside go to the edge bins and are counted). */
+/** Fixed bins over [min, max]: counts of the values in it; those below and above are counted apart. */
 class Bins {
-  readonly counts = new Float64Array(HISTOGRAM_BINS);
-  outside = 0;
+  readonly counts: Float64Array;
+  below = 0;
+  above = 0;
   nonFinite = 0;
   private readonly scale: number;
   constructor(
     readonly min: number,
     readonly max: number,
+    count = HISTOGRAM_BINS,
   ) {
-    this.scale = HISTOGRAM_BINS / (max - min);
+    this.counts = new Float64Array(count);
+    this.scale = count / (max - min);
   }
   add(v: Float32Array): void {
-    const { counts, min, scale } = this;
-    const last = HISTOGRAM_BINS - 1;
+    const { counts, min, max, scale } = this;
+    const last = counts.length - 1;
     for (let i = 0; i < v.length; i++) {
       const x = v[i];
-      if (!Number.isFinite(x)) {
-        this.nonFinite++;
-        continue;
-      }
-      let b = Math.floor((x - min) * scale);
-      if (b < 0 || b > last) {
-        // max itself belongs to the last bin; anything further out is clamped and counted
-        if (x !== this.max) this.outside++;
-        b = b < 0 ? 0 : last;
-      }
-      counts[b]++;
+      if (x >= min && x <= max) counts[Math.min(last, Math.floor((x - min) * scale))]++;
+      else if (x < min) x === -Infinity ? this.nonFinite++ : this.below++;
+      else if (x > max) x === Infinity ? this.nonFinite++ : this.above++;
+      else this.nonFinite++; // NaN
     }
   }
   list(): number[] {
     return Array.from(this.counts);
   }
 }
+
+/** Fine bins used to find the tails: the bins clip to [P(TAIL), P(1 − TAIL)] when that is under half the range. */
+const FINE_BINS = 65536;
+const TAIL = 0.0005;
 
 /** The stored parts of one tensor as a codec writes them: passed on to the output, and kept (copied) for decoding. */
 class Captured implements TensorSource {
@@ -378,6 +382,7 @@ export class HistogramCollector {
 export class TensorWatch {
   private weights?: Bins;
   private slice?: Bins;
+  private clipped = false;
   private readonly captured: Captured;
 
   constructor(
@@ -394,6 +399,7 @@ export class TensorWatch {
     await eachF32(data, t.dtype, t.name, (v) => {
       for (let i = 0; i < v.length; i++) {
         const x = v[i];
+        if (x - x !== 0) continue; // inf, NaN
         if (x < min) min = x;
         if (x > max) max = x;
       }
@@ -403,6 +409,19 @@ export class TensorWatch {
       const pad = Math.abs(min) * 0.01 || 1;
       min -= pad;
       max += pad;
+    }
+    // Heavy tails (an LLM's outlier columns) would squeeze the bulk into a bin or two: find the TAIL quantiles on
+    // fine bins, and clip to them (widened to fine-bin edges) when they span under half the range.
+    const fine = new Bins(min, max, FINE_BINS);
+    await eachF32(data, t.dtype, t.name, (v) => fine.add(v));
+    const finite = t.numel - fine.nonFinite - fine.below - fine.above;
+    const fw = (max - min) / FINE_BINS;
+    let lo = 0, hi = FINE_BINS - 1;
+    for (let c = 0; lo < FINE_BINS - 1 && (c += fine.counts[lo]) <= finite * TAIL; ) lo++;
+    for (let c = 0; hi > 0 && (c += fine.counts[hi]) <= finite * TAIL; ) hi--;
+    if (hi >= lo && (hi + 1 - lo) * 2 < FINE_BINS) {
+      this.clipped = true;
+      [min, max] = [min + lo * fw, min + (hi + 1) * fw];
     }
     this.weights = new Bins(min, max);
     await eachF32(data, t.dtype, t.name, (v) => this.weights!.add(v));
@@ -463,11 +482,14 @@ export class TensorWatch {
       dtype: t.dtype,
       shape: t.shape,
       numel: t.numel,
-      bins: { count: HISTOGRAM_BINS, min: w.min, max: w.max },
+      bins: { count: HISTOGRAM_BINS, min: w.min, max: w.max, clipped: this.clipped },
       weights: w.list(),
+      weightsBelow: w.below,
+      weightsAbove: w.above,
       nonFinite: w.nonFinite,
       decoded: decoded ? decoded.list() : null,
-      decodedOutside: decoded ? decoded.outside : 0,
+      decodedBelow: decoded?.below ?? 0,
+      decodedAbove: decoded?.above ?? 0,
       levels,
       ...(levels ? { slice: 0, slices, sliceSize: s.sliceSize } : {}),
       ...(levels && this.slice ? { sliceWeights: this.slice.list() } : {}),

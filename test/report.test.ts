@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, quantize, reportToJson, type QuantizeOptions, type Report } from '../lib/index.js';
 import { REPORT_COLORS } from '../lib/report-html.js';
 import type { ReportDocument, ReportHistogram } from '../lib/report.js';
-import { decodeBytes, readSafetensors, tempDir, type ParsedFile } from './helpers.js';
+import { decodeBytes, gaussian, readSafetensors, tempDir, writeSafetensors, type ParsedFile } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/emotion.f16.safetensors', import.meta.url));
@@ -49,17 +49,19 @@ async function run(name: string, options: QuantizeOptions): Promise<Case> {
   return { name, options, report, json, html: join(dir, `${name}.html`), out };
 }
 
-/** The test's own binning (docs/REPORT.md): bin = floor((x − min) · bins / (max − min)), clamped to the edge bins. */
-function bin(values: ArrayLike<number>, lo: number, hi: number): number[] {
-  const c = new Array<number>(BINS).fill(0);
+/** The test's own binning (docs/REPORT.md): x in [min, max] goes to bin floor((x − min) · bins / (max − min)) (max to the last); the others are counted below and above. */
+function binned(values: ArrayLike<number>, lo: number, hi: number): { counts: number[]; below: number; above: number } {
+  const counts = new Array<number>(BINS).fill(0);
+  let below = 0, above = 0;
   for (let i = 0; i < values.length; i++) {
     const x = Math.fround(values[i]);
-    if (!Number.isFinite(x)) continue;
-    const b = Math.floor((x - lo) * (BINS / (hi - lo)));
-    c[Math.min(BINS - 1, Math.max(0, b))]++;
+    if (x < lo) below++;
+    else if (x > hi) above++;
+    else counts[Math.min(BINS - 1, Math.floor((x - lo) * (BINS / (hi - lo))))]++;
   }
-  return c;
+  return { counts, below, above };
 }
+const bin = (values: ArrayLike<number>, lo: number, hi: number) => binned(values, lo, hi).counts;
 
 /** The dense decoded tensor, through the library's decode() and the test's reader: as F32, or in its own dtype (decode's default). */
 async function decoded(c: Case, tensor: string, dtype: 'F32' | 'own' = 'F32'): Promise<Float64Array> {
@@ -136,13 +138,41 @@ describe('the JSON report', () => {
       for (const h of c.json.histograms) {
         const w = weights(h.tensor);
         expect(h.bins.count).toBe(BINS);
+        // These small CNN tensors have no long tails: the bins span min to max.
+        expect(h.bins.clipped).toBe(false);
         expect(h.bins.min).toBe(Math.min(...w));
         expect(h.bins.max).toBe(Math.max(...w));
         expect(h.weights, `${c.name} ${h.tensor}`).toEqual(bin(w, h.bins.min, h.bins.max));
+        expect([h.weightsBelow, h.weightsAbove, h.nonFinite]).toEqual([0, 0, 0]);
         // Decoded as decode() writes by default: in the tensor's own dtype.
-        expect(h.decoded, `${c.name} ${h.tensor}`).toEqual(bin(await decoded(c, h.tensor, 'own'), h.bins.min, h.bins.max));
+        const d = binned(await decoded(c, h.tensor, 'own'), h.bins.min, h.bins.max);
+        expect(h.decoded, `${c.name} ${h.tensor}`).toEqual(d.counts);
+        expect([h.decodedBelow, h.decodedAbove]).toEqual([d.below, d.above]);
         expect(h.weights.reduce((a, b) => a + b, 0)).toBe(h.numel);
       }
+  });
+
+  it('long tails: the bins clip to the 0.05 %-99.95 % quantiles and count the rest below and above', async () => {
+    // 2^16 Gaussian weights and 16 outliers at ±40σ: min to max would put the bulk into about 12 bins.
+    const n = 1 << 16;
+    const w = Float32Array.from(gaussian(n, 7), (x, i) => (i % 4096 === 5 ? (i % 8192 === 5 ? 40 : -40) : x));
+    const path = join(dir, 'tails.safetensors');
+    writeSafetensors(path, [{ name: 'w', dtype: 'F32', shape: [256, 256], data: new Uint8Array(w.buffer) }]);
+    await quantize(path, join(dir, 'tails.wp.safetensors'), { bits: 4, granularity: 'tensor', report: join(dir, 'tails.json') });
+    const h = (JSON.parse(readFileSync(join(dir, 'tails.json'), 'utf8')) as ReportDocument).histograms[0];
+    const sorted = Float64Array.from(w).sort();
+    expect(h.bins.clipped).toBe(true);
+    // The quantiles, found on 65,536 fine bins over [-40, 40], are inside the range, within one fine bin of its ends.
+    const fine = 80 / 65536;
+    const qlo = sorted[Math.floor(n * 0.0005)], qhi = sorted[Math.ceil(n * 0.9995) - 1];
+    expect(h.bins.min).toBeLessThanOrEqual(qlo);
+    expect(h.bins.min).toBeGreaterThan(qlo - 2 * fine);
+    expect(h.bins.max).toBeGreaterThanOrEqual(qhi);
+    expect(h.bins.max).toBeLessThan(qhi + 2 * fine);
+    const b = binned(w, h.bins.min, h.bins.max);
+    expect(h.weights).toEqual(b.counts);
+    expect([h.weightsBelow, h.weightsAbove]).toEqual([b.below, b.above]);
+    expect(h.weightsBelow + h.weightsAbove).toBeLessThanOrEqual(2 * Math.ceil(n * 0.0005) + 2);
   });
 
   it("levels: the stored codebook (row 0 with per-row codebooks), and every decoded value of a per-tensor codebook is one of them", async () => {
