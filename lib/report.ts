@@ -296,9 +296,9 @@ class Bins {
     for (let i = 0; i < v.length; i++) {
       const x = v[i];
       if (x >= min && x <= max) counts[Math.min(last, Math.floor((x - min) * scale))]++;
-      else if (x < min) x === -Infinity ? this.nonFinite++ : this.below++;
-      else if (x > max) x === Infinity ? this.nonFinite++ : this.above++;
-      else this.nonFinite++; // NaN
+      else if (x - x !== 0) this.nonFinite++; // inf, NaN
+      else if (x < min) this.below++;
+      else this.above++;
     }
   }
   list(): number[] {
