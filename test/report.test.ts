@@ -175,6 +175,23 @@ describe('the JSON report', () => {
     expect(h.weightsBelow + h.weightsAbove).toBeLessThanOrEqual(2 * Math.ceil(n * 0.0005) + 2);
   });
 
+  it('a kept tensor chosen by pattern: its weights only, inf and NaN counted apart; no decoded values, no levels', async () => {
+    const path = join(dir, 'kept.safetensors');
+    const b = Float32Array.from([1, 2, Infinity, NaN, -Infinity, 3, 2.5, 1.5]);
+    const w = Float32Array.from(gaussian(4096, 3));
+    writeSafetensors(path, [
+      { name: 'b', dtype: 'F32', shape: [8], data: new Uint8Array(b.buffer) },
+      { name: 'w', dtype: 'F32', shape: [64, 64], data: new Uint8Array(w.buffer) },
+    ]);
+    await quantize(path, join(dir, 'kept.wp.safetensors'), { bits: 2, report: join(dir, 'kept.json'), reportTensors: 'b' });
+    const doc = JSON.parse(readFileSync(join(dir, 'kept.json'), 'utf8')) as ReportDocument;
+    expect(doc.histograms.map((h) => h.tensor)).toEqual(['b']);
+    const h = doc.histograms[0];
+    expect([h.codec, h.bins.min, h.bins.max, h.nonFinite, h.decoded, h.levels]).toEqual(['keep', 1, 3, 3, null, null]);
+    expect(h.weights).toEqual(bin([1, 2, 3, 2.5, 1.5], 1, 3));
+    expect(h.note).toMatch(/kept/);
+  });
+
   it("levels: the stored codebook (row 0 with per-row codebooks), and every decoded value of a per-tensor codebook is one of them", async () => {
     for (const c of [cases.tensor, cases.row]) {
       const file = readSafetensors(c.out);
