@@ -25,6 +25,8 @@ const QUANTIZE_FLAGS = [
   ['--json', 'print one JSON object {tensors:[...], total:{...}} on stdout (see docs/FORMAT.md)'],
   ['--quiet', 'no progress bar and no table'],
   ['--progress', 'a progress bar on stderr even when it is not a terminal'],
+  ['--report FILE', 'also write a report: FILE.html, one self-contained page (no network) with per-tensor SQNR and bits per weight, the rate-distortion points, weight histograms with the learned levels, and the settings; FILE.json, the same data (docs/REPORT.md)'],
+  ['--report-tensors PATTERN', 'tensors whose histograms the report draws (glob * ? or /regex/; repeatable; default the 4 largest quantized tensors)'],
 ] as const;
 
 const COL = 27;
@@ -302,11 +304,15 @@ async function main(argv: string[]): Promise<number> {
   // by the signal's default action.
   for (const sig of SIGNALS) process.on(sig, onSig);
   if (cmd === 'quantize') {
-    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: quantizeFlags() });
+    const flags: ReturnType<typeof quantizeFlags> = { ...quantizeFlags(), report: { type: 'string' }, 'report-tensors': { type: 'string', multiple: true } };
+    const { values, positionals } = parseFlags({ args: rest, allowPositionals: true, strict: true, options: flags });
     if (positionals.length !== 1) throw new UsageError('quantize takes one input path (see --help)');
     if (typeof values.output !== 'string' || !values.output) throw new UsageError('quantize needs -o <output>');
+    const reportTensors = values['report-tensors'];
     const opts: QuantizeOptions = {
       ...quantizeOptionsOf(values),
+      ...(typeof values.report === 'string' ? { report: values.report } : {}),
+      ...(Array.isArray(reportTensors) ? { reportTensors: reportTensors as string[] } : {}),
       signal: ac.signal,
       // Not with --json (a script reads stdout and may capture stderr too), unless --progress asks for it.
       onProgress: progressBar(!values.quiet && (values.progress === true || (process.stderr.isTTY === true && !values.json))),

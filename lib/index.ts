@@ -25,7 +25,7 @@ export {
 export { METHODS, type MethodEntry, type MethodName } from './methods/registry.js';
 export { qnForward, qnBackward, qnQuantizer, qnInit, parseLevels as qnParseLevels, presetLevels as qnPresetLevels, type QnFunction, type QnQuantizer, type QnGradients, type QnForwardOptions } from './qn.js';
 export type { QuantizeOptions, DecodeOptions, Progress, Granularity, Device, ImportanceKind, EntropyCoder } from './validate.js';
-export type { Report, TensorReport, TotalReport } from './report.js';
+export type { Report, TensorReport, TotalReport, ReportDocument, ReportHistogram } from './report.js';
 export { toJson as reportToJson, formatTable } from './report.js';
 export type { FileScheme, TensorScheme, QuantizedScheme, KeptScheme, StoredMetrics } from './format.js';
 

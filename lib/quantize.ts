@@ -17,9 +17,10 @@ import { Cancel, ProgressClock, reportProgress } from './job.js';
 import { findMethod } from './methods/registry.js';
 import { headerBound, planOf, shardTasks, type Plan, type PlannedShard } from './plan.js';
 import { ruleLabel } from './recipe.js';
-import { totals, type Report, type TensorReport } from './report.js';
+import { HistogramCollector, checkReportFile, reportDocument, writeReport, totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, indexName, outputTarget, prepareOutput, removeIfEmpty } from './shards.js';
-import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
+import { loadNative } from './load.js';
+import { JOB_OPTIONS, compilePattern, resolveQuantizeOptions, type Device, type Progress, type QuantizeOptions, type ResolvedQuantizeOptions } from './validate.js';
 
 /**
  * Quantizes every selected tensor of `input` (a .safetensors file, a shard index, or a directory) and writes
@@ -27,7 +28,9 @@ import { resolveQuantizeOptions, type Device, type Progress, type QuantizeOption
  * the output would exceed `maxShardSize` bytes (default 5 GB), shards "x-00001-of-0000N.safetensors" and the index
  * "x.safetensors.index.json" (an output directory gets "model.safetensors" or its shards). Nothing is written
  * unless the whole job succeeds. Returns the report (per-tensor and total MSE, SQNR, bits per weight incl. every
- * stored byte). Throws ArgumentError (options), FormatError/DtypeError/IoError (input), NonFiniteError, CancelledError.
+ * stored byte). With `report` (a path ending .html or .json), also writes the report file once the output is in place
+ * (docs/REPORT.md). Throws ArgumentError (options), FormatError/DtypeError/IoError (input), NonFiniteError,
+ * CancelledError; IoError when the report file cannot be written (the output is then already written).
  */
 export async function quantize(input: string, output: string, options: QuantizeOptions = {}): Promise<Report> {
   return quantizeGiven(input, output, options);
@@ -38,17 +41,34 @@ export async function quantize(input: string, output: string, options: QuantizeO
  * instead of fitting). For weightpress/tfjs's fromTfjs; not part of the public API.
  */
 export async function quantizeGiven(input: string, output: string, options: QuantizeOptions, given?: ReadonlyMap<string, GivenQuantizers>): Promise<Report> {
-  const o = resolveQuantizeOptions(options);
+  // The report file's options are no option of the plan: taken out here, checked before any work.
+  const isObject = typeof options === 'object' && options !== null;
+  const { report: reportFile, reportTensors, ...rest } = isObject ? options : ({} as QuantizeOptions);
+  const o = resolveQuantizeOptions(isObject ? rest : options);
+  const reportPatterns = reportOptions(reportFile, reportTensors);
   const cancel = new Cancel(o.signal);
   const started = performance.now();
   const ckpt = await Checkpoint.open(input);
   let created: string | undefined;
   try {
     const { dir, base, isDir } = prepareOutput(output, [ckpt.path, ...ckpt.files], o.force);
+    if (reportFile !== undefined) checkReportFile(reportFile, [ckpt.path, ...ckpt.files], [resolve(dir, base), resolve(dir, indexName(base))]);
     const plan = await planOf(ckpt, o, cancel);
     if (isDir) created = ensureDir(dir);
     const shards = shardTasks(plan.tasks, plan.maxShardSize, base);
-    return await runShards(ckpt, plan, dir, shards, indexName(base), { ...o, force: o.force }, cancel, started, given);
+    const histograms = reportFile !== undefined ? new HistogramCollector(plan.tasks, reportPatterns) : undefined;
+    const report = await runShards(ckpt, plan, dir, shards, indexName(base), { ...o, force: o.force, histograms }, cancel, started, given);
+    if (reportFile !== undefined) {
+      const codecOf = new Map(plan.tasks.map((t) => [t.tensor.name, t.codec]));
+      const doc = reportDocument(report, {
+        version: loadNative().versions().weightpress,
+        settings: settingsOf(o),
+        codecOf: (n) => codecOf.get(n) ?? 'keep',
+        histograms: histograms!.histograms(),
+      });
+      await writeReport(reportFile, doc);
+    }
+    return report;
   } catch (e) {
     removeIfEmpty(created, outputTarget(output).dir);
     throw e;
@@ -119,7 +139,31 @@ export async function quantizeTasks(plan: Plan, outDir: string, options: Quantiz
   }
 }
 
-type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> & { force?: boolean };
+type RunOptions = Pick<ResolvedQuantizeOptions, 'threads' | 'device' | 'onProgress'> & { force?: boolean; histograms?: HistogramCollector };
+
+/** The report options checked: the name patterns of reportTensors, compiled (the file is checked against the input and output later). */
+function reportOptions(file: unknown, tensors: unknown): RegExp[] {
+  if (file === undefined) {
+    if (tensors !== undefined) throw new ArgumentError('option reportTensors: applies with option report (a .html or .json file) only');
+    return [];
+  }
+  if (typeof file !== 'string' || !/\.(html?|json)$/i.test(file)) throw new ArgumentError(`option report: must be a path ending in .html or .json, got ${JSON.stringify(file)}`);
+  if (tensors === undefined) return [];
+  const list = typeof tensors === 'string' ? [tensors] : tensors;
+  if (!Array.isArray(list) || !list.length || list.some((p) => typeof p !== 'string' || !p)) throw new ArgumentError('option reportTensors: must be a name pattern or a non-empty array of them (glob * ? or /regex/)');
+  return (list as string[]).map((p) => compilePattern('reportTensors', p));
+}
+
+/** The run's settings as the report file records them: the job's options, the codec's and the method's, resolved. */
+function settingsOf(o: ResolvedQuantizeOptions): Record<string, unknown> {
+  const specs = [...JOB_OPTIONS, ...(findCodec(o.codec)?.options ?? []), ...(findMethod(o.method)?.options ?? [])];
+  const out: Record<string, unknown> = {};
+  for (const spec of specs) {
+    const v = (o as unknown as Record<string, unknown>)[spec.name];
+    if (v !== undefined && !(spec.name in out)) out[spec.name] = v;
+  }
+  return out;
+}
 
 /** Header bytes to reserve for a shard: its tasks' entries and the input's metadata (without the 8-byte length). */
 function reserveFor(plan: Plan, shard: PlannedShard): number {
@@ -167,11 +211,15 @@ async function runShards(
         if (next !== undefined) ckpt.advise(plan.tasks[next].tensor.name, 'willneed');
         const codec = findCodec(task.codec)!;
         const done = { index: index_, count: mine.length, bytesDone, bytesTotal };
+        // A tensor the report file draws: its weights' histogram now, while it is in memory; its stored parts kept.
+        const watch = o.histograms?.watch(task);
+        if (watch) await watch.before(ckpt.bytes(t.name));
         let most = -1; // native progress may arrive out of order from several threads: report it monotone
         const sink = writer.sink(k);
-        const capture = preservesMean(task) ? new CapturingSink(sink) : undefined;
+        const watched = watch ? watch.sink(sink) : sink;
+        const capture = preservesMean(task) ? new CapturingSink(watched) : undefined;
         const job: EncodeJob = {
-          ckpt, out: capture ?? sink, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings, given,
+          ckpt, out: capture ?? watched, cancel, threads: o.threads, device: o.device, importance: aux.importance, calibration: aux.calibration, warnings, given,
           onTensorProgress: o.onProgress
             ? (d, n) => {
                 if (d <= most) return;
@@ -183,8 +231,9 @@ async function runShards(
         const t0 = performance.now();
         let r = await codec.encode(task, job, findMethod(task.method)!);
         // Row-mean preservation: only for entries the codec quantized (not a tensor it kept).
-        if (capture && r.scheme.method !== 'keep') r = await addRowOffsets(task, job, codec, r, capture, sink);
+        if (capture && r.scheme.method !== 'keep') r = await addRowOffsets(task, job, codec, r, capture, watched);
         ckpt.check(); // what was read is only good if the input did not shrink meanwhile
+        if (watch) await watch.after(r.scheme, codec, o.threads, cancel);
         // The file stores no timings (the same input and options give a byte-identical file); the report does.
         schemes[t.name] = task.rule ? { ...r.scheme, rule: task.rule } : r.scheme;
         const row = r.report({ ...r.metrics, seconds: (performance.now() - t0) / 1000 });

@@ -179,12 +179,24 @@ export interface QuantizeOptions extends CommonOptions {
   iterations?: number;
   /** lr2vq: the projection's rank dk (1 to subvector), or 'auto' to estimate it per tensor (default 'auto'). */
   rank?: number | 'auto';
+  /**
+   * quantize() only: also write a report file here once the output is written: a path ending in .html (one
+   * self-contained page, no network: per-tensor SQNR and bits per weight, rate–distortion points, weight histograms
+   * with the learned levels, the run's settings) or .json (the same data); schema in docs/REPORT.md. Refused when it
+   * is an input or the output; its directory must exist.
+   */
+  report?: string;
+  /**
+   * quantize() with `report`: name patterns (glob * ?, or /regex/) of the float tensors whose histograms the report
+   * draws (default: the 4 largest quantized tensors).
+   */
+  reportTensors?: string | string[];
 }
 
 export type ResolvedQuantizeOptions = Required<
   Omit<
     QuantizeOptions,
-    | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'imatrix' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
+    | 'report' | 'reportTensors' | 'signal' | 'onProgress' | 'include' | 'exclude' | 'importance' | 'imatrix' | 'importanceMap' | 'calibration' | 'calibrationMap' | 'levels' | 'rate' | 'compressionRatio' | 'lambda' | 'lambda2' | 'targetValues' | 'granularity' | 'maxShardSize'
     | 'recipe' | 'preset' | 'maxBpw' | 'targetSize'
   >
 > & {

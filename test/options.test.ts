@@ -78,8 +78,9 @@ describe('declarations', () => {
   });
 
   it('the declared options are exactly the keys of QuantizeOptions (but the callbacks)', () => {
-    // The compiler holds this literal to every key of QuantizeOptions but signal and onProgress, and no other.
-    const every: Required<Omit<QuantizeOptions, 'signal' | 'onProgress'>> = {
+    // The compiler holds this literal to every key of QuantizeOptions but signal and onProgress, and no other;
+    // report and reportTensors are quantize()'s own (the report file), no option of the plan.
+    const every: Required<Omit<QuantizeOptions, 'signal' | 'onProgress' | 'report' | 'reportTensors'>> = {
       method: 'kmeans', codec: 'scalar', maxShardSize: 1, bits: 4, granularity: 'row', groupSize: 1, include: [], exclude: [], minDims: 0, minElements: 0,
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', imatrix: '', importanceKind: 'hessian', importanceMap: [], calibration: '', calibrationMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',

@@ -79,8 +79,11 @@ export interface EncodeResult {
   report: (m: StoredMetrics) => TensorReport;
 }
 
+/** What decoding reads the stored tensors from: a weightpress file, or (lib/report.ts) the parts a codec just wrote. */
+export type TensorSource = Pick<Checkpoint, 'path' | 'has' | 'info' | 'bytes'>;
+
 export interface DecodeJob {
-  ckpt: Checkpoint;
+  ckpt: TensorSource;
   threads: number;
   cancel: Cancel;
   /** Values beyond the output dtype's range: saturate (and add their count to `saturated`), or E_RANGE. */

@@ -10,7 +10,7 @@ import { codesName, streamName, type QuantizedScheme, type StoredMetrics } from 
 import { loadNative } from '../load.js';
 import type { NativeEntropyStats } from '../native.js';
 import { sqnrDb } from '../report.js';
-import type { EncodeJob, TaskOptions } from './codec.js';
+import type { EncodeJob, TaskOptions, TensorSource } from './codec.js';
 
 export type Coded = NativeEntropyStats & { blob: Uint8Array };
 
@@ -137,7 +137,7 @@ export function padded(stored: number, need: number): boolean {
  * The `count` codes of a stored entry (default: one per element), ready for a native dequantizer: the packed
  * codes (a view of the file), or the stream decoded to one byte per code. `packBits` is what the dequantizer must be told.
  */
-export async function loadCodes(ckpt: Checkpoint, s: QuantizedScheme, threads: number, cancel: Int32Array, count = numel(s.shape)): Promise<{ codes: Uint8Array; packBits?: 8 }> {
+export async function loadCodes(ckpt: TensorSource, s: QuantizedScheme, threads: number, cancel: Int32Array, count = numel(s.shape)): Promise<{ codes: Uint8Array; packBits?: 8 }> {
   if (s.stream === undefined) return { codes: ckpt.bytes(s.codes!) };
   const codes = new Uint8Array(count);
   await loadNative().entropyDecode(ckpt.bytes(s.stream).subarray(0, s.streamBytes), codes, threads, cancel);
