@@ -153,6 +153,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wpa::init_block(env, exports);
   wpa::init_vq(env, exports);
   wpa::init_qn(env, exports);
+  wpa::init_intq(env, exports);
   return exports;
 }
 }  // namespace
