@@ -348,8 +348,8 @@ async function quantizeOne(
   // Codes straight into compressed-tensors' words when a row fills whole int32s (LSB first = its order), else one
   // byte per code, packed per row here.
   const aligned = cols % (32 / bits) === 0;
-  const run = async (sd: NativeIntParams['scaleDtype']) => {
-    const q = { ...params, scaleDtype: sd, ...(aligned ? {} : { packBits: 8 }) };
+  const run = async (sd: NativeIntParams['scaleDtype'], f16Precision = false) => {
+    const q = { ...params, scaleDtype: sd, ...(f16Precision ? { f16Precision } : {}), ...(aligned ? {} : { packBits: 8 }) };
     const sz = native.intSizes(t.numel, cols, q);
     const codes = new Uint8Array(sz.codesBytes), scales = new Uint8Array(sz.scalesBytes), zeros = new Uint8Array(sz.zerosBytes);
     const stats = await native.intQuantize({ data, dtype: t.dtype, numel: t.numel, cols, name: t.name }, q, codes, scales, zeros, cancel.flag);
@@ -361,9 +361,10 @@ async function quantizeOne(
       r = await run(params.scaleDtype);
     } catch (e) {
       const err = fromNative(e, { file: t.file, tensor: t.name }, at);
-      if (err.code !== 'E_RANGE' || params.scaleDtype === 'F32') throw err;
-      r = await run('F32');
-      warnings.push(`tensor "${t.name}": ${err.message}; weight_scale stored as F32`);
+      // As the int codec: F32 scales holding F16's 11 significant bits (lib/codecs/int.ts).
+      if (err.code !== 'E_RANGE' || params.scaleDtype !== 'F16') throw err;
+      r = await run('F32', true);
+      warnings.push(`tensor "${t.name}": ${err.message}; weight_scale stored as F32 (of F16 precision)`);
     }
   } catch (e) {
     throw fromNative(e, { file: t.file, tensor: t.name }, at);

@@ -184,6 +184,8 @@ export interface NativeIntParams {
   /** 'mse' (least-squared-error scale search, the default) or 'minmax'. */
   step?: 'mse' | 'minmax';
   scaleDtype: 'F16' | 'BF16' | 'F32';
+  /** F32 scales rounded to F16's 11 significant bits (the F16 scales' range fallback). */
+  f16Precision?: boolean;
   /** MSE search: shrink factors tried per group (default 32). */
   grid?: number;
   /** MSE search: least-squares refits after the grid (default 2). */

@@ -240,7 +240,7 @@ describe('registries and --help', () => {
 
   it("a codec's options are refused with the other codec, and checked only when their codec is used", async () => {
     const out = join(tmp.dir, 'opts.safetensors');
-    await expect(quantize(input, out, { codec: 'block', groupSize: 64 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar codec only') });
+    await expect(quantize(input, out, { codec: 'block', groupSize: 64 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar and int codecs only') });
     await expect(quantize(input, out, { codec: 'scalar', blockSize: 32 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('block codec only') });
     // blockSize 24 does not divide the default super-block of 256: a clear message with the block codec only.
     await expect(quantize(input, out, { codec: 'block', blockSize: 24 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('does not divide the super-block') });

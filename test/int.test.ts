@@ -231,6 +231,14 @@ describe('int codec', () => {
       const q = minmax(xs, 4, true);
       expect(Array.from(got.subarray(r * COLS, (r + 1) * COLS))).toEqual(rtn(xs, q.s, q.z, 4).xh);
     }
+    // Granularity tensor: one scale; network is planned per tensor, with a warning.
+    const ten = await intRun({ granularity: 'tensor', codec: 'int', step: 'minmax', scaleDtype: 'F32', symmetric: true }, 'tensor');
+    expect(ten.f.header['w.__wp_scales'].shape).toEqual([1, 1]);
+    const qt = minmax(x32, 4, true);
+    expect(Array.from(refInt(ten.f, ten.s, X.length))).toEqual(rtn(x32, qt.s, qt.z, 4).xh);
+    const net = await intRun({ granularity: 'network', codec: 'int', step: 'minmax', scaleDtype: 'F32', symmetric: true }, 'network');
+    expect(net.s.granularity).toBe('tensor');
+    expect(net.rep.warnings.some((w) => w.includes('scale per tensor'))).toBe(true);
     // 96 = 64 + 32: groups of 64 leave a group of 32 at the end of each row.
     const part = await intRun({ groupSize: 64, step: 'minmax', scaleDtype: 'F32' }, 'part');
     expect(part.f.header['w.__wp_scales'].shape).toEqual([ROWS, 2]);
@@ -252,10 +260,9 @@ describe('int codec', () => {
     expect(rk.warnings.some((w) => w.includes('more than keeping'))).toBe(true);
   });
 
-  it('refuses what it cannot store: other methods, tensor granularity, 1-bit codes, NaN', async () => {
+  it('refuses what it cannot store: other methods, 1-bit codes, NaN', async () => {
     const out = join(tmp.dir, 'bad.safetensors');
     await expect(quantize(input, out, { method: 'kmeans', codec: 'int' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
-    await expect(quantize(input, out, { method: 'uniform', codec: 'int', granularity: 'tensor' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
     await expect(quantize(input, out, { method: 'uniform', codec: 'int', bits: 1 })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
     const nan = join(tmp.dir, 'nan.safetensors');
     writeSafetensors(nan, [{ name: 'w', dtype: 'F32', shape: [4, 64], data: encode(Array.from({ length: 256 }, (_, i) => (i === 77 ? NaN : i)), 'F32') }]);

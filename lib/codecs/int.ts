@@ -8,7 +8,8 @@
  * what the format can hold); it is that method's default with granularity 'group'.
  *
  * Granularity 'group': groups of groupSize weights along each row (the last group of a row is shorter when
- * groupSize does not divide the row); 'row': one scale per row (compressed-tensors' "channel" strategy).
+ * groupSize does not divide the row); 'row': one scale per row (compressed-tensors' "channel" strategy); 'tensor':
+ * one scale for the tensor (read as one row); 'network' is planned as 'tensor', with a warning.
  * Stored: the scales [rows, groups per row] in scaleDtype, the zero points (asymmetric; U8, b bits each, LSB
  * first), and the codes (packed, or an entropy-coded stream). Format: docs/FORMAT.md, "Integer group tensors".
  */
@@ -75,6 +76,8 @@ function layoutOf(t: { layout: Record<string, unknown> }): IntLayout {
 
 export const intCodec = {
   name: 'int' as const,
+  /** Its levels always include 0 (zero points within the code range, compressed-tensors' convention). */
+  zeroLevel: true,
   summary: 'integer codes with a scale (and zero point) per group of weights: INT4/INT8 as GPTQ/AWQ kernels and compressed-tensors store them (uniform only)',
   options: [GRANULARITY, GROUP_SIZE, SCALE_DTYPE],
   phase: 'quantize' as const,
@@ -82,22 +85,26 @@ export const intCodec = {
   storedNames: (name) => [scalesName(name), zerosName(name), ...codeNames(name)],
 
   checkOptions(o) {
-    if (o.granularity !== 'group' && o.granularity !== 'row')
-      return `the int codec stores a scale per group (granularity 'group') or per row ('row'), not per ${o.granularity}`;
-    if (o.bits < 2) return 'the int codec stores 2- to 8-bit codes (bits 1 is the scalar codec\'s)';
+    if (o.bits < 2) return "the int codec stores 2- to 8-bit codes (bits 1 is the scalar codec's)";
     return undefined;
   },
 
   plan(t, o) {
-    const cols = colsOf(t);
-    const groupSize = o.granularity === 'row' ? cols : Math.min(o.groupSize, cols);
+    // One scale for all tensors is not this format's: one per tensor instead (a tensor's scale is its own).
+    if (o.granularity === 'network')
+      return { fallback: { codec: 'int', options: { granularity: 'tensor' } }, warning: `tensor "${t.name}": the int codec has a scale per tensor at most, not one for the network: a scale per tensor` };
+    const cols = o.granularity === 'tensor' ? Math.max(1, t.numel) : colsOf(t);
+    const groupSize = o.granularity === 'group' ? Math.min(o.groupSize, cols) : cols;
     const sizes = loadNative().intSizes(t.numel, cols, intParams(o, groupSize, packBitsOf(o) ? { packBits: 8 } : {}));
-    // Never larger than keeping the tensor (tiny groups of a 16-bit tensor): kept, with a warning.
+    // Never larger than keeping the tensor (tiny groups, tiny tensors): kept, with a warning. Counted as written:
+    // F32 scales (the fallback), the zero points, the packed codes, padded to 8 bytes.
     const src = DTYPE_SIZE[t.dtype] * 8;
-    if (sizes.bitsPerWeight > src)
+    const bytes = Math.ceil((sizes.groups * 4 + (o.symmetric ? 0 : codeBytes(sizes.groups, o.bits)) + codeBytes(t.numel, o.bits)) / 8) * 8;
+    const bpw = (bytes * 8) / Math.max(1, t.numel);
+    if (bpw > src)
       return {
         fallback: { codec: 'keep', options: {} },
-        warning: `tensor "${t.name}": ${o.bits}-bit codes with a scale per ${groupSize} weights would take ${sizes.bitsPerWeight.toFixed(2)} bits per weight, more than keeping it (${t.dtype}, ${src}): kept as it is`,
+        warning: `tensor "${t.name}": ${o.bits}-bit codes with a scale per ${groupSize} weights would take up to ${bpw.toFixed(2)} bits per weight, more than keeping it (${t.dtype}, ${src}): kept as it is`,
       };
     const layout: IntLayout = { cols, groupSize, sizes };
     return { layout: layout as unknown as Record<string, unknown> };
@@ -120,8 +127,9 @@ export const intCodec = {
     let scaleDtype = o.scaleDtype;
     const packBits = packBitsOf(o);
     const at = new Error();
+    let f16Precision = false;
     const run = async (sd: 'F16' | 'BF16' | 'F32') => {
-      const params = intParams({ ...o, scaleDtype: sd }, groupSize, { threads: job.threads, ...(packBits ? { packBits } : {}) });
+      const params = intParams({ ...o, scaleDtype: sd }, groupSize, { threads: job.threads, ...(packBits ? { packBits } : {}), ...(f16Precision ? { f16Precision } : {}) });
       const sz = native.intSizes(t.numel, cols, params);
       const codes = new Uint8Array(sz.codesBytes), scales = new Uint8Array(sz.scalesBytes), zeros = new Uint8Array(sz.zerosBytes);
       const stats = await native.intQuantize({ data: ckpt.bytes(t.name), dtype: t.dtype, numel: t.numel, cols, name: t.name, importance }, params, codes, scales, zeros, job.cancel.flag, job.onTensorProgress);
@@ -132,12 +140,15 @@ export const intCodec = {
       try {
         r = await run(scaleDtype);
       } catch (e) {
-        // A group scale outside F16's normal range (E_RANGE): the documented fallback is F32 scales for this tensor.
+        // A group scale outside F16's normal range (E_RANGE): the documented fallback is F32 scales for this tensor,
+        // holding F16's 11 significant bits (the values F16 would hold, scaled by a power of two: scaling the
+        // weights by 2^k scales the stored tensor by 2^k, whichever dtype the scales take).
         const err = fromNative(e, { file: t.file, tensor: t.name }, at);
-        if (err.code !== 'E_RANGE' || scaleDtype === 'F32') throw err;
+        if (err.code !== 'E_RANGE' || scaleDtype !== 'F16') throw err;
         scaleDtype = 'F32';
+        f16Precision = true;
         r = await run(scaleDtype);
-        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 scales instead`);
+        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 scales (of F16 precision) instead`);
       }
     } catch (e) {
       throw fromNative(e, { file: t.file, tensor: t.name }, at);
@@ -155,7 +166,7 @@ export const intCodec = {
     }
     const codesOut = await storeCodes(job, o, t, codes.subarray(0, packBits ? t.numel : codeBytes(t.numel, o.bits)), head);
     ckpt.advise(t.name, 'dontneed');
-    const granularity = o.granularity === 'row' ? 'row' : 'group';
+    const granularity = o.granularity === 'row' || o.granularity === 'tensor' ? o.granularity : 'group';
     const metrics = metricsOf(t, stats, head + codesOut.bytes, codesOut.coded, 2 * sz.groups);
     if (stats.zeroGroups) job.warnings.push(`tensor "${t.name}": ${stats.zeroGroups} of ${sz.groups} groups are all zeros (stored with scale 0)`);
     const scheme: IntScheme = {
@@ -184,14 +195,15 @@ export const intCodec = {
     const s = s0 as unknown as IntScheme;
     const f = s.int;
     if (s.bits < 2 || s.bits > 8) throw bad(`bits must be 2-8, got ${s.bits}`);
-    if (s.granularity !== 'group' && s.granularity !== 'row') throw bad(`granularity must be group or row, got ${JSON.stringify(s.granularity)}`);
+    if (!['group', 'row', 'tensor'].includes(s.granularity)) throw bad(`granularity must be group, row or tensor, got ${JSON.stringify(s.granularity)}`);
     if (!f || typeof f !== 'object' || !Number.isSafeInteger(f.cols) || f.cols < 1 || !Number.isSafeInteger(f.groupSize) || f.groupSize < 1 || typeof f.symmetric !== 'boolean' || typeof f.scales !== 'string')
       throw bad('int entry needs int {cols, groupSize, symmetric, scaleDtype, scales, zeros}');
     if (!['F16', 'BF16', 'F32'].includes(f.scaleDtype)) throw bad(`int.scaleDtype must be F16, BF16 or F32, got ${JSON.stringify(f.scaleDtype)}`);
     if (f.symmetric ? f.zeros !== null : typeof f.zeros !== 'string') throw bad(f.symmetric ? 'a symmetric int entry has zeros null' : 'an asymmetric int entry names its zeros tensor');
     const n = numel(s.shape);
-    if (n > 0 && f.cols !== colsOf({ shape: s.shape, numel: n })) throw bad(`int.cols is ${f.cols}, but rows of shape ${JSON.stringify(s.shape)} hold ${colsOf({ shape: s.shape, numel: n })}`);
-    if (f.groupSize > f.cols || (s.granularity === 'row' && f.groupSize !== f.cols)) throw bad(`int.groupSize ${f.groupSize} does not fit rows of ${f.cols} with granularity ${s.granularity}`);
+    const cols = s.granularity === 'tensor' ? Math.max(1, n) : colsOf({ shape: s.shape, numel: n });
+    if (n > 0 && f.cols !== cols) throw bad(`int.cols is ${f.cols}, but granularity ${s.granularity} of shape ${JSON.stringify(s.shape)} gives rows of ${cols}`);
+    if (f.groupSize > f.cols || (s.granularity !== 'group' && f.groupSize !== f.cols)) throw bad(`int.groupSize ${f.groupSize} does not fit rows of ${f.cols} with granularity ${s.granularity}`);
     if (s.sliceSize !== f.groupSize) throw bad(`sliceSize must be int.groupSize (${f.groupSize})`);
     const groups = n ? (n / f.cols) * Math.ceil(f.cols / f.groupSize) : 0;
     if (s.slices !== groups) throw bad(`slices must be the number of groups, ${groups}`);

@@ -11,7 +11,7 @@ namespace wpa {
 
 namespace {
 
-// params: {bits, groupSize, symmetric, step: 'mse'|'minmax', scaleDtype: 'F16'|'BF16'|'F32', grid?, refits?,
+// params: {bits, groupSize, symmetric, step: 'mse'|'minmax', scaleDtype: 'F16'|'BF16'|'F32', f16Precision?, grid?, refits?,
 //          packBits?, threads?}
 wp::IntParams int_params_of(Napi::Env env, const Napi::Value& v) {
   if (!v.IsObject()) throw_arg(env, "int params must be an object");
@@ -38,6 +38,7 @@ wp::IntParams int_params_of(Napi::Env env, const Napi::Value& v) {
   else if (sd == "BF16") p.scale_dtype = wp::Dtype::BF16;
   else if (sd == "F32") p.scale_dtype = wp::Dtype::F32;
   else throw_arg(env, "scaleDtype must be F16, BF16 or F32, got '" + sd + "'");
+  p.f16_precision = bool_of(o, "f16Precision", false);
   p.grid = (int)integer("grid", 32, 0, 10000);
   p.refits = (int)integer("refits", 2, 0, 100);
   p.pack_bits = (int)integer("packBits", 0, 0, 8);

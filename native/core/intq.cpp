@@ -25,7 +25,20 @@ inline uint64_t align8(uint64_t b) { return (b + 7) & ~(uint64_t)7; }
 
 size_t scale_size(Dtype d) { return d == Dtype::F32 ? 4 : 2; }
 
-float round_scale(double s, Dtype d) {
+// Rounds to 11 significant bits (F16's precision), nearest even, keeping F32's exponent range.
+float round_f16_precision(float v) {
+  uint32_t x;
+  std::memcpy(&x, &v, 4);
+  if ((x & 0x7f800000u) == 0x7f800000u) return v;
+  x += 0xfffu + ((x >> 13) & 1u);
+  x &= ~0x1fffu;
+  float r;
+  std::memcpy(&r, &x, 4);
+  return r;
+}
+
+float round_scale(double s, Dtype d, bool f16_precision = false) {
+  if (d == Dtype::F32 && f16_precision) return round_f16_precision((float)s);
   switch (d) {
     case Dtype::F16: return f16_to_f32(f32_to_f16((float)s));
     case Dtype::BF16: return bf16_to_f32(f32_to_bf16((float)s));
@@ -62,152 +75,161 @@ struct Q {
   int z = 0;
 };
 
-// Weighted squared error of group x (n values, weights w or null) under q, codes u = clamp(rint(x / s) + z).
-// Writes the codes when `codes` is given.
-double eval(const float* x, const float* w, size_t n, const Q& q, int L, uint8_t* codes) {
-  double d = 0;
-  if (q.s == 0) {
-    for (size_t i = 0; i < n; ++i) {
-      d += (w ? (double)w[i] : 1.0) * (double)x[i] * (double)x[i];
-      if (codes) codes[i] = (uint8_t)q.z;
+constexpr size_t kChunk = 4096;  // elements loaded at a time (a multiple of 8: packed codes start on a byte)
+
+// One group's weights, read in chunks from the tensor (no copy of the group: a group may be a whole row or tensor).
+struct Group {
+  const void* data;
+  Dtype dtype;
+  uint64_t begin, n;
+  const float* w;  // importance of the group's elements, or null
+  template <class F>
+  void each(F&& f) const {  // f(x, w, i0, m): chunk of m values starting at group element i0
+    float buf[kChunk];
+    for (uint64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const size_t m = (size_t)std::min<uint64_t>(kChunk, n - i0);
+      load_f32(data, dtype, begin + i0, m, buf);
+      f(buf, w ? w + i0 : nullptr, i0, m);
     }
-    return d;
   }
-  const double inv = 1.0 / (double)q.s;
-  for (size_t i = 0; i < n; ++i) {
-    double t = std::nearbyint((double)x[i] * inv) + q.z;
-    int u = (int)std::min<double>(L, std::max<double>(0, t));
-    const float r = q.s * (float)(u - q.z);
-    const double e = (double)x[i] - (double)r;
-    d += (w ? (double)w[i] : 1.0) * e * e;
-    if (codes) codes[i] = (uint8_t)u;
-  }
-  return d;
+};
+
+inline int code_of(float x, double inv, int z, int L) {
+  const double t = std::nearbyint((double)x * inv) + z;
+  return (int)std::min<double>(L, std::max<double>(0, t));
 }
 
 class Encoder {
  public:
   Encoder(const IntParams& p) : p_(p), L_((1 << p.bits) - 1), half_(1 << (p.bits - 1)) {}
 
+  // Weighted squared error of the group under q (codes u = clamp(rint(x / s) + z)).
+  double eval(const Group& g, const Q& q) const {
+    double d = 0;
+    const double inv = q.s == 0 ? 0 : 1.0 / (double)q.s;
+    g.each([&](const float* x, const float* w, uint64_t, size_t m) {
+      for (size_t i = 0; i < m; ++i) {
+        const float r = q.s == 0 ? 0.f : q.s * (float)(code_of(x[i], inv, q.z, L_) - q.z);
+        const double e = (double)x[i] - (double)r;
+        d += (w ? (double)w[i] : 1.0) * e * e;
+      }
+    });
+    return d;
+  }
+
   // The scale for value s rounded to the stored dtype; Range when it does not fit (a non-zero group only).
-  float stored(double s, uint64_t g) const {
+  float stored(double s, uint64_t gi) const {
     if (p_.scale_dtype == Dtype::F16 && (s > kF16Max || s < kF16MinNormal))
-      throw Error(Code::Range, "group " + std::to_string(g) + ": its scale " + num(s) + " is outside F16's normal range [6.1e-05, 65504]");
-    float r = round_scale(s, p_.scale_dtype);
-    if (!std::isfinite(r) || r <= 0) throw Error(Code::Range, "group " + std::to_string(g) + ": its scale " + num(s) + " does not fit " + dtype_name(p_.scale_dtype));
+      throw Error(Code::Range, "group " + std::to_string(gi) + ": its scale " + num(s) + " is outside F16's normal range [6.1e-05, 65504]");
+    float r = round_scale(s, p_.scale_dtype, p_.f16_precision);
+    if (!std::isfinite(r) || r <= 0) throw Error(Code::Range, "group " + std::to_string(gi) + ": its scale " + num(s) + " does not fit " + dtype_name(p_.scale_dtype));
     return r;
   }
 
-  // The min-max quantizer of range [lo, hi] (lo <= 0 <= hi, not both 0).
-  Q from_range(double lo, double hi, double m, uint64_t g) const {
+  // The min-max quantizer of range [lo, hi] (lo <= 0 <= hi, not both 0); m the signed largest magnitude.
+  Q from_range(double lo, double hi, double m, uint64_t gi) const {
     Q q;
     if (p_.symmetric) {
       // The signed largest magnitude onto the end level of its sign: -2^(b-1) for a negative one, 2^(b-1)-1 for a
       // positive one (the symmetric grid has one more negative level).
-      const double s = m < 0 ? -m / half_ : m / (half_ - 1);
-      q.s = stored(s, g);
+      q.s = stored(m < 0 ? -m / half_ : m / (half_ - 1), gi);
       q.z = half_;
     } else {
-      const double s = (hi - lo) / L_;
-      q.s = stored(s, g);
+      q.s = stored((hi - lo) / L_, gi);
       q.z = (int)std::min<double>(L_, std::max<double>(0, std::nearbyint(-lo / q.s)));
     }
     return q;
   }
 
-  // Least-squares refit to the codes of q: the scale (symmetric, or asymmetric with z kept), then (asymmetric)
-  // the affine fit x ~ a u + c giving z = rint(-c / a). Returns false when the sums are degenerate.
-  bool refit(const float* x, const float* w, size_t n, const uint8_t* codes, Q& q, uint64_t g) const {
-    double sxq = 0, sqq = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const double ww = w ? w[i] : 1.0, d = (double)codes[i] - q.z;
-      sxq += ww * x[i] * d;
-      sqq += ww * d * d;
-    }
-    if (!(sqq > 0) || !(sxq > 0)) return false;
-    Q r = q;
-    if (!p_.symmetric) {
-      double sw = 0, su = 0, sx = 0, suu = 0, sux = 0;
-      for (size_t i = 0; i < n; ++i) {
-        const double ww = w ? w[i] : 1.0, u = codes[i];
-        sw += ww; su += ww * u; sx += ww * x[i]; suu += ww * u * u; sux += ww * u * x[i];
-      }
-      const double det = sw * suu - su * su;
-      if (det > 0) {
-        const double a = (sw * sux - su * sx) / det, c = (sx - a * su) / sw;
-        if (a > 0) r.z = (int)std::min<double>(L_, std::max<double>(0, std::nearbyint(-c / a)));
-      }
-      sxq = 0; sqq = 0;
-      for (size_t i = 0; i < n; ++i) {
-        const double ww = w ? w[i] : 1.0, d = (double)codes[i] - r.z;
-        sxq += ww * x[i] * d;
-        sqq += ww * d * d;
-      }
-      if (!(sqq > 0) || !(sxq > 0)) return false;
-    }
-    const double s = sxq / sqq;
-    if (p_.scale_dtype == Dtype::F16 && (s > kF16Max || s < kF16MinNormal)) return false;
-    r.s = round_scale(s, p_.scale_dtype);
-    if (!std::isfinite(r.s) || r.s <= 0) return false;
-    q = r;
-    return true;
-  }
-
-  // The least-squares scale for zero point q.z and the codes q assigns: false when degenerate or out of range.
-  bool refit_scale(const float* x, const float* w, size_t n, Q& q) const {
-    const double inv = 1.0 / (double)q.s;
-    double sxq = 0, sqq = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const double t = std::nearbyint((double)x[i] * inv) + q.z;
-      const double d = std::min<double>(L_, std::max<double>(0, t)) - q.z;
-      const double ww = w ? w[i] : 1.0;
-      sxq += ww * x[i] * d;
-      sqq += ww * d * d;
-    }
+  // The stored least-squares scale for zero point z and codes c (false when degenerate or out of range).
+  bool ls_scale(double sxq, double sqq, Q& q) const {
     if (!(sqq > 0) || !(sxq > 0)) return false;
     const double s = sxq / sqq;
     if (p_.scale_dtype == Dtype::F16 && (s > kF16Max || s < kF16MinNormal)) return false;
-    const float r = round_scale(s, p_.scale_dtype);
+    const float r = round_scale(s, p_.scale_dtype, p_.f16_precision);
     if (!std::isfinite(r) || r <= 0) return false;
     q.s = r;
     return true;
   }
 
-  // Quantizes one group: codes out, returns the quantizer and its weighted error.
-  Q group(const float* x, const float* w, size_t n, uint8_t* codes, std::vector<uint8_t>& tmp, uint64_t g, double* err) const {
-    double lo = 0, hi = 0, m = 0;
-    for (size_t i = 0; i < n; ++i) {
-      lo = std::min<double>(lo, x[i]);
-      hi = std::max<double>(hi, x[i]);
-      if (std::fabs(x[i]) > std::fabs(m)) m = x[i];
+  // Least-squares refit to the codes that q assigns: asymmetric, first the affine fit x ~ a u + c giving
+  // z = rint(-c / a); then the scale for the zero point.
+  bool refit(const Group& g, Q& q) const {
+    const double inv = 1.0 / (double)q.s;
+    double sw = 0, su = 0, sx = 0, suu = 0, sux = 0;
+    g.each([&](const float* x, const float* w, uint64_t, size_t m) {
+      for (size_t i = 0; i < m; ++i) {
+        const double ww = w ? w[i] : 1.0, u = code_of(x[i], inv, q.z, L_);
+        sw += ww; su += ww * u; sx += ww * x[i]; suu += ww * u * u; sux += ww * u * x[i];
+      }
+    });
+    Q r = q;
+    if (!p_.symmetric) {
+      const double det = sw * suu - su * su;
+      if (det > 0) {
+        const double a = (sw * sux - su * sx) / det, c = (sx - a * su) / sw;
+        if (a > 0) r.z = (int)std::min<double>(L_, std::max<double>(0, std::nearbyint(-c / a)));
+      }
     }
+    // sum w x (u - z) and sum w (u - z)^2 from the sums above (codes of q, zero point r.z).
+    const double z = r.z;
+    const double sxq = sux - z * sx, sqq = suu - 2 * z * su + z * z * sw;
+    if (!ls_scale(sxq, sqq, r)) return false;
+    q = r;
+    return true;
+  }
+
+  // The least-squares scale for the codes q assigns with zero point q.z.
+  bool refit_scale(const Group& g, Q& q) const {
+    const double inv = 1.0 / (double)q.s;
+    double sxq = 0, sqq = 0;
+    g.each([&](const float* x, const float* w, uint64_t, size_t m) {
+      for (size_t i = 0; i < m; ++i) {
+        const double ww = w ? w[i] : 1.0, d = (double)code_of(x[i], inv, q.z, L_) - q.z;
+        sxq += ww * x[i] * d;
+        sqq += ww * d * d;
+      }
+    });
+    return ls_scale(sxq, sqq, q);
+  }
+
+  // The group's quantizer (codes are assigned from it afterwards) and its weighted error.
+  Q group(const Group& g, uint64_t gi, double* err) const {
+    double lo = 0, hi = 0, m = 0;
+    g.each([&](const float* x, const float*, uint64_t i0, size_t n) {
+      for (size_t i = 0; i < n; ++i) {
+        if (!std::isfinite(x[i])) throw Error(Code::NonFinite, "NaN or Inf at element " + std::to_string(g.begin + i0 + i));
+        lo = std::min<double>(lo, x[i]);
+        hi = std::max<double>(hi, x[i]);
+        if (std::fabs(x[i]) > std::fabs(m)) m = x[i];
+      }
+    });
     if (lo == 0 && hi == 0) {  // all zero: scale 0, codes at the zero point
       Q q;
       q.z = p_.symmetric ? half_ : 0;
-      *err = eval(x, w, n, q, L_, codes);
+      *err = 0;
       return q;
     }
-    Q best = from_range(lo, hi, m, g);
-    double bd = eval(x, w, n, best, L_, codes);
+    Q best = from_range(lo, hi, m, gi);
+    double bd = eval(g, best);
     if (!p_.mse) { *err = bd; return best; }
-    tmp.resize(n);
     for (int k = 1; k <= p_.grid; ++k) {
       const double f = 1.0 - (double)k / (2.0 * p_.grid);
       Q q;
       try {
-        q = from_range(lo * f, hi * f, m * f, g);
+        q = from_range(lo * f, hi * f, m * f, gi);
       } catch (const Error&) {
         break;  // shrinking further leaves the scale dtype's range
       }
-      const double d = eval(x, w, n, q, L_, tmp.data());
-      if (d < bd) { bd = d; best = q; std::memcpy(codes, tmp.data(), n); }
+      const double d = eval(g, q);
+      if (d < bd) { bd = d; best = q; }
     }
     for (int it = 0; it < p_.refits; ++it) {
       Q q = best;
-      if (!refit(x, w, n, codes, q, g)) break;
-      const double d = eval(x, w, n, q, L_, tmp.data());
+      if (!refit(g, q)) break;
+      const double d = eval(g, q);
       if (!(d < bd)) break;
-      bd = d; best = q; std::memcpy(codes, tmp.data(), n);
+      bd = d; best = q;
     }
     // Asymmetric: the neighbouring zero points, each with its least-squares scale, while one lowers the error
     // (the shrunk ranges above keep the zero point where the full range puts it).
@@ -216,16 +238,17 @@ class Encoder {
       for (int dz : {-1, 1}) {
         Q q = best;
         q.z += dz;
-        if (q.z < 0 || q.z > L_) continue;
-        if (!refit_scale(x, w, n, q)) continue;
-        const double d = eval(x, w, n, q, L_, tmp.data());
-        if (d < bd) { bd = d; best = q; std::memcpy(codes, tmp.data(), n); moved = true; break; }
+        if (q.z < 0 || q.z > L_ || !refit_scale(g, q)) continue;
+        const double d = eval(g, q);
+        if (d < bd) { bd = d; best = q; moved = true; break; }
       }
       if (!moved) break;
     }
     *err = bd;
     return best;
   }
+
+  int levels() const { return L_; }
 
  private:
   static std::string num(double v) {
@@ -280,46 +303,56 @@ void int_quantize(const IntTensorIn& in, const IntParams& p, const IntOut& out, 
   std::vector<double> wd(units, 0.0);
   std::vector<uint64_t> zg(units, 0);
   std::vector<uint8_t> zeros(p.symmetric ? 0 : L.groups);
-  // Codes one byte each: straight into the output (pack_bits 8), or a buffer packed afterwards.
-  std::vector<uint8_t> bytes(pb == 8 ? 0 : in.numel);
-  uint8_t* codes = pb == 8 ? out.codes : bytes.data();
+  // Codes are packed straight into the output when every group starts on a byte (a multiple of 8 elements, or one
+  // byte per code); otherwise written one byte each and packed afterwards.
+  const bool direct = pb == 8 || (L.cols % 8 == 0 && (G % 8 == 0 || gpr == 1)) || L.groups == 1;
+  std::vector<uint8_t> bytes(direct ? 0 : in.numel);
+  if (pb != 8) std::memset(out.codes, 0, L.codes_bytes);
   std::memset(out.scales, 0, L.scales_bytes);
   Encoder enc(p);
+  const int Lv = enc.levels();
   std::atomic<uint64_t> done{0};
   parallel_for(ctx, units, [&](size_t u) {
-    std::vector<float> x, w;
-    std::vector<uint8_t> tmp;
     const uint64_t g0 = u * per_unit, g1 = std::min<uint64_t>(L.groups, g0 + per_unit);
+    uint8_t cb[kChunk];
     for (uint64_t g = g0; g < g1; ++g) {
       const uint64_t r = g / gpr, j = g % gpr;
       const uint64_t b = r * L.cols + j * G, n = std::min<uint64_t>(G, L.cols - j * G);
-      x.resize(n);
-      load_f32(in.data, in.dtype, b, n, x.data());
-      for (uint64_t i = 0; i < n; ++i)
-        if (!std::isfinite(x[i])) throw Error(Code::NonFinite, "NaN or Inf at element " + std::to_string(b + i));
-      const float* wptr = nullptr;
+      const float* w = nullptr;
       if (in.importance) {
-        w.assign(in.importance + b, in.importance + b + n);
         double tot = 0;
         for (uint64_t i = 0; i < n; ++i) {
-          if (!(w[i] >= 0) || !std::isfinite(w[i])) throw Error(Code::NonFinite, "importance at element " + std::to_string(b + i) + " must be finite and non-negative");
-          tot += w[i];
+          const float v = in.importance[b + i];
+          if (!(v >= 0) || !std::isfinite(v)) throw Error(Code::NonFinite, "importance at element " + std::to_string(b + i) + " must be finite and non-negative");
+          tot += v;
         }
-        if (tot > 0) wptr = w.data();  // a group with no importance anywhere: plain squared error
+        if (tot > 0) w = in.importance + b;  // a group with no importance anywhere: plain squared error
       }
+      const Group grp{in.data, in.dtype, b, n, w};
       double e = 0;
-      const Q q = enc.group(x.data(), wptr, n, codes + b, tmp, g, &e);
+      const Q q = enc.group(grp, g, &e);
       put_scale(out.scales, g, q.s, p.scale_dtype);
       if (!p.symmetric) zeros[g] = (uint8_t)q.z;
       if (q.s == 0) ++zg[u];
       wd[u] += e;
-      for (uint64_t i = 0; i < n; ++i) sums[u].add(x[i], q.s * (float)((int)codes[b + i] - q.z));
+      // The codes, and the error of what is stored.
+      const double inv = q.s == 0 ? 0 : 1.0 / (double)q.s;
+      grp.each([&](const float* x, const float*, uint64_t i0, size_t m) {
+        for (size_t i = 0; i < m; ++i) {
+          const int c = q.s == 0 ? q.z : code_of(x[i], inv, q.z, Lv);
+          cb[i] = (uint8_t)c;
+          sums[u].add(x[i], q.s * (float)(c - q.z));
+        }
+        const uint64_t e0 = b + i0;
+        if (pb == 8) std::memcpy(out.codes + e0, cb, m);
+        else if (direct) pack_bits(cb, m, pb, out.codes + e0 / 8 * pb);
+        else std::memcpy(bytes.data() + e0, cb, m);
+      });
     }
     const uint64_t d = done.fetch_add(g1 - g0) + (g1 - g0);
     if (ctx.progress) ctx.progress((double)d, (double)L.groups);
   });
-  if (pb != 8) {
-    std::memset(out.codes, 0, L.codes_bytes);
+  if (!direct) {
     const uint64_t chunk = 1u << 20;  // a multiple of 8: every chunk starts on a byte boundary
     parallel_for(ctx, (in.numel + chunk - 1) / chunk, [&](size_t c) {
       const uint64_t b = c * chunk, n = std::min<uint64_t>(chunk, in.numel - b);

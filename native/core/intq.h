@@ -39,6 +39,8 @@ struct IntParams {
   int grid = 32;                  // MSE: shrink factors tried per group
   int refits = 2;                 // MSE: least-squares refits of the scale (and zero point) after the grid
   Dtype scale_dtype = Dtype::F16; // F16, BF16 or F32
+  bool f16_precision = false;     // F32 scales rounded to F16's 11 significant bits (the fallback of F16 scales
+                                  // out of F16's range: the same values F16 would hold, scaled by a power of two)
   int pack_bits = 0;              // bits per stored code: 0 = bits (packed); 8 = one byte per code
 };
 
