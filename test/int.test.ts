@@ -207,7 +207,7 @@ describe('int codec', () => {
       expect(ours).toBeLessThan(mm);
       expect(ours).toBeLessThanOrEqual(brute * 1.02);
       for (let i = 3 * COLS; i < 4 * COLS; i++) expect(got[i]).toBe(0);
-      expect(rep.warnings.some((w) => w.includes('all zeros'))).toBe(true);
+      expect(rep.warnings!.some((w) => w.includes('all zeros'))).toBe(true);
       expect(got.every(Number.isFinite)).toBe(true);
     }
   });
@@ -238,7 +238,7 @@ describe('int codec', () => {
     expect(Array.from(refInt(ten.f, ten.s, X.length))).toEqual(rtn(x32, qt.s, qt.z, 4).xh);
     const net = await intRun({ granularity: 'network', codec: 'int', step: 'minmax', scaleDtype: 'F32', symmetric: true }, 'network');
     expect(net.s.granularity).toBe('tensor');
-    expect(net.rep.warnings.some((w) => w.includes('scale per tensor'))).toBe(true);
+    expect(net.rep.warnings!.some((w) => w.includes('scale per tensor'))).toBe(true);
     // 96 = 64 + 32: groups of 64 leave a group of 32 at the end of each row.
     const part = await intRun({ groupSize: 64, step: 'minmax', scaleDtype: 'F32' }, 'part');
     expect(part.f.header['w.__wp_scales'].shape).toEqual([ROWS, 2]);
@@ -250,14 +250,14 @@ describe('int codec', () => {
     const tiny = join(tmp.dir, 'tiny.safetensors');
     writeSafetensors(tiny, [{ name: 'w', dtype: 'F32', shape: [8, 64], data: encode(gaussian(512, 3).map((v) => v * 1e-6), 'F32') }]);
     const rt = await quantize(tiny, join(tmp.dir, 'tiny.q.safetensors'), { method: 'uniform', granularity: 'group', groupSize: 32, minElements: 1 });
-    expect(rt.warnings.some((w) => w.includes('F32 scales'))).toBe(true);
+    expect(rt.warnings!.some((w) => w.includes('F32 scales'))).toBe(true);
     expect(rt.tensors[0].sqnrDb!).toBeGreaterThan(10);
     // Groups of 2 weights of an F16 tensor would take more than 16 bits per weight: kept.
     const h = join(tmp.dir, 'h.safetensors');
     writeSafetensors(h, [{ name: 'w', dtype: 'F16', shape: [8, 64], data: encode(gaussian(512, 4), 'F16') }]);
     const rk = await quantize(h, join(tmp.dir, 'h.q.safetensors'), { method: 'uniform', granularity: 'group', groupSize: 1, bits: 8, minElements: 1 });
     expect(rk.tensors[0].method).toBe('keep');
-    expect(rk.warnings.some((w) => w.includes('more than keeping'))).toBe(true);
+    expect(rk.warnings!.some((w) => w.includes('more than keeping'))).toBe(true);
   });
 
   it('refuses what it cannot store: other methods, 1-bit codes, NaN', async () => {
