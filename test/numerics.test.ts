@@ -92,7 +92,8 @@ async function dense(path: string): Promise<Float64Array> {
 
 /**
  * SQNR (dB) of min-max uniform quantization with 2^bits levels over [min, max], nearest level; `withZero`: over
- * [min(x, 0), max(x, 0)] (the peer of a codec whose levels always include 0, Codec.zeroLevel).
+ * [min(x, 0), max(x, 0)] with 0 on the grid (an integer zero point: the peer of a codec whose levels always include
+ * 0, Codec.zeroLevel).
  */
 function minmaxSqnr(x: ArrayLike<number>, bits: number, withZero = false): number {
   let lo = withZero ? 0 : Infinity,
@@ -103,10 +104,18 @@ function minmaxSqnr(x: ArrayLike<number>, bits: number, withZero = false): numbe
     hi = Math.max(hi, x[i]);
     sig += x[i] * x[i];
   }
-  const step = (hi - lo) / (2 ** bits - 1);
+  let step = (hi - lo) / (2 ** bits - 1);
+  // withZero: 0 on the grid too (an integer zero point), levels (k - z) step, the step rounded to 11 significant
+  // bits (the int codec's F16 scales, or its F32 fallback of F16 precision).
+  if (withZero && step > 0) {
+    const m = 2 ** Math.floor(Math.log2(step));
+    step = (Math.round((step / m) * 1024) / 1024) * m;
+  }
+  const z = withZero && step > 0 ? Math.min(2 ** bits - 1, Math.max(0, Math.round(-lo / step))) : 0;
+  const base = withZero ? -z * step : lo;
   let sse = 0;
   for (let i = 0; i < x.length; i++) {
-    const q = step > 0 ? lo + Math.round((x[i] - lo) / step) * step : lo;
+    const q = step > 0 ? base + Math.min(2 ** bits - 1, Math.max(0, Math.round((x[i] - base) / step))) * step : lo;
     sse += (x[i] - q) ** 2;
   }
   return 10 * Math.log10(sig / sse);
