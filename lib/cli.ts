@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { abortAllOutputs } from './atomic.js';
 import { decode, inspect } from './decode.js';
 import { exportGguf, type GgufExportReport, type GgufQuantType } from './gguf.js';
+import { exportCompressedTensors } from './compressed-tensors.js';
 import { ArgumentError, WeightpressError } from './errors.js';
 import { loadNative } from './load.js';
 import { CODECS } from './codecs/registry.js';
@@ -125,6 +126,8 @@ commands:
   decode <input> -o <output>     turn a weightpress file back into dense safetensors
   inspect <file>                 print the scheme and metrics stored in a weightpress file
   export-gguf <input> -o <out>   write GGUF (Q4_K, Q5_K, Q6_K, Q8_0, IQ4_NL, ...) for llama.cpp, and the SQNR it costs
+  export-compressed-tensors <input> <outdir>   INT4/INT8 per group in compressed-tensors' pack-quantized
+                                 layout (vLLM, transformers), with config.json and the model's other files
   backends                       show the CPU/CUDA backends of this build
   submit <input> -o <dir> --redis URL   plan a job and enqueue it on BullMQ (Redis) for workers; prints its id
   worker --redis URL             serve the queue: quantize work units (any number of machines)
@@ -196,6 +199,29 @@ Run 'weightpress <command> --help' for its options. --version prints the version
   --strict                 refuse tensors GGUF has no type for (F8, BOOL, U8, ...) instead of dropping them (each
                            dropped tensor is named on stderr)
   --force                  let the output replace the input (refused otherwise)
+  --json                   print the report as JSON`,
+  'export-compressed-tensors': `usage: weightpress export-compressed-tensors <input> <outdir> [options]
+
+  Quantizes every 2-D "*.weight" of at least 4096 weights (not embeddings or lm_head) to INT4/INT8 codes with a
+  scale (and zero point) per group, round to nearest with an MSE-optimal scale per group, and writes <outdir> in
+  compressed-tensors' pack-quantized layout: model.safetensors (or shards and an index), config.json with its
+  quantization_config when the input's directory has a config.json, and a copy of that directory's other files
+  (tokenizer, generation config, ...). Weights left dense are listed in the config's ignore. docs/COMPRESSED-TENSORS.md
+  says what loaders (vLLM, transformers) need.
+
+  --bits B                 4 (default) or 8
+  --group-size N|channel   weights per group along a row, 32-256, a multiple of 8 (default 128; vLLM's kernels
+                           take 32, 64, 128), or 'channel' (one scale per row). Rows that groups do not tile are
+                           left dense (listed in ignore), as vLLM needs whole groups
+  --asymmetric             a zero point per group (default symmetric, the W4A16 schemes')
+  --step S                 mse (least squared error per group, default) | minmax
+  --scale-dtype D          f16 | bf16 | f32 (default: the weight's dtype; F32 for F32 weights)
+  --include PAT            quantize only tensors matching (glob * ?, or /regex/; repeatable)
+  --exclude PAT            keep these dense too (repeatable)
+  --max-shard-size SIZE    bytes per safetensors file (default 5GB)
+  --threads N              CPU threads
+  --force                  let an output replace an input file
+  --quiet                  no progress bar
   --json                   print the report as JSON`,
 };
 
@@ -283,7 +309,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(loadNative().versions().weightpress + '\n');
     return 0;
   }
-  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, export-gguf, backends, submit, worker, status)`);
+  if (!HELP[cmd] || cmd === 'main') throw new UsageError(`unknown command "${cmd}" (quantize, decode, inspect, export-gguf, export-compressed-tensors, backends, submit, worker, status)`);
   const rest = argv.slice(1);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(HELP[cmd] + '\n');
@@ -454,6 +480,41 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`SQNR of the ${type} export (quantized tensors): ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
       if (learned !== undefined && learned !== null && T.sqnrDb !== null)
         process.stdout.write(`weightpress learned-table block format on the same tensors: ${learned.toFixed(2)} dB; the export loses ${(learned - T.sqnrDb).toFixed(2)} dB\n`);
+    }
+    return 0;
+  }
+  if (cmd === 'export-compressed-tensors') {
+    const { values, positionals } = parseFlags({
+      args: rest, allowPositionals: true, strict: true,
+      options: {
+        bits: { type: 'string' }, 'group-size': { type: 'string' }, asymmetric: { type: 'boolean' }, step: { type: 'string' },
+        'scale-dtype': { type: 'string' }, include: { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
+        'max-shard-size': { type: 'string' }, threads: { type: 'string' }, force: { type: 'boolean' }, quiet: { type: 'boolean' }, json: { type: 'boolean' },
+      },
+    });
+    if (positionals.length !== 2) throw new UsageError('export-compressed-tensors takes an input path and an output directory (see --help)');
+    const gs = values['group-size'];
+    const r = await exportCompressedTensors(positionals[0], positionals[1], {
+      bits: int('bits', values.bits),
+      groupSize: gs === 'channel' ? 'channel' : int('group-size', gs),
+      symmetric: !values.asymmetric,
+      step: values.step as 'mse' | 'minmax' | undefined,
+      scaleDtype: values['scale-dtype']?.toUpperCase() as 'F16' | 'BF16' | 'F32' | undefined,
+      include: values.include, exclude: values.exclude,
+      maxShardSize: values['max-shard-size'],
+      threads: int('threads', values.threads), signal: ac.signal, force: values.force === true,
+      onProgress: progressBar(!values.quiet && !values.json && process.stderr.isTTY === true),
+    });
+    for (const w of r.warnings) process.stderr.write(`weightpress: warning: ${w}\n`);
+    if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else {
+      const T = r.total;
+      const q = r.tensors.filter((t) => t.quantized);
+      const qBytes = q.reduce((a, t) => a + t.bytes, 0);
+      process.stdout.write(
+        `wrote ${r.output}: ${q.length} of ${r.tensors.length} tensors as INT${int('bits', values.bits) ?? 4} (${T.quantizedNumel ? ((8 * qBytes) / T.quantizedNumel).toFixed(3) : '-'} bits/weight over them), ${r.tensors.length - q.length} kept; ${T.bitsPerWeight.toFixed(3)} bits/weight (whole model)${r.config ? '; config.json with quantization_config' : '; no config.json in the input directory'}\n`,
+      );
+      process.stdout.write(`SQNR of the quantized tensors: ${T.sqnrDb === null ? 'exact' : T.sqnrDb.toFixed(2) + ' dB'}\n`);
     }
     return 0;
   }

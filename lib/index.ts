@@ -15,6 +15,7 @@ export { plan, planTasks, shardTasks, type Plan, type PlannedShard, type TensorT
 export { merge, DEFAULT_MAX_SHARD_SIZE } from './shards.js';
 export { CODECS, QUANTIZING_CODECS, findCodec } from './codecs/registry.js';
 export type { Codec, CodecName } from './codecs/codec.js';
+export { exportCompressedTensors, type CompressedTensorsOptions, type CompressedTensorsReport, type CompressedTensorsTensorReport } from './compressed-tensors.js';
 export { exportGguf, dequantizeGguf, GGUF_QUANT_TYPES, IQ4_NL_VALUES, Q4_0_VALUES, type GgufExportOptions, type GgufExportReport, type GgufQuantType, type GgufTensorReport } from './gguf.js';
 export { Imatrix, ggufNameOf } from './imatrix.js';
 export { decode, inspect, type DecodeResult } from './decode.js';

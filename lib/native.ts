@@ -174,6 +174,51 @@ export interface NativeBlockSizes {
   bitsPerWeight: number;
 }
 
+/** Integer group quantization (native/addon/intq.cpp; docs/FORMAT.md "Integer group tensors"). */
+export interface NativeIntParams {
+  /** 2-8. */
+  bits: number;
+  /** Weights per group along a row (>= 1; at least the row: one scale per row). */
+  groupSize: number;
+  symmetric: boolean;
+  /** 'mse' (least-squared-error scale search, the default) or 'minmax'. */
+  step?: 'mse' | 'minmax';
+  scaleDtype: 'F16' | 'BF16' | 'F32';
+  /** F32 scales rounded to F16's 11 significant bits (the F16 scales' range fallback). */
+  f16Precision?: boolean;
+  /** MSE search: shrink factors tried per group (default 32). */
+  grid?: number;
+  /** MSE search: least-squares refits after the grid (default 2). */
+  refits?: number;
+  /** Bits per stored code: 0 (= bits, packed) or 8 (one byte per code). */
+  packBits?: number;
+  threads?: number;
+}
+
+export interface NativeIntStats {
+  n: number;
+  groups: number;
+  sse: number;
+  signal: number;
+  maxAbsErr: number;
+  weightedDistortion: number;
+  zeroGroups: number;
+  bits: number;
+  bitsPerWeight: number;
+}
+
+export interface NativeIntSizes {
+  codesBytes: number;
+  scalesBytes: number;
+  zerosBytes: number;
+  rows: number;
+  cols: number;
+  groupsPerRow: number;
+  groups: number;
+  bits: number;
+  bitsPerWeight: number;
+}
+
 export interface NativeBackend {
   name: 'cpu' | 'cuda';
   available: boolean;
@@ -310,6 +355,25 @@ export interface NativeAddon {
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ sse: number; signal: number; maxAbsErr: number }>;
   ggufDequantize(type: number, data: Uint8Array, numel: number, out: Float32Array, threads?: number, cancel?: Int32Array | null): Promise<void>;
+  // Integer group quantization (native/addon/intq.cpp).
+  intSizes(numel: number, cols: number, params: NativeIntParams): NativeIntSizes;
+  intQuantize(
+    tensor: { data: Uint8Array; dtype: string; numel: number; cols: number; importance?: Float32Array | null; name?: string },
+    params: NativeIntParams,
+    codes: Uint8Array,
+    scales: Uint8Array,
+    zeros: Uint8Array,
+    cancel?: Int32Array | null,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<NativeIntStats>;
+  intDequantize(
+    source: { codes: Uint8Array; scales: Uint8Array; zeros?: Uint8Array | null; numel: number; cols: number; name?: string; allowOverflow?: boolean },
+    params: NativeIntParams,
+    outDtype: string,
+    out: Uint8Array,
+    threads?: number,
+    cancel?: Int32Array | null,
+  ): Promise<number>;
 
   summaryNew(): unknown;
   summaryAdd(summary: unknown, tensor: { data: Uint8Array; dtype: string; numel: number; name?: string; importance?: Float32Array | null }): Promise<void>;

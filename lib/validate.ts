@@ -70,7 +70,8 @@ export interface QuantizeOptions extends CommonOptions {
   method?: MethodName;
   /**
    * The storage scheme (lib/codecs/): 'scalar' (one codebook per slice; default) or 'block' (a scale per block of
-   * weights and a learned level table, docs/BLOCK.md).
+   * weights and a learned level table, docs/BLOCK.md), 'vector' (pq, lr2vq), or 'int' (integer codes with a scale
+   * and zero point per group; uniform only, and uniform's default with granularity 'group').
    */
   codec?: QuantizingCodecName;
   /**
@@ -167,6 +168,8 @@ export interface QuantizeOptions extends CommonOptions {
   doubleQuant?: { bits: number; superBlock: number } | false;
   /** codec 'block': alternating scale/table refinement rounds at most (default 4). */
   rounds?: number;
+  /** codec 'int': dtype of the group scales, 'F16' (default), 'BF16' or 'F32'. */
+  scaleDtype?: 'F16' | 'BF16' | 'F32';
   /** codec 'vector': weights per subvector M, 1-16 (default 8). */
   subvector?: number;
   /** codec 'vector': codewords K per codebook, 2-65,536 (default 256). */
@@ -519,8 +522,9 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     if (o.codec !== undefined && o.codec !== entry.codec) fail('codec', `method ${method} stores with the ${entry.codec} codec, not ${JSON.stringify(o.codec)}`);
     codec = entry.codec as QuantizingCodecName;
   } else {
-    const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec).map((m) => m.name);
-    if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
+    if (o.codec === undefined) codec = (entry.defaultCodec?.({ granularity }) as QuantizingCodecName | undefined) ?? codec;
+    const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec || m.extraCodecs?.includes(codec)).map((m) => m.name);
+    if (owners.length && !owners.includes(method)) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
   // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
   for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;

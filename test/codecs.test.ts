@@ -1,6 +1,6 @@
 /**
  * Every registered codec x every registered method: quantize, then decode with reference decoders written here from
- * the published layouts (docs/FORMAT.md for the scalar codec, docs/BLOCK.md for the block codec), independently of
+ * the published layouts (docs/FORMAT.md for the scalar, vector and int codecs, docs/BLOCK.md for the block codec), independently of
  * the addon; the library's decode must give the same values bit for bit, the stored metrics must match the
  * reference values, and entropy-coded codes must decode to the same tensor. A new codec or method is covered as soon
  * as it is registered (a codec without a reference decoder here fails, by design).
@@ -103,7 +103,23 @@ function refVector(f: ParsedFile, s: any, n: number): Float64Array {
   return out;
 }
 
-const REFERENCE_CODEC: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector };
+/**
+ * Int codec (docs/FORMAT.md "Integer group tensors"): x = fl32(s_g · (u − z_g)), g = row · ceil(cols / G) + floor(col / G),
+ * z_g = 2^(bits−1) (symmetric) or the stored zero point (bits bits each, LSB first).
+ */
+function refInt(f: ParsedFile, s: any, n: number): Float64Array {
+  const { cols, groupSize: G, symmetric, scaleDtype, scales, zeros } = s.int;
+  const gpr = Math.ceil(cols / G);
+  const sc = decodeBytes(f.tensor(scales), scaleDtype);
+  const z = symmetric ? undefined : unpackCodes(f.tensor(zeros), (n / cols) * gpr, s.bits);
+  const u = unpackCodes(f.tensor(s.codes), n, s.bits);
+  return Float64Array.from({ length: n }, (_, i) => {
+    const g = Math.floor(i / cols) * gpr + Math.floor((i % cols) / G);
+    return fr(sc[g] * (u[i] - (z ? z[g] : 2 ** (s.bits - 1))));
+  });
+}
+
+const REFERENCE_CODEC: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector, int: refInt };
 
 /**
  * Row offsets (docs/FORMAT.md "Row offsets", format version 2): x'[r][c] = fl32(x[r][c] + o[r]), o[r] the [rows]
@@ -288,7 +304,7 @@ describe('registries and --help', () => {
 
   it("a codec's options are refused with the other codec, and checked only when their codec is used", async () => {
     const out = join(tmp.dir, 'opts.safetensors');
-    await expect(quantize(input, out, { codec: 'block', groupSize: 64 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar codec only') });
+    await expect(quantize(input, out, { codec: 'block', groupSize: 64 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('scalar and int codecs only') });
     await expect(quantize(input, out, { codec: 'scalar', blockSize: 32 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('block codec only') });
     // blockSize 24 does not divide the default super-block of 256: a clear message with the block codec only.
     await expect(quantize(input, out, { codec: 'block', blockSize: 24 })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('does not divide the super-block') });

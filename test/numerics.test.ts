@@ -92,20 +92,32 @@ async function dense(path: string): Promise<Float64Array> {
   return decodeBytes(readSafetensors(d).tensor('w'), 'F32');
 }
 
-/** SQNR (dB) of min-max uniform quantization with 2^bits levels over [min, max], nearest level. */
-function minmaxSqnr(x: ArrayLike<number>, bits: number): number {
-  let lo = Infinity,
-    hi = -Infinity,
+/**
+ * SQNR (dB) of min-max uniform quantization with 2^bits levels over [min, max], nearest level; `withZero`: over
+ * [min(x, 0), max(x, 0)] with 0 on the grid (an integer zero point: the peer of a codec whose levels always include
+ * 0, Codec.zeroLevel).
+ */
+function minmaxSqnr(x: ArrayLike<number>, bits: number, withZero = false): number {
+  let lo = withZero ? 0 : Infinity,
+    hi = withZero ? 0 : -Infinity,
     sig = 0;
   for (let i = 0; i < x.length; i++) {
     lo = Math.min(lo, x[i]);
     hi = Math.max(hi, x[i]);
     sig += x[i] * x[i];
   }
-  const step = (hi - lo) / (2 ** bits - 1);
+  let step = (hi - lo) / (2 ** bits - 1);
+  // withZero: 0 on the grid too (an integer zero point), levels (k - z) step, the step rounded to 11 significant
+  // bits (the int codec's F16 scales, or its F32 fallback of F16 precision).
+  if (withZero && step > 0) {
+    const m = 2 ** Math.floor(Math.log2(step));
+    step = (Math.round((step / m) * 1024) / 1024) * m;
+  }
+  const z = withZero && step > 0 ? Math.min(2 ** bits - 1, Math.max(0, Math.round(-lo / step))) : 0;
+  const base = withZero ? -z * step : lo;
   let sse = 0;
   for (let i = 0; i < x.length; i++) {
-    const q = step > 0 ? lo + Math.round((x[i] - lo) / step) * step : lo;
+    const q = step > 0 ? base + Math.min(2 ** bits - 1, Math.max(0, Math.round((x[i] - base) / step))) * step : lo;
     sse += (x[i] - q) ** 2;
   }
   return 10 * Math.log10(sig / sse);
@@ -220,7 +232,8 @@ describe('dead rows (1e-33..1e-29 with tiny outliers): every method and slicing 
           const xr = xs.subarray(a, a + len),
             yr = y.subarray(a, a + len);
           // Other objectives: still never worse than storing zeros.
-          expect(sqnr(xr, yr), `slice at ${a}`).toBeGreaterThanOrEqual(distortion ? minmaxSqnr(xr, bits) - 1e-9 : 1e-9);
+          const zero = !!CODECS.find((c) => c.name === (sl.opts.codec ?? 'scalar'))!.zeroLevel;
+          expect(sqnr(xr, yr), `slice at ${a}`).toBeGreaterThanOrEqual(distortion ? minmaxSqnr(xr, bits, zero) - 1e-9 : 1e-9);
         }
       });
     }
@@ -298,7 +311,7 @@ describe('decode to F16/BF16: a value beyond the dtype is a typed error unless a
     it(`codec ${codec}`, async () => {
       const p = fresh('ovf');
       writeOne(p, x, [8, 64]);
-      await quantize(p, p + '.q', codec === 'keep' ? { exclude: ['w'] } : { codec, ...(codec === 'vector' ? codecOptions(codec) : { bits: 4 }), include: ['w'] });
+      await quantize(p, p + '.q', codec === 'keep' ? { exclude: ['w'] } : { codec, ...(codec === 'vector' ? codecOptions(codec) : { ...codecOptions(codec), bits: 4 }), include: ['w'] });
       const ref = await dense(p + '.q'); // F32: the values an F16 output must hold
       const over = Array.from(ref).filter((v) => Math.abs(v) >= 65520).length; // rounds to inf in F16
       expect(over).toBeGreaterThan(0);
@@ -394,9 +407,10 @@ describe('memory: a large 1-D tensor stays within 2x its size for every codec', 
       writeFileSync(
         script,
         `import { quantize } from ${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))};
-       await quantize(${JSON.stringify(small)}, ${JSON.stringify(small + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
+       const o = ${JSON.stringify({ codec, include: ['*'], ...codecOptions(codec), bits: undefined })};
+       await quantize(${JSON.stringify(small)}, ${JSON.stringify(small + '.q')}, o);
        const before = process.resourceUsage().maxRSS;
-       await quantize(${JSON.stringify(p)}, ${JSON.stringify(p + '.q')}, { codec: ${JSON.stringify(codec)}, include: ['*'] });
+       await quantize(${JSON.stringify(p)}, ${JSON.stringify(p + '.q')}, o);
        console.log(JSON.stringify({ before, after: process.resourceUsage().maxRSS }));`,
       );
       const { before, after } = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim().split('\n').pop()!);

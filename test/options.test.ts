@@ -84,7 +84,7 @@ describe('declarations', () => {
       method: 'kmeans', codec: 'scalar', maxShardSize: 1, bits: 4, granularity: 'row', groupSize: 1, include: [], exclude: [], minDims: 0, minElements: 0,
       seed: 0, maxIter: 1, symmetric: false, step: 'mse', codebookDtype: 'F32', importance: '', imatrix: '', importanceKind: 'hessian', importanceMap: [], calibration: '', calibrationMap: [], exact: true,
       rate: 1, compressionRatio: 1, lambda: 1, lambda2: 1, targetValues: 1, entropy: 'none', blockSize: 1, scale: 'optimal', table: 'tensor',
-      doubleQuant: false, rounds: 1, threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
+      doubleQuant: false, rounds: 1, scaleDtype: 'F16', threads: 0, device: 'auto', subvector: 8, centroids: 256, rowScale: false, codebookRows: 0, iterations: 20, rank: 'auto',
       levels: '', tStart: 1, tSlope: 1, epochs: 1, stepsPerEpoch: 1, learningRate: 1, learnBiases: false, force: false, preserveMean: 'auto',
       recipe: '', preset: 'q4_k_m', maxBpw: 4, targetSize: 1,
     };

@@ -100,6 +100,11 @@ export interface Codec {
   name: string;
   /** One line for --help. */
   summary: string;
+  /**
+   * Its levels always include 0 (the int codec: zero points within the code range, as compressed-tensors and
+   * GPTQ/AWQ kernels store them), so its min-max peer spans [min(x, 0), max(x, 0)].
+   */
+  zeroLevel?: boolean;
   /** The options of quantize() the codec reads (declared once, in the codec's file). */
   options?: readonly OptionSpec[];
   /** Progress phase of its tensors. */

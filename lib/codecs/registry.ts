@@ -6,11 +6,12 @@ import { FormatError } from '../errors.js';
 import { storedCodec, type TensorScheme } from '../format.js';
 import { blockCodec } from './block.js';
 import type { Codec } from './codec.js';
+import { intCodec } from './int.js';
 import { keepCodec } from './keep.js';
 import { scalarCodec } from './scalar.js';
 import { vectorCodec } from './vector.js';
 
-const ROWS = [scalarCodec, blockCodec, vectorCodec, keepCodec] as const satisfies readonly Codec[];
+const ROWS = [scalarCodec, blockCodec, vectorCodec, intCodec, keepCodec] as const satisfies readonly Codec[];
 export const CODECS: readonly Codec[] = ROWS;
 
 /** A registered codec's name. */

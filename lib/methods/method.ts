@@ -74,6 +74,13 @@ export interface MethodEntry {
   calibration?: boolean;
   /** The codec that stores its results, when the method needs its own (the vector methods); others use any other. */
   codec?: string;
+  /**
+   * Codecs that store this method's results only, besides every codec no method owns (uniform: the int codec,
+   * whose integer grid is what uniform quantization gives); the other methods refuse them.
+   */
+  extraCodecs?: readonly string[];
+  /** The codec used when the caller names none, for these options (default: the codec option's default). */
+  defaultCodec?: (o: { granularity: string }) => string | undefined;
   /** Entropy coding applied unless the caller says otherwise. */
   entropy: 'none' | 'huffman';
   /**

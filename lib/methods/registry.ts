@@ -44,10 +44,10 @@ export const METHOD_OPTIONS: readonly { spec: OptionSpec; methods: MethodEntry[]
 
 /**
  * The codecs that can store a method's results: its own codec when it has one (the vector methods), else every
- * quantizing codec that no method owns.
+ * quantizing codec that no method owns, and its extraCodecs (uniform: int).
  */
 export function codecsFor(method: MethodEntry, quantizing: readonly string[]): string[] {
   if (method.codec !== undefined) return [method.codec];
-  const owned = new Set((METHODS as readonly MethodEntry[]).map((m) => m.codec).filter((c) => c !== undefined));
-  return quantizing.filter((c) => !owned.has(c));
+  const owned = new Set((METHODS as readonly MethodEntry[]).flatMap((m) => [m.codec, ...(m.extraCodecs ?? [])]).filter((c) => c !== undefined));
+  return quantizing.filter((c) => !owned.has(c) || (method.extraCodecs ?? []).includes(c));
 }

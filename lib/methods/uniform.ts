@@ -1,4 +1,4 @@
-/** uniform: evenly spaced levels, min-max or MSE-optimal step, symmetric or asymmetric. */
+/** uniform: evenly spaced levels, min-max or MSE-optimal step, symmetric or asymmetric (per group: the int codec). */
 import { defineMethod, recorder } from './method.js';
 import { option } from './options.js';
 
@@ -20,4 +20,9 @@ export const uniform = defineMethod({
   solver: () => 'uniform',
   recordedParams: recorder(false, ['symmetric', 'step']),
   options: [SYMMETRIC, STEP],
+  // The int codec stores uniform grids as integer codes with a scale (and zero point) per group; per group it is
+  // the default: 4.125 bits per weight at 4 bits and groups of 128 (F16 scales), where a 16-entry codebook per
+  // group took 8 (bench/RESULTS.md, "Integer group format").
+  extraCodecs: ['int'],
+  defaultCodec: (o) => (o.granularity === 'group' ? 'int' : undefined),
 });

@@ -154,6 +154,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wpa::init_vq(env, exports);
   wpa::init_qn(env, exports);
   wpa::init_gguf(env, exports);
+  wpa::init_intq(env, exports);
   return exports;
 }
 }  // namespace

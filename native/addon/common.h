@@ -132,5 +132,6 @@ void init_block(Napi::Env env, Napi::Object exports);
 void init_vq(Napi::Env env, Napi::Object exports);
 void init_qn(Napi::Env env, Napi::Object exports);
 void init_gguf(Napi::Env env, Napi::Object exports);
+void init_intq(Napi::Env env, Napi::Object exports);
 
 }  // namespace wpa
