@@ -150,7 +150,7 @@ describe('kmeans-optimal is exact', () => {
       if (kind === 5 && n > 3) x[0] = 1.8e-12; // one outlier beside the tiny values
       // Importance weights (not integers: the AVX2 scan's division form), some of them zero.
       const w = Array.from({ length: n }, () => (r() < 0.1 ? 0 : 0.01 + r() * 3));
-      if (w.every((v) => v === 0)) w[0] = 1;
+      if (!w.some((v) => v > 0)) w[0] = 1;
       const k = 1 + Math.floor(r() * 17);
       const lv = solveSync('kmeans-optimal', Float64Array.from(x), { k, weights: Float64Array.from(w) });
       const got = nearestSse(x, lv, w);
