@@ -181,7 +181,8 @@ struct EcsqLogTable {
   }
 };
 
-Cells ecsq_dp_cells(const PrefixSums& ps, const EcsqLogTable& lt, double lambda, int kmax) {
+// `optimum`, when given, receives the DP's partition even when it has more than kmax cells (before the throw).
+Cells ecsq_dp_cells(const PrefixSums& ps, const EcsqLogTable& lt, double lambda, int kmax, Cells* optimum = nullptr) {
   const size_t m = ps.m();
   const double W = ps.W.back();
   std::vector<double> F(m + 1, kInf);
@@ -211,6 +212,7 @@ Cells ecsq_dp_cells(const PrefixSums& ps, const EcsqLogTable& lt, double lambda,
   for (size_t j = m; j > 0; j = arg[j]) b.push_back(arg[j]);
   std::reverse(b.begin(), b.end());
   c.bound = b;
+  if (optimum) *optimum = c;
   WP_THROW_IF_NOT((int)c.count() <= kmax, Argument,
                   "ecsq: the rate needs " + std::to_string(c.count()) + " cells, more than 2^bits = " + std::to_string(kmax) + " (raise bits)");
   return c;
@@ -241,11 +243,12 @@ Cells search_lambda(const PrefixSums& ps, double rate, Run run) {
 // tells whether any other partition dips below them in between (the envelope is concave and every line is
 // above it at lo and hi, so lambda_x is the only place to look). If none does, every later bisection step is
 // known without a run: below lambda_x the DP returns P_lo (entropy above the rate: lo moves), above it P_hi;
-// neither can become the new best (each was scored when its end was set). A run whose optimum needs more than
-// 2^bits cells is reported as the finest partition, which is no line of the DP: such ends certify nothing. Steps within a relative 1e-6 of
+// neither can become the new best (each was scored when its end was set). The lines are those of the DP's own
+// optima, also where run reports the finest partition instead (more than 2^bits cells): the same optimum gives the
+// same report. Steps within a relative 1e-6 of
 // lambda_x, where rounding decides, still run the DP. (`plain` = false turns this off: a check for tests.)
 template <typename Run>
-Cells search_lambda_dp(const PrefixSums& ps, double rate, int kmax, bool fast, Run run) {
+Cells search_lambda_dp(const PrefixSums& ps, double rate, bool fast, const Cells& optimum, Run run) {
   double lo = -30, hi = 10;  // as search_lambda
   const double var = ps.cost(0, ps.m()) / ps.W.back();
   const double W = ps.W.back();
@@ -265,18 +268,17 @@ Cells search_lambda_dp(const PrefixSums& ps, double rate, int kmax, bool fast, R
     double h = entropy_of(ps, c);
     double gap = std::fabs(h - rate);
     if (gap < best_gap) { best_gap = gap; best = c; }
-    // A run whose optimum has more than kmax cells reports the finest partition instead: not a line of the DP.
-    End e{(int)c.count() <= kmax, sse_of(ps, c), W * h};
+    // The line is the DP's own optimum (`optimum`, set by run), also where run reports the finest partition in
+    // its place (more than 2^bits cells): a later run at a lambda where that optimum still wins reports the same.
+    End e{true, sse_of(ps, optimum), W * entropy_of(ps, optimum)};
     if (h > rate) { lo = mid; elo = e; } else { hi = mid; ehi = e; }
     if (gap < 1e-4) break;
     if (!fast || !elo.solved || !ehi.solved || elo.R <= ehi.R || (mid > cert_lo && mid < cert_hi)) continue;
     // Certify [lo, hi]: the lines of P_lo and P_hi cross at lambda_x; a DP run there finds any line below.
     const double x = (ehi.D - elo.D) / (elo.R - ehi.R);
     if (!(x > 0) || !(std::log(x / var) > lo) || !(std::log(x / var) < hi)) continue;
-    Cells cx = run(x);
-    if ((int)cx.count() > kmax) continue;
-    const double hx = entropy_of(ps, cx);
-    const double vx = sse_of(ps, cx) + x * W * hx, env = elo.D + x * elo.R;
+    run(x);
+    const double vx = sse_of(ps, optimum) + x * W * entropy_of(ps, optimum), env = elo.D + x * elo.R;
     if (vx >= env - 1e-9 * std::fabs(env)) { cert_lo = lo; cert_hi = hi; lx = x; }
   }
   return best;
@@ -313,9 +315,10 @@ Quantizer solve_ecsq_dp(const WeightedPoints& p, const SolverParams& sp) {
   if (p.size() == 1) return {{p.x[0]}, {}};
   const EcsqLogTable lt(ps);
   if (sp.rate <= 0) return quantizer_of(p, ps, ecsq_dp_cells(ps, lt, sp.lambda, sp.k));
-  Cells c = search_lambda_dp(ps, sp.rate, sp.k, sp.dp_bound, [&](double lambda) {
+  Cells optimum;
+  Cells c = search_lambda_dp(ps, sp.rate, sp.dp_bound, optimum, [&](double lambda) {
     try {
-      return ecsq_dp_cells(ps, lt, lambda, sp.k);
+      return ecsq_dp_cells(ps, lt, lambda, sp.k, &optimum);
     } catch (const Error&) {  // too many cells at this lambda: report as the finest partition allowed
       Cells all;
       for (size_t i = 0; i <= ps.m(); ++i) all.bound.push_back(i);
