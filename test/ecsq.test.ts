@@ -108,6 +108,69 @@ describe('ecsq-dp is the exact Lagrangian optimum over contiguous partitions', (
   });
 });
 
+describe('the fast ecsq-dp (pruned scan, certified lambda search) is the plain one', () => {
+  /** The recurrence with every split scanned: F[j] = min_i F[i] + SSE(i, j) + lambda * w * log2(W / w). */
+  function plainDp(x: number[], w: number[], lambda: number): number {
+    const m = x.length;
+    const W = w.reduce((a, b) => a + b, 0);
+    const F = new Array(m + 1).fill(Infinity);
+    F[0] = 0;
+    for (let j = 1; j <= m; j++) {
+      let sw = 0, sx = 0, sxx = 0;
+      for (let i = j - 1; i >= 0; i--) {
+        sw += w[i]; sx += w[i] * x[i]; sxx += w[i] * x[i] * x[i];
+        const sse = Math.max(0, sxx - (sx * sx) / sw);
+        F[j] = Math.min(F[j], F[i] + sse + lambda * sw * Math.log2(W / sw));
+      }
+    }
+    return F[m];
+  }
+  function points(r: () => number, n: number, kind: number) {
+    const pts = new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const v = kind === 0 ? Math.round((r() * 8 - 4) * 8) / 8 : kind === 1 ? Math.fround((r() - 0.5) * (r() - 0.5) * 4) : Math.round(r() * 3);
+      pts.set(v, (pts.get(v) ?? 0) + 1 + (kind === 2 ? Math.floor(r() * 50) : 0));
+    }
+    const x = [...pts.keys()].sort((a, b) => a - b);
+    return { x, w: x.map((v) => pts.get(v)!) };
+  }
+  it('reaches the plain recurrence at fixed lambda on 60 inputs of up to 300 points', () => {
+    const r = mulberry32(1502);
+    for (let t = 0; t < 60; t++) {
+      const { x, w } = points(r, 2 + Math.floor(r() * 300), t % 3);
+      const lambda = [0.001, 0.02, 0.3, 3][t % 4];
+      const q = native.quantizer('ecsq-dp', Float64Array.from(x), Float64Array.from(w), { k: 4096, lambda });
+      const want = plainDp(x, w, lambda);
+      const W = w.reduce((a, b) => a + b, 0);
+      const T = q.thresholds;
+      const cw = new Float64Array(q.levels.length);
+      let sse = 0;
+      x.forEach((v, i) => {
+        let c = 0;
+        while (c < T.length && T[c] < v) c++;
+        cw[c] += w[i];
+        sse += w[i] * (v - q.levels[c]) ** 2;
+      });
+      let rate = 0;
+      for (const c of cw) if (c > 0) rate += c * Math.log2(W / c);
+      expect(Math.abs(sse + lambda * rate - want)).toBeLessThanOrEqual(1e-9 * Math.max(1, want));
+    }
+  });
+  it('gives the same levels and thresholds as the plain bisection (dpBound: false), for ecsq-dp and ecsq at a rate', () => {
+    const r = mulberry32(1503);
+    for (let t = 0; t < 40; t++) {
+      const { x, w } = points(r, 8 + Math.floor(r() * 400), t % 3);
+      const rate = [1, 2, 3, 4][t % 4];
+      for (const method of ['ecsq-dp', 'ecsq']) {
+        const a = native.quantizer(method, Float64Array.from(x), Float64Array.from(w), { k: 16, rate });
+        const b = native.quantizer(method, Float64Array.from(x), Float64Array.from(w), { k: 16, rate, dpBound: false });
+        expect(Array.from(a.levels)).toEqual(Array.from(b.levels));
+        expect(Array.from(a.thresholds)).toEqual(Array.from(b.thresholds));
+      }
+    }
+  });
+});
+
 describe('the target as a compression ratio', () => {
   it("each tensor's rate is its dtype's bits / C (F32 at C = 8: 4 bits; BF16 at C = 8: 2 bits)", async () => {
     const { quantize } = await import('../lib/index.js');

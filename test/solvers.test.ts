@@ -104,6 +104,64 @@ describe('kmeans-optimal is exact', () => {
     }
   });
 
+  /** O(k n^2) DP over the sorted distinct points, every split scanned: the optimal weighted SSE (the textbook
+   *  recurrence, independent of the native divide and conquer and its AVX2 scan). */
+  function dpReference(x: number[], w: number[], k: number): number {
+    const idx = x.map((_, i) => i).sort((a, b) => x[a] - x[b]);
+    const xs: number[] = [], ws: number[] = [];
+    for (const i of idx) {
+      if (w[i] <= 0) continue;
+      if (xs.length && xs[xs.length - 1] === x[i]) ws[ws.length - 1] += w[i];
+      else { xs.push(x[i]); ws.push(w[i]); }
+    }
+    const m = xs.length;
+    const cost = (i: number, j: number) => { // points [i, j)
+      let sw = 0, sx = 0;
+      for (let t = i; t < j; t++) { sw += ws[t]; sx += ws[t] * xs[t]; }
+      let c = 0;
+      for (let t = i; t < j; t++) c += ws[t] * (xs[t] - sx / sw) ** 2;
+      return c;
+    };
+    const C: number[][] = Array.from({ length: m + 1 }, () => new Array(m + 1).fill(0));
+    for (let i = 0; i < m; i++) for (let j = i + 1; j <= m; j++) C[i][j] = cost(i, j);
+    let prev = Array.from({ length: m + 1 }, (_, j) => C[0][j]);
+    for (let c = 1; c < Math.min(k, m); c++) {
+      const cur = new Array(m + 1).fill(Infinity);
+      cur[0] = 0;
+      for (let j = 1; j <= m; j++) for (let i = 0; i < j; i++) cur[j] = Math.min(cur[j], prev[i] + C[i][j]);
+      prev = cur;
+    }
+    return prev[m];
+  }
+
+  it('equals the textbook DP on adversarial weighted inputs (ties, duplicates, zero weights, k >= distinct, 1e-30 magnitudes)', () => {
+    const r = mulberry32(1501);
+    for (let trial = 0; trial < 120; trial++) {
+      const n = 2 + Math.floor(r() * 160);
+      const kind = trial % 6;
+      const scale = kind === 5 ? 1e-30 : 1;
+      const x = Array.from({ length: n }, (_, i) => {
+        if (kind === 0) return Math.round(r() * 8) / 4; // few distinct values: ties and k >= distinct
+        if (kind === 1) return i % 2 ? 1 : -1; // two values, symmetric
+        if (kind === 2) return (i - n / 2) / 8; // evenly spaced: many equal-cost partitions
+        if (kind === 3) return Math.round((r() - 0.5) * 1e4) / 16;
+        return (r() - 0.5) * 2 * scale; // kind 4, and kind 5 at 1e-30 as in all-but-dead rows
+      });
+      if (kind === 5 && n > 3) x[0] = 1.8e-12; // one outlier beside the tiny values
+      // Importance weights (not integers: the AVX2 scan's division form), some of them zero.
+      const w = Array.from({ length: n }, () => (r() < 0.1 ? 0 : 0.01 + r() * 3));
+      if (!w.some((v) => v > 0)) w[0] = 1;
+      const k = 1 + Math.floor(r() * 17);
+      const lv = solveSync('kmeans-optimal', Float64Array.from(x), { k, weights: Float64Array.from(w) });
+      const got = nearestSse(x, lv, w);
+      const want = dpReference(x, w, k);
+      const total = dpReference(x, w, 1);
+      expect(lv.length).toBeLessThanOrEqual(k);
+      // 1e-12 of the problem's total SSE: the prefix sums' rounding (prefix.h) on the 1e-30 rows.
+      expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-12 * Math.max(want, total * 1e-3) + 1e-300);
+    }
+  });
+
   it('returns the distinct values when k exceeds them', () => {
     const lv = solveSync('kmeans-optimal', new Float64Array([3, 1, 3, 2, 1]), { k: 8 });
     expect(Array.from(lv)).toEqual([1, 2, 3]);

@@ -159,24 +159,60 @@ Cells ecsq_iterate(const WeightedPoints& p, const PrefixSums& ps, EcsqState s, d
 
 // ---- ecsq-dp: exact Lagrangian over contiguous partitions ---------------------------------------------------
 // min over partitions of sum_s SSE(s) + lambda * W_s * log2(W / W_s); returns the cells.
-Cells ecsq_dp_cells(const PrefixSums& ps, double lambda, int kmax) {
+//
+// Speed, with the same result as the plain O(m^2) scan (same candidates compared in the same way, ties to the
+// smallest split):
+//  - log2(W / w) for integer segment weights (counts) comes from a table built with the same expression;
+//  - candidates are scanned from the nearest split down, and the scan stops once no earlier split can win: for
+//    i' <= i, F[i'] + cost(i', j) >= SSE(i, j) + lambda * W_j * log2(W / W_j) (every cell of a partition of the
+//    first j points weighs at most W_j, and a segment's SSE only grows as it extends), so the scan ends when that
+//    bound exceeds the best value by more than the rounding of the prefix sums.
+struct EcsqLogTable {
+  std::vector<double> lg;  // lg[w] = log2(W / w) for integer w in [1, W], or empty
+  explicit EcsqLogTable(const PrefixSums& ps) {
+    const size_t m = ps.m();
+    const double W = ps.W[m];
+    if (!(W <= (double)(1 << 22))) return;
+    for (size_t i = 0; i <= m; ++i)
+      if (ps.W[i] != std::floor(ps.W[i])) return;
+    lg.resize((size_t)W + 1);
+    lg[0] = 0;
+    for (size_t w = 1; w <= (size_t)W; ++w) lg[w] = std::log2(W / (double)w);
+  }
+};
+
+// `optimum`, when given, receives the DP's partition even when it has more than kmax cells (before the throw).
+Cells ecsq_dp_cells(const PrefixSums& ps, const EcsqLogTable& lt, double lambda, int kmax, Cells* optimum = nullptr) {
   const size_t m = ps.m();
   const double W = ps.W.back();
   std::vector<double> F(m + 1, kInf);
   std::vector<size_t> arg(m + 1, 0);
   F[0] = 0;
+  const double* lg = lt.lg.empty() ? nullptr : lt.lg.data();
+  // Rounding of a cost read from the prefix sums: about 1e-16 of the sum of squares about the mean (prefix.h);
+  // the stopping test keeps a margin far above it.
+  const double slack = 1e-9 * (std::fabs(ps.Q[m]) + std::fabs(ps.S[m]) + 1e-300);
   for (size_t j = 1; j <= m; ++j) {
-    for (size_t i = 0; i < j; ++i) {
+    const double Wj = ps.W[j];
+    const double floor_j = Wj < W ? lambda * Wj * std::log2(W / Wj) : 0;  // >= 0
+    double best = kInf;
+    size_t bi = 0;
+    for (size_t i = j; i-- > 0;) {
       double w = ps.W[j] - ps.W[i];
-      double v = F[i] + ps.cost(i, j) + lambda * w * std::log2(W / w);
-      if (v < F[j]) { F[j] = v; arg[j] = i; }
+      double sse = ps.cost(i, j);
+      double v = F[i] + sse + lambda * w * (lg ? lg[(size_t)w] : std::log2(W / w));
+      if (v <= best) { best = v; bi = i; }  // descending i: "<=" keeps the smallest split among ties
+      if (sse + floor_j > best * (1 + 1e-9) + slack) break;
     }
+    F[j] = best;
+    arg[j] = bi;
   }
   Cells c;
   std::vector<size_t> b{m};
   for (size_t j = m; j > 0; j = arg[j]) b.push_back(arg[j]);
   std::reverse(b.begin(), b.end());
   c.bound = b;
+  if (optimum) *optimum = c;
   WP_THROW_IF_NOT((int)c.count() <= kmax, Argument,
                   "ecsq: the rate needs " + std::to_string(c.count()) + " cells, more than 2^bits = " + std::to_string(kmax) + " (raise bits)");
   return c;
@@ -197,6 +233,53 @@ Cells search_lambda(const PrefixSums& ps, double rate, Run run) {
     if (gap < best_gap) { best_gap = gap; best = c; }
     if (h > rate) lo = mid; else hi = mid;
     if (gap < 1e-4) break;
+  }
+  return best;
+}
+
+// search_lambda for the exact DP, with the same result and far fewer DP runs. The DP minimizes D + lambda * R
+// over partitions (D the SSE, R = W * H), a lower envelope of lines in lambda. Once both ends of the bisection
+// bracket have been solved (partitions P_lo, P_hi), one extra DP run at the crossing lambda_x of their lines
+// tells whether any other partition dips below them in between (the envelope is concave and every line is
+// above it at lo and hi, so lambda_x is the only place to look). If none does, every later bisection step is
+// known without a run: below lambda_x the DP returns P_lo (entropy above the rate: lo moves), above it P_hi;
+// neither can become the new best (each was scored when its end was set). The lines are those of the DP's own
+// optima, also where run reports the finest partition instead (more than 2^bits cells): the same optimum gives the
+// same report. Steps within a relative 1e-6 of
+// lambda_x, where rounding decides, still run the DP. (`plain` = false turns this off: a check for tests.)
+template <typename Run>
+Cells search_lambda_dp(const PrefixSums& ps, double rate, bool fast, const Cells& optimum, Run run) {
+  double lo = -30, hi = 10;  // as search_lambda
+  const double var = ps.cost(0, ps.m()) / ps.W.back();
+  const double W = ps.W.back();
+  Cells best;
+  double best_gap = kInf;
+  struct End { bool solved = false; double D = 0, R = 0; };
+  End elo, ehi;
+  double cert_lo = 0, cert_hi = -1, lx = 0;  // certified bracket (log lambda) and the crossing lambda_x
+  for (int it = 0; it < 60; ++it) {
+    double mid = 0.5 * (lo + hi);
+    const double lambda = std::exp(mid) * var;
+    if (fast && mid > cert_lo && mid < cert_hi && std::fabs(lambda - lx) > 1e-6 * lx) {
+      if (lambda < lx) lo = mid; else hi = mid;
+      continue;
+    }
+    Cells c = run(lambda);
+    double h = entropy_of(ps, c);
+    double gap = std::fabs(h - rate);
+    if (gap < best_gap) { best_gap = gap; best = c; }
+    // The line is the DP's own optimum (`optimum`, set by run), also where run reports the finest partition in
+    // its place (more than 2^bits cells): a later run at a lambda where that optimum still wins reports the same.
+    End e{true, sse_of(ps, optimum), W * entropy_of(ps, optimum)};
+    if (h > rate) { lo = mid; elo = e; } else { hi = mid; ehi = e; }
+    if (gap < 1e-4) break;
+    if (!fast || !elo.solved || !ehi.solved || elo.R <= ehi.R || (mid > cert_lo && mid < cert_hi)) continue;
+    // Certify [lo, hi]: the lines of P_lo and P_hi cross at lambda_x; a DP run there finds any line below.
+    const double x = (ehi.D - elo.D) / (elo.R - ehi.R);
+    if (!(x > 0) || !(std::log(x / var) > lo) || !(std::log(x / var) < hi)) continue;
+    run(x);
+    const double vx = sse_of(ps, optimum) + x * W * entropy_of(ps, optimum), env = elo.D + x * elo.R;
+    if (vx >= env - 1e-9 * std::fabs(env)) { cert_lo = lo; cert_hi = hi; lx = x; }
   }
   return best;
 }
@@ -230,10 +313,12 @@ Quantizer solve_ecsq_dp(const WeightedPoints& p, const SolverParams& sp) {
   WP_THROW_IF_NOT(p.size() <= 8192, Argument, "ecsq-dp is O(m^2): at most 8192 distinct values per slice");
   PrefixSums ps(p);
   if (p.size() == 1) return {{p.x[0]}, {}};
-  if (sp.rate <= 0) return quantizer_of(p, ps, ecsq_dp_cells(ps, sp.lambda, sp.k));
-  Cells c = search_lambda(ps, sp.rate, [&](double lambda) {
+  const EcsqLogTable lt(ps);
+  if (sp.rate <= 0) return quantizer_of(p, ps, ecsq_dp_cells(ps, lt, sp.lambda, sp.k));
+  Cells optimum;
+  Cells c = search_lambda_dp(ps, sp.rate, sp.dp_bound, optimum, [&](double lambda) {
     try {
-      return ecsq_dp_cells(ps, lambda, sp.k);
+      return ecsq_dp_cells(ps, lt, lambda, sp.k, &optimum);
     } catch (const Error&) {  // too many cells at this lambda: report as the finest partition allowed
       Cells all;
       for (size_t i = 0; i <= ps.m(); ++i) all.bound.push_back(i);
