@@ -278,6 +278,42 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
         } else {
           const double* th = fused ? f_thr.data() + (s - s0) * (k - 1) : thr.data() + s * (k - 1);
           const double* lv = fused ? f_lvl.data() + (s - s0) * k : lvl.data() + s * k;
+          if (k <= 32 && !in.assign_from && in.dtype != Dtype::F64 && std::is_sorted(th, th + (k - 1))) {
+            // Values of F32, F16 or BF16 are floats: x > t for a double threshold t exactly when x > t_f, t_f the
+            // largest float not above t. So the code, the number of thresholds below x (what assign_code's
+            // search finds over ascending thresholds), is counted with float compares over tiles of 64 values,
+            // which vectorize; the error sums then run in element order as below. The same codes and sums.
+            float tf[31];
+            for (int t = 0; t + 1 < k; ++t) {
+              float f = (float)th[t];
+              if ((double)f > th[t]) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+              tf[t] = f;
+            }
+            constexpr int kT = 64;
+            alignas(32) float xb[kT];
+            alignas(32) int32_t qb[kT];
+            const uint8_t* d = (const uint8_t*)in.data;
+            while (i < se) {
+              const int nt = (int)std::min<uint64_t>(kT, se - i);
+              switch (in.dtype) {
+                case Dtype::F32: std::memcpy(xb, d + i * 4, (size_t)nt * 4); break;
+                case Dtype::F16: for (int j = 0; j < nt; ++j) { uint16_t v; std::memcpy(&v, d + (i + j) * 2, 2); xb[j] = f16_to_f32(v); } break;
+                default: for (int j = 0; j < nt; ++j) { uint16_t v; std::memcpy(&v, d + (i + j) * 2, 2); xb[j] = bf16_to_f32(v); } break;
+              }
+              for (int j = 0; j < nt; ++j) qb[j] = 0;
+              for (int t = 0; t + 1 < k; ++t) {
+                const float f = tf[t];
+                for (int j = 0; j < nt; ++j) qb[j] += xb[j] > f ? 1 : 0;
+              }
+              for (int j = 0; j < nt; ++j) {
+                const int q = qb[j];
+                codes[i + j - b] = (uint8_t)q;
+                err.add((double)xb[j], lv[q]);
+              }
+              i += (uint64_t)nt;
+            }
+            continue;
+          }
           auto run = [&](auto load) {
             for (; i < se; ++i) {
               double x = load(i);
