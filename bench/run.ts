@@ -19,6 +19,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   block: () => import('./block.bench.js'),
   vq: () => import('./vq.bench.js'),
   output: () => import('./output.bench.js'),
+  header: () => import('./header.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');
