@@ -20,6 +20,7 @@ const SUITES: Record<string, () => Promise<{ run: () => Promise<string> }>> = {
   vq: () => import('./vq.bench.js'),
   output: () => import('./output.bench.js'),
   solvers15: () => import('./solvers15.bench.js'),
+  header: () => import('./header.bench.js'),
 };
 
 const args = process.argv.slice(2).filter((a) => a !== '--');

@@ -146,7 +146,9 @@ export class Checkpoint {
 
   /** Every tensor, in file order (shard by shard). */
   tensors(): TensorRef[] {
-    return [...this.entries.values()].map(({ shard: _s, index: _i, ...t }) => t);
+    const out: TensorRef[] = [];
+    for (const e of this.entries.values()) out.push(refOf(e));
+    return out;
   }
 
   has(name: string): boolean {
@@ -154,9 +156,7 @@ export class Checkpoint {
   }
 
   info(name: string): TensorRef {
-    const e = this.entry(name);
-    const { shard: _s, index: _i, ...t } = e;
-    return t;
+    return refOf(this.entry(name));
   }
 
   /**
@@ -229,6 +229,11 @@ function toEntry(f: NativeFile, t: NativeFile['tensors'][number], index: number)
     shard: f,
     index,
   };
+}
+
+/** The public fields of an entry (an object literal: faster than a rest spread over 10^5 entries). */
+function refOf(e: Entry): TensorRef {
+  return { name: e.name, dtype: e.dtype, shape: e.shape, numel: e.numel, byteLength: e.byteLength, file: e.file };
 }
 
 async function exists(p: string): Promise<boolean> {

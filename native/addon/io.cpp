@@ -1,5 +1,6 @@
 // N-API face of checkpoint I/O: open (mmap + validate), zero-copy tensor views, and the streaming writer.
 #include <memory>
+#include <vector>
 
 #include "../core/io/safetensors.h"
 #include "common.h"
@@ -25,16 +26,24 @@ Napi::Value describe(Napi::Env env, const FileRef& f) {
   o.Set("dataOffset", Napi::Number::New(env, (double)f->data_offset()));
   o.Set("writableViews", Napi::Boolean::New(env, f->file()->writable()));
   Napi::Array ts = Napi::Array::New(env, f->tensors().size());
+  // One key string of each kind, and one value string per dtype, made once: a header may have 10^5 entries.
+  const Napi::String k_name = Napi::String::New(env, "name"), k_dtype = Napi::String::New(env, "dtype"),
+                     k_shape = Napi::String::New(env, "shape"), k_begin = Napi::String::New(env, "begin"),
+                     k_end = Napi::String::New(env, "end");
+  std::vector<napi_value> dtypes;
   uint32_t i = 0;
   for (auto& t : f->tensors()) {
     Napi::Object to = Napi::Object::New(env);
-    to.Set("name", t.name);
-    to.Set("dtype", wp::dtype_name(t.dtype));
+    to.Set(k_name, Napi::String::New(env, t.name));
+    const size_t di = (size_t)t.dtype;
+    if (di >= dtypes.size()) dtypes.resize(di + 1, nullptr);
+    if (!dtypes[di]) dtypes[di] = Napi::String::New(env, wp::dtype_name(t.dtype));
+    to.Set(k_dtype, Napi::Value(env, dtypes[di]));
     Napi::Array sh = Napi::Array::New(env, t.shape.size());
     for (uint32_t d = 0; d < t.shape.size(); ++d) sh.Set(d, Napi::Number::New(env, (double)t.shape[d]));
-    to.Set("shape", sh);
-    to.Set("begin", Napi::Number::New(env, (double)t.begin));
-    to.Set("end", Napi::Number::New(env, (double)t.end));
+    to.Set(k_shape, sh);
+    to.Set(k_begin, Napi::Number::New(env, (double)t.begin));
+    to.Set(k_end, Napi::Number::New(env, (double)t.end));
     ts.Set(i++, to);
   }
   o.Set("tensors", ts);

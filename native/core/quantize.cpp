@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "pack.h"
 #include "summarize.h"
+#include "solvers/uniform.h"
 
 namespace wp {
 
@@ -116,8 +117,6 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
 
   // Stages 1-2: summarize and solve every slice (one batch of problems); write its codebook row (padded with its
   // last level) and its decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
-  std::vector<uint32_t> used(ns, 0);
-  std::vector<double> thr(ns * (size_t)(k - 1) + 1), lvl(ns * (size_t)k);
   auto check_finite = [&](size_t s) {
     uint64_t b = s * S, e = std::min(n, b + S);
     if (big16) {
@@ -126,12 +125,19 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       throw_non_finite_at(in.data, in.dtype, b, e);
     }
   };
-  auto write_row = [&](size_t s, const Quantizer& q) {
+  // Slices of at most a chunk that tile it (groups of 128, most rows): each chunk solves its own slices and assigns
+  // them at once, while their values are in cache, with the slices' thresholds and levels in the thread's scratch.
+  // One pass over the tensor instead of two, no tensor-sized threshold tables, and one work item per chunk
+  // instead of one per slice. The output is the same: every slice is solved and assigned exactly as below.
+  const bool fused = !big16 && !params.fixed && !params.fixed_slices && ns > 1 && S <= kChunk && kChunk % S == 0;
+  std::vector<uint32_t> used(ns, 0);
+  std::vector<double> thr(fused ? 0 : ns * (size_t)(k - 1) + 1), lvl(fused ? 0 : ns * (size_t)k);
+  // Writes slice s's codebook row (padded with its last level) and, into L (k entries) and T (k - 1), its stored
+  // levels and its decision thresholds (the solver's, or the midpoints of the stored, rounded levels).
+  auto write_row_to = [&](size_t s, const Quantizer& q, double* L, double* T) {
     const std::vector<double>& lv = q.levels;
     used[s] = (uint32_t)lv.size();
     if (cbd == Dtype::F16) check_f16_levels(lv, s);
-    double* L = lvl.data() + s * (size_t)k;
-    double* T = thr.data() + s * (size_t)(k - 1);
     for (int t = 0; t < k; ++t) {
       size_t src = std::min<size_t>((size_t)t, lv.size() - 1);
       codebook_put(out.codebook, cbd, s * (size_t)k + t, lv[src]);
@@ -141,6 +147,17 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       if ((size_t)t + 1 < lv.size()) T[t] = q.thresholds.empty() ? 0.5 * (L[t] + L[t + 1]) : q.thresholds[(size_t)t];
       else T[t] = std::numeric_limits<double>::infinity();  // padding entries are never chosen
     }
+  };
+  auto write_row = [&](size_t s, const Quantizer& q) { write_row_to(s, q, lvl.data() + s * (size_t)k, thr.data() + s * (size_t)(k - 1)); };
+  SolverParams sp = params.solver;
+  sp.k = k;
+  auto problem = [&](size_t s, WeightedPoints& pts) {
+    uint64_t b = s * S, e = std::min(n, b + S);
+    check_finite(s);
+    if (big16 && !in.importance) points_from_hist16(hist.data() + s * 65536, in.dtype, pts);
+    else summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
+    // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
+    if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
   };
   if (params.fixed || params.fixed_slices) {
     // No solve, but every slice is still checked for NaN/Inf.
@@ -155,19 +172,10 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
       write_row(s, params.fixed_slices ? (*params.fixed_slices)[s] : *params.fixed);
       if (ctx.progress) ctx.progress((double)(s + 1), (double)ns);
     });
-  } else {
-    SolverParams sp = params.solver;
-    sp.k = k;
+  } else if (!fused) {
     SolveBatch batch;
     batch.count = ns;
-    batch.problem = [&](size_t s, WeightedPoints& pts) {
-      uint64_t b = s * S, e = std::min(n, b + S);
-      check_finite(s);
-      if (big16 && !in.importance) points_from_hist16(hist.data() + s * 65536, in.dtype, pts);
-      else summarize_slice(in.data, in.dtype, b, e, in.importance, pts);
-      // A slice whose importance is zero everywhere carries no preference: weigh its values equally.
-      if (pts.size() == 0 && e > b && in.importance) summarize_slice(in.data, in.dtype, b, e, nullptr, pts);
-    };
+    batch.problem = problem;
     batch.result = [&](size_t s, Quantizer& q, const SolveStats&) { write_row(s, q); };
     solve_batch(*solver, sp, batch, ctx);
   }
@@ -196,9 +204,69 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
   if (big16 && S % 8 == 0) {
     be.assign((const uint16_t*)in.data, n, S, luts.data(), pb, out.codes, ctx);
   } else {
+    // Min-max uniform grids depend on a slice's smallest and largest values only: without importance (which can
+    // drop values) they are placed from one scan of the slice, with no summary and no solve. The levels are those
+    // the solver gives (uniform_levels): it solves at unit scale (solve_checked divides by a power of two and
+    // multiplies back), which for the grid's few operations on values of F32, F16 or BF16 range is exact, so the
+    // same doubles. Slices that are constant, or hold a NaN or Inf, go the general way (its error, its mean).
+    const bool minmax = fused && params.method == "uniform" && sp.step == UniformStep::MinMax && !in.importance &&
+                        !in.assign_from && (in.dtype == Dtype::F32 || is16);
+    auto slice_range = [&](size_t s, double& lo, double& hi) {
+      const uint64_t b = s * S, e = std::min(n, b + S);
+      float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+      bool finite = true;
+      auto scan = [&](auto load) {
+        for (uint64_t i = b; i < e; ++i) {
+          const float v = load(i);
+          finite &= std::isfinite(v);
+          mn = std::min(mn, v);
+          mx = std::max(mx, v);
+        }
+      };
+      const uint8_t* d = (const uint8_t*)in.data;
+      switch (in.dtype) {
+        case Dtype::F32: scan([d](uint64_t j) { float v; std::memcpy(&v, d + j * 4, 4); return v; }); break;
+        case Dtype::F16: scan([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return f16_to_f32(v); }); break;
+        default: scan([d](uint64_t j) { uint16_t v; std::memcpy(&v, d + j * 2, 2); return bf16_to_f32(v); }); break;
+      }
+      lo = mn;
+      hi = mx;
+      return finite && e > b;
+    };
+    // Fused: as solve_batch does for a batch of several problems, each solve runs on one thread (sp.threads = 1)
+    // with the slice's index mixed into the seed (solve_one).
+    SolverParams sp1 = sp;
+    sp1.threads = 1;
+    sp1.ctx = nullptr;
+    std::atomic<size_t> solved{0};
     parallel_for(ctx, nchunks, [&](size_t c) {
       uint64_t b = c * kChunk, e = std::min<uint64_t>(n, b + kChunk);
-      std::unique_ptr<uint8_t[]> codes(new uint8_t[e - b]);
+      thread_local std::vector<uint8_t> codes_buf;
+      thread_local std::vector<double> f_thr, f_lvl;
+      thread_local WeightedPoints pts;
+      if (codes_buf.size() < e - b) codes_buf.resize(e - b);
+      uint8_t* codes = codes_buf.data();
+      const uint64_t s0 = b / S;  // fused: the chunk holds slices [s0, s0 + ceil((e - b) / S)) whole
+      if (fused) {
+        const uint64_t s1 = slice_count(e, S);
+        f_thr.resize((size_t)(s1 - s0) * (k - 1) + 1);
+        f_lvl.resize((size_t)(s1 - s0) * k);
+        thread_local Quantizer mq;
+        for (uint64_t s = s0; s < s1; ++s) {
+          double* L = f_lvl.data() + (s - s0) * k;
+          double* T = f_thr.data() + (s - s0) * (k - 1);
+          double lo, hi;
+          if (minmax && slice_range(s, lo, hi) && uniform_minmax_grid(lo, hi, k, sp.symmetric, mq.levels)) {
+            write_row_to(s, mq, L, T);
+            continue;
+          }
+          problem(s, pts);
+          Quantizer q = solve_one(*solver, pts, sp1, s);
+          write_row_to(s, q, L, T);
+        }
+        size_t d = solved.fetch_add(s1 - s0, std::memory_order_relaxed) + (s1 - s0);
+        if (ctx.progress) ctx.progress((double)d, (double)ns);
+      }
       ErrorSums err;
       for (uint64_t i = b; i < e;) {
         uint64_t s = i / S;
@@ -208,8 +276,44 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
           const uint16_t* raw = (const uint16_t*)in.data;
           for (; i < se; ++i) codes[i - b] = L[raw[i]];
         } else {
-          const double* th = thr.data() + s * (k - 1);
-          const double* lv = lvl.data() + s * k;
+          const double* th = fused ? f_thr.data() + (s - s0) * (k - 1) : thr.data() + s * (k - 1);
+          const double* lv = fused ? f_lvl.data() + (s - s0) * k : lvl.data() + s * k;
+          if (k <= 32 && !in.assign_from && in.dtype != Dtype::F64 && std::is_sorted(th, th + (k - 1))) {
+            // Values of F32, F16 or BF16 are floats: x > t for a double threshold t exactly when x > t_f, t_f the
+            // largest float not above t. So the code, the number of thresholds below x (what assign_code's
+            // search finds over ascending thresholds), is counted with float compares over tiles of 64 values,
+            // which vectorize; the error sums then run in element order as below. The same codes and sums.
+            float tf[31];
+            for (int t = 0; t + 1 < k; ++t) {
+              float f = (float)th[t];
+              if ((double)f > th[t]) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+              tf[t] = f;
+            }
+            constexpr int kT = 64;
+            alignas(32) float xb[kT];
+            alignas(32) int32_t qb[kT];
+            const uint8_t* d = (const uint8_t*)in.data;
+            while (i < se) {
+              const int nt = (int)std::min<uint64_t>(kT, se - i);
+              switch (in.dtype) {
+                case Dtype::F32: std::memcpy(xb, d + i * 4, (size_t)nt * 4); break;
+                case Dtype::F16: for (int j = 0; j < nt; ++j) { uint16_t v; std::memcpy(&v, d + (i + j) * 2, 2); xb[j] = f16_to_f32(v); } break;
+                default: for (int j = 0; j < nt; ++j) { uint16_t v; std::memcpy(&v, d + (i + j) * 2, 2); xb[j] = bf16_to_f32(v); } break;
+              }
+              for (int j = 0; j < nt; ++j) qb[j] = 0;
+              for (int t = 0; t + 1 < k; ++t) {
+                const float f = tf[t];
+                for (int j = 0; j < nt; ++j) qb[j] += xb[j] > f ? 1 : 0;
+              }
+              for (int j = 0; j < nt; ++j) {
+                const int q = qb[j];
+                codes[i + j - b] = (uint8_t)q;
+                err.add((double)xb[j], lv[q]);
+              }
+              i += (uint64_t)nt;
+            }
+            continue;
+          }
           auto run = [&](auto load) {
             for (; i < se; ++i) {
               double x = load(i);
@@ -227,7 +331,7 @@ void quantize_tensor(const TensorIn& in, const QuantizeParams& params, const Qua
           }
         }
       }
-      pack_bits(codes.get(), e - b, pb, out.codes + (b / 8) * pb);
+      pack_bits(codes, e - b, pb, out.codes + (b / 8) * pb);
       c_err[c] = err;
     });
   }

@@ -1,6 +1,9 @@
 #include "json.h"
 
 #include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string_view>
 #include <unordered_set>
 
 #include "../error.h"
@@ -25,11 +28,47 @@ class Parser {
     return v;
   }
 
+  // The document must be an object: its members go to `member` one by one, in file order, and are not kept.
+  void parse_members(const MemberFn& member) {
+    skip_ws();
+    if (i_ >= n_ || s_[i_] != '{') fail("expected '{'");
+    ++i_;
+    // Keys seen, as views: into the text itself for a key written without escapes (its decoded form is its raw
+    // bytes: an escape always decodes to fewer bytes than it takes), else into a copy kept here.
+    std::unordered_set<std::string_view> seen;
+    std::deque<std::string> unescaped;
+    seen.reserve(n_ / 128);
+    if (!eat('}')) {
+      do {
+        skip_ws();
+        if (i_ >= n_ || s_[i_] != '"') fail("expected a string key");
+        const size_t raw = i_ + 1;
+        std::string key = parse_string();
+        if (dup_) {
+          std::string_view kv(s_ + raw, key.size());
+          if (i_ - raw - 1 != key.size()) kv = unescaped.emplace_back(key);
+          if (!seen.insert(kv).second) duplicate(key, 0);
+        }
+        expect(':');
+        Value v = parse_value(1);
+        member(key, v);
+      } while (eat(','));
+      expect('}');
+    }
+    skip_ws();
+    if (i_ != n_) fail("trailing characters after the JSON value");
+  }
+
  private:
   const char* s_;
   size_t n_, i_ = 0;
   bool dup_;
 
+  // At the top level of a safetensors header a key is a tensor name: report it as the tensor.
+  [[noreturn]] void duplicate(const std::string& key, int depth) {
+    throw Error(Code::Format, "invalid JSON header at byte " + std::to_string(i_) + ": duplicate key \"" + key + "\"",
+                depth == 0 ? key : std::string());
+  }
   [[noreturn]] void fail(const std::string& what) {
     throw Error(Code::Format, "invalid JSON header at byte " + std::to_string(i_) + ": " + what);
   }
@@ -54,16 +93,25 @@ class Parser {
     if (c == '{') {
       ++i_;
       v.kind = Value::Kind::Object;
+      // Duplicate keys: a linear scan while the object is small (a tensor entry has three members), a hash set of
+      // the keys beyond that.
+      constexpr size_t kScan = 16;
       std::unordered_set<std::string> seen;
       if (eat('}')) return v;
       do {
         skip_ws();
         if (i_ >= n_ || s_[i_] != '"') fail("expected a string key");
         std::string key = parse_string();
-        if (dup_ && !seen.insert(key).second) {
-          // At the top level of a safetensors header a key is a tensor name: report it as the tensor.
-          throw Error(Code::Format, "invalid JSON header at byte " + std::to_string(i_) + ": duplicate key \"" + key + "\"",
-                      depth == 0 ? key : std::string());
+        if (dup_) {
+          const size_t m = v.members.size();
+          if (m == kScan) for (const auto& mb : v.members) seen.insert(mb.first);
+          bool dup = false;
+          if (m < kScan) {
+            for (const auto& mb : v.members) if (mb.first == key) { dup = true; break; }
+          } else {
+            dup = !seen.insert(key).second;
+          }
+          if (dup) duplicate(key, depth);
         }
         expect(':');
         Value member = parse_value(depth + 1);
@@ -118,8 +166,13 @@ class Parser {
       if (i_ >= n_ || s_[i_] < '0' || s_[i_] > '9') fail("bad number");
       while (i_ < n_ && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
     }
-    std::string lit(s_ + start, i_ - start);
-    v.number = std::strtod(lit.c_str(), nullptr);
+    if (integer && !overflow) {
+      // A uint64 converts to the nearest double, as strtod rounds the literal: the same value, without the copy.
+      v.number = v.negative ? -(double)u : (double)u;
+    } else {
+      std::string lit(s_ + start, i_ - start);
+      v.number = std::strtod(lit.c_str(), nullptr);
+    }
     v.is_integer = integer && !overflow;
     v.uint = u;
   }
@@ -152,6 +205,10 @@ class Parser {
     std::string out;
     for (;;) {
       if (i_ >= n_) fail("unterminated string");
+      // A run of plain characters in one append.
+      size_t j = i_;
+      while (j < n_ && s_[j] != '"' && s_[j] != '\\' && (unsigned char)s_[j] >= 0x20) ++j;
+      if (j > i_) { out.append(s_ + i_, j - i_); i_ = j; continue; }
       char c = s_[i_++];
       if (c == '"') return out;
       if ((unsigned char)c < 0x20) fail("control character in string");
@@ -193,10 +250,19 @@ Value parse(const char* text, size_t len, bool reject_duplicates) {
   return Parser(text, len, reject_duplicates).parse_document();
 }
 
+void parse_members(const char* text, size_t len, const MemberFn& member, bool reject_duplicates) {
+  Parser(text, len, reject_duplicates).parse_members(member);
+}
+
 bool valid_utf8(const char* text, size_t len, size_t* bad_at) {
   const unsigned char* s = (const unsigned char*)text;
   size_t i = 0;
   while (i < len) {
+    if (len - i >= 8) {  // eight ASCII bytes at a time
+      uint64_t w;
+      std::memcpy(&w, s + i, 8);
+      if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
+    }
     unsigned c = s[i];
     if (c < 0x80) { ++i; continue; }
     size_t n;

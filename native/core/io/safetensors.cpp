@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <unordered_set>
 
 #include "../error.h"
@@ -64,31 +65,26 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   size_t bad = 0;
   if (!json::valid_utf8((const char*)base + 8, n, &bad))
     fail(Code::Format, path, "", "header is not valid UTF-8 (at byte " + std::to_string(8 + bad) + ")");
-  json::Value root;
-  try {
-    root = json::parse((const char*)base + 8, n, true);
-  } catch (Error& e) {
-    fail(Code::Format, path, e.tensor(), e.what());
-  }
-  if (root.kind != json::Value::Kind::Object) fail(Code::Format, path, "", "header is not a JSON object");
   f->data_offset_ = 8 + n;
   const uint64_t data_size = size - f->data_offset_;
-  for (auto& m : root.members) {
-    const std::string& name = m.first;
-    const json::Value& v = m.second;
+  // The header is read member by member (json::parse_members): each tensor entry becomes a TensorInfo at once and
+  // its JSON is dropped, so memory and time stay linear and small in the number of entries. A problem with an
+  // entry is reported only once the whole header has parsed as JSON, as before: syntax errors come first, then
+  // the first bad entry in file order.
+  std::exception_ptr bad_entry;
+  auto entry = [&](std::string& name, json::Value& v) {
     if (name == "__metadata__") {
-      if (v.kind == json::Value::Kind::Null) continue;  // the reference reader's Option: null is no metadata
+      if (v.kind == json::Value::Kind::Null) return;  // the reference reader's Option: null is no metadata
       if (v.kind != json::Value::Kind::Object) fail(Code::Format, path, "", "__metadata__ is not an object");
       for (auto& kv : v.members) {
         if (kv.second.kind != json::Value::Kind::String)
           fail(Code::Format, path, "", "__metadata__ value for \"" + kv.first + "\" is not a string");
         f->metadata_.emplace_back(kv.first, kv.second.str);
       }
-      continue;
+      return;
     }
     if (v.kind != json::Value::Kind::Object) fail(Code::Format, path, name, "tensor entry is not an object");
     TensorInfo t;
-    t.name = name;
     const json::Value* dt = v.find("dtype");
     const json::Value* sh = v.find("shape");
     const json::Value* off = v.find("data_offsets");
@@ -98,6 +94,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       fail(Code::Format, path, name, "data_offsets must be an array of two integers");
     t.dtype = dtype_from_name(dt->str);
     if (t.dtype == Dtype::Unknown) fail(Code::Dtype, path, name, "unknown dtype \"" + dt->str + "\"");
+    t.shape.reserve(sh->items.size());
     for (auto& d : sh->items) {
       if (d.kind != json::Value::Kind::Number || !d.is_integer || d.negative)
         fail(Code::Format, path, name, "shape entries must be non-negative integers");
@@ -123,8 +120,22 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (expect != t.end - t.begin)
       fail(Code::Format, path, name, "holds " + std::to_string(t.end - t.begin) + " bytes but dtype " + dt->str +
                                          " and its shape need " + std::to_string(expect));
+    t.name = std::move(name);
     f->tensors_.push_back(std::move(t));
+  };
+  try {
+    json::parse_members((const char*)base + 8, n, [&](std::string& name, json::Value& v) {
+      if (bad_entry) return;
+      try {
+        entry(name, v);
+      } catch (Error&) {
+        bad_entry = std::current_exception();
+      }
+    }, true);
+  } catch (Error& e) {
+    fail(Code::Format, path, e.tensor(), e.what());
   }
+  if (bad_entry) std::rethrow_exception(bad_entry);
   // Contiguous and non-overlapping, covering the whole data section.
   std::vector<const TensorInfo*> order;
   for (auto& t : f->tensors_) order.push_back(&t);
