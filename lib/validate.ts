@@ -190,6 +190,11 @@ export type ResolvedQuantizeOptions = Required<
   maxShardSize: number;
   /** Things the caller should know about the options (deprecated spellings). */
   warnings: string[];
+  /**
+   * The codebook dtype is the default, not asked for: a tensor whose levels F16 cannot hold then takes F32 codebooks
+   * without a warning (the scheme records its dtype); asked-for F16 warns.
+   */
+  codebookDtypeDefault?: boolean;
   include: string[];
   exclude: string[];
   importance?: string;
@@ -496,6 +501,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec).map((m) => m.name);
     if (owners.length) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
+  if (given.codebookDtype === undefined) r.codebookDtypeDefault = true;
   // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
   for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;
   // Options of a codec that is not used are refused when given, as another method's options are.
