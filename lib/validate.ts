@@ -61,8 +61,9 @@ export interface QuantizeOptions extends CommonOptions {
   /** A named recipe: q3_k_m, q4_k_m, q5_k_m, q6_k (docs/RECIPES.md gives their rules). */
   preset?: string;
   /**
-   * Bits per weight of the quantized tensors at most (codebooks, scales and codes over their weights): each tensor's
-   * bits (2 to 8) are chosen for the least total squared error (importance-weighted when given) within it.
+   * Bits per weight of the output at most: every stored byte (codebooks, scales, codes, kept tensors) over every
+   * weight, as the report's total.bitsPerWeight. Each quantized tensor's bits (2 to 8) are chosen for the least total
+   * squared error (importance-weighted when given) within it (lib/budget.ts, docs/RECIPES.md).
    */
   maxBpw?: number;
   /** The written file's bytes at most (a number, or "500MB"): each tensor's bits are chosen as for maxBpw. */
@@ -213,6 +214,11 @@ export type ResolvedQuantizeOptions = Required<
   maxShardSize: number;
   /** Things the caller should know about the options (deprecated spellings). */
   warnings: string[];
+  /**
+   * The codebook dtype is the default, not asked for: a tensor whose levels F16 cannot hold then takes F32 codebooks
+   * without a warning (the scheme records its dtype); asked-for F16 warns.
+   */
+  codebookDtypeDefault?: boolean;
   include: string[];
   exclude: string[];
   importance?: string;
@@ -324,7 +330,7 @@ export const PRESET = option({
 });
 export const MAX_BPW = option({
   name: 'maxBpw', type: 'number', max: 32, unit: 'bits per weight',
-  doc: "bits per weight of the quantized tensors at most: each tensor's bits (2-8) chosen for the least total squared error (importance-weighted when given) within it; see docs/RECIPES.md",
+  doc: "bits per weight of the output at most (every stored byte over every weight, kept tensors included, as the report's total): each tensor's bits (2-8) chosen for the least total squared error (importance-weighted when given) within it; see docs/RECIPES.md",
   flag: '--max-bpw', metavar: 'X', excludes: ['targetSize'],
 });
 export const TARGET_SIZE = option({
@@ -526,6 +532,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
     const owners = (METHODS as readonly MethodEntry[]).filter((m) => m.codec === codec || m.extraCodecs?.includes(codec)).map((m) => m.name);
     if (owners.length && !owners.includes(method)) fail('codec', `the ${codec} codec stores methods ${owners.join(', ')} only, not ${method}`);
   }
+  if (given.codebookDtype === undefined) r.codebookDtypeDefault = true;
   // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
   for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;
   // Options of a codec that is not used are refused when given, as another method's options are.

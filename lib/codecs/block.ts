@@ -76,6 +76,9 @@ interface BlockLayout {
   sizes: NativeBlockSizes;
 }
 
+/** Options of the scalar codec for tensors the block format cannot take: per row, F32 codebooks (as before issue 16's F16 default). */
+const ROW_FALLBACK = { granularity: 'row', codebookDtype: 'F32' } as const;
+
 export const blockCodec = {
   name: 'block' as const,
   summary: 'a scale per block of weights and a level table learned exactly for the tensor (docs/BLOCK.md)',
@@ -85,6 +88,7 @@ export const blockCodec = {
   storedNames: (name) => [codebookName(name), scalesName(name), ...codeNames(name)],
 
   plan(t, o) {
+    // The block codec takes no codebook dtype: its per-row fallback keeps the F32 codebooks it always had.
     const rowLen = t.shape.length >= 2 ? t.numel / t.shape[0] : t.numel;  // a 1-D tensor is one row
     const dq = o.doubleQuant;
     // With one table per tensor the decode x̂[i] = s_⌊i/B⌋ T[code[i]] does not depend on rows: when blocks do not
@@ -94,7 +98,7 @@ export const blockCodec = {
     if (rowLen % o.blockSize !== 0 && o.table === 'tensor' && t.numel % o.blockSize === 0) cols = t.numel;
     if (cols % o.blockSize !== 0)
       return {
-        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        fallback: { codec: 'scalar', options: ROW_FALLBACK },
         warning: o.table === 'row'
           ? `tensor "${t.name}": with --table row, rows of ${cols} must be a multiple of the block size ${o.blockSize}: quantized per row instead`
           : `tensor "${t.name}": its ${t.numel} weights are not a multiple of the block size ${o.blockSize}: quantized per row instead`,
@@ -105,7 +109,7 @@ export const blockCodec = {
       for (let s = dq.superBlock - o.blockSize; s >= o.blockSize && fit.length < 2; s -= o.blockSize) if (cols % s === 0) fit.push(s);
       const hint = fit.length ? ` (--double-quant ${fit.map((s) => `${dq.bits}/${s}`).join(' or ')} would fit)` : '';
       return {
-        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        fallback: { codec: 'scalar', options: ROW_FALLBACK },
         warning: `tensor "${t.name}": with --table row, rows of ${cols} must be a multiple of the super-block ${dq.superBlock}${hint}: quantized per row instead`,
       };
     }
@@ -115,7 +119,7 @@ export const blockCodec = {
     const src = DTYPE_SIZE[t.dtype] * 8;
     if (sizes.bitsPerWeight > src)
       return {
-        fallback: { codec: 'scalar', options: { granularity: 'row' } },
+        fallback: { codec: 'scalar', options: ROW_FALLBACK },
         warning: `tensor "${t.name}": the block format would take ${sizes.bitsPerWeight.toFixed(1)} bits per weight, more than keeping it (${t.dtype}, ${src}): quantized per row instead`,
       };
     const layout: BlockLayout = { cols, sizes };

@@ -29,7 +29,8 @@ export const GROUP_SIZE = option({
 });
 export const CODEBOOK_DTYPE = option({
   name: 'codebookDtype', type: 'enum', values: ['F32', 'F16'], default: 'F16', defaultDoc: 'F16; vector codec: F32',
-  doc: "dtype of the stored codebooks (the flag takes f32 | f16 too); F16 levels outside F16's normal range fall back to F32 for that tensor, with a warning", flag: '--codebook-dtype', metavar: 'D', parseFlag: (v) => v.toUpperCase(),
+  doc: "dtype of the stored codebooks (the flag takes f32 | f16 too); a tensor whose levels F16 cannot hold gets F32 codebooks (a warning when F16 was asked for)",
+  flag: '--codebook-dtype', metavar: 'D', parseFlag: (v) => v.toUpperCase(),
 });
 
 /** The slicing and sizes of a tensor under the scalar codec. */
@@ -232,7 +233,7 @@ export const scalarCodec = {
         codebook = new Uint8Array(step.codebookBytes);
         params.codebookDtype = 'F32';
         stats = await run();
-        job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 codebooks instead of F16`);
+        if (!o.codebookDtypeDefault) job.warnings.push(`tensor "${t.name}": ${err.message}; stored with F32 codebooks instead of F16`);
       }
       // A rate (--rate, or a compression ratio) is the bits per weight of what is written: codebooks, the entropy-
       // coded stream and its padding, whatever the importance (Choi et al.; the solver targets the entropy of its
