@@ -240,6 +240,10 @@ export const vectorCodec = {
     const coded = codesOut.coded ? { ...codesOut.coded, entropy: codesOut.coded.entropy * perWeight, avgCodeLength: codesOut.coded.avgCodeLength * perWeight } : undefined;
     const metrics: StoredMetrics = metricsOf(t, { n: t.numel, sse, signal, maxAbsErr }, bytesOut, coded, l.groups * o.centroids * dk);
     if (r.outputError !== undefined) metrics.layerOutputError = { initial: r.outputErrorInitial!, final: r.outputError };
+    // The file stores the chosen rank only: the estimate's sampled clustering errors depend in their last bits on the
+    // distance kernel this CPU runs (AVX2 or not; vqKernelIsa), and a file must not (the same input and options give
+    // a byte-identical file). The run's report carries the estimate.
+    const stored: StoredMetrics = rank !== 0 ? { ...metrics, rank: { chosen: dk } } : metrics;
     if (rank !== 0) metrics.rank = { chosen: dk, ...(r.estimate.length ? { estimate: r.estimate } : {}) };
     const granularity = l.codebookRows < l.rows ? 'group' : 'tensor';
     const fields: VectorFields = {
@@ -266,7 +270,7 @@ export const vectorCodec = {
       codebookDtype,
       vector: fields,
       params: { solver: method.solver(o), ...method.recordedParams(o), ...(gram ? { calibration: true } : {}) },
-      metrics,
+      metrics: stored,
     };
     return {
       scheme,
