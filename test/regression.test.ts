@@ -99,7 +99,13 @@ describe.each(INPUTS)('regression hashes: $key', ({ key, path, slowInclude }) =>
               ['group', { subvector: 3, centroids: 8, codebookRows: 8, rowScale: true, codebookDtype: 'F16' }],
             ]
           : // F32 codebooks as recorded: the default became F16 (issue 16), which the set does not re-record.
-            GRANULARITIES.map((granularity) => [granularity, { bits: 3, granularity, ...(granularity === 'group' ? { groupSize: 64 } : {}), ...(granularity !== 'block' ? { codebookDtype: 'F32' as const } : {}) }]);
+            // Pinned only where the codec the method takes at that granularity stores a codebook (not block, not
+            // uniform's int codec per group).
+            GRANULARITIES.map((granularity) => {
+              const codec = ('defaultCodec' in m && m.defaultCodec?.({ granularity })) || 'scalar';
+              const pin = granularity !== 'block' && codec === 'scalar';
+              return [granularity, { bits: 3, granularity, ...(granularity === 'group' ? { groupSize: 64 } : {}), ...(pin ? { codebookDtype: 'F32' as const } : {}) }];
+            });
       for (const [layout, layoutOptions] of layouts) {
         for (const entropy of ENTROPY) {
           const id = `${key}/${m.name}/${layout}/${entropy}`;
