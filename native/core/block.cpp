@@ -36,16 +36,6 @@ std::string num_str(double v) {
 }
 inline uint64_t align8(uint64_t b) { return (b + 7) & ~(uint64_t)7; }
 
-void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out) {
-  switch (d) {
-    case Dtype::F32: std::memcpy(out, (const float*)data + begin, n * 4); return;
-    case Dtype::F16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(s[i]); return; }
-    case Dtype::BF16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(s[i]); return; }
-    case Dtype::F64: { const double* s = (const double*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = (float)s[i]; return; }
-    default: throw Error(Code::Dtype, std::string("cannot quantize dtype ") + dtype_name(d));
-  }
-}
-
 // A level table: K levels (ascending unless the solver's thresholds define the cells), K-1 thresholds in the
 // normalized domain u (a value gets level t when th[t-1] < u <= th[t]); levels past `used` repeat the last one
 // and their thresholds are +inf (never chosen).

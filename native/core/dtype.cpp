@@ -100,4 +100,14 @@ size_t convert_float(const void* src, Dtype from, size_t n, Dtype to, void* dst,
   return sat;
 }
 
+void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out) {
+  switch (d) {
+    case Dtype::F32: std::memcpy(out, (const float*)data + begin, n * 4); return;
+    case Dtype::F16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(s[i]); return; }
+    case Dtype::BF16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(s[i]); return; }
+    case Dtype::F64: { const double* s = (const double*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = (float)s[i]; return; }
+    default: throw Error(Code::Dtype, std::string("cannot quantize dtype ") + dtype_name(d));
+  }
+}
+
 }  // namespace wp

@@ -103,6 +103,10 @@ enum class Overflow { Error, Saturate };
 // are stored as they are.
 size_t store_from_float(const float* src, size_t n, Dtype d, void* dst, Overflow ov = Overflow::Error);
 // Converts n values between float dtypes, as store_from_float; returns the count of saturated values.
+// Elements [begin, begin + n) of a float tensor of dtype d (F32, F16, BF16, F64) as F32 into out; E_DTYPE for any
+// other dtype.
+void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out);
+
 size_t convert_float(const void* src, Dtype from, size_t n, Dtype to, void* dst, Overflow ov = Overflow::Error);
 
 }  // namespace wp

@@ -59,16 +59,6 @@ float get_scale(const uint8_t* base, uint64_t g, Dtype d) {
   return d == Dtype::F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
-void load_f32(const void* data, Dtype d, size_t begin, size_t n, float* out) {
-  switch (d) {
-    case Dtype::F32: std::memcpy(out, (const float*)data + begin, n * 4); return;
-    case Dtype::F16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(s[i]); return; }
-    case Dtype::BF16: { const uint16_t* s = (const uint16_t*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(s[i]); return; }
-    case Dtype::F64: { const double* s = (const double*)data + begin; for (size_t i = 0; i < n; ++i) out[i] = (float)s[i]; return; }
-    default: throw Error(Code::Dtype, std::string("cannot quantize dtype ") + dtype_name(d));
-  }
-}
-
 // One group's quantizer: scale (as stored) and zero point z (the code of 0).
 struct Q {
   float s = 0;
