@@ -5,12 +5,11 @@
  */
 import { Checkpoint } from './checkpoint.js';
 import { codecOf } from './codecs/registry.js';
-import { applyRowOffsets, checkRowOffsets } from './codecs/rowmean.js';
+import { checkRowOffsets, decodeEntry } from './codecs/rowmean.js';
 import { DTYPE_SIZE, isFloatDtype, numel } from './dtype.js';
 import { FormatError, fromNative, type WeightpressError } from './errors.js';
 import { DIGEST_KEY, FORMAT_KEY, isQuantized, type FileScheme, type TensorScheme } from './format.js';
 import { Cancel, ProgressClock, reportProgress } from './job.js';
-import { loadNative } from './load.js';
 import { ruleLabel } from './recipe.js';
 import { totals, type Report, type TensorReport } from './report.js';
 import { ShardWriter, ensureDir, groupBySize, indexName, outputTarget, prepareOutput, readScheme, removeIfEmpty, shardNames } from './shards.js';
@@ -143,16 +142,7 @@ export async function decode(input: string, output: string, options: DecodeOptio
         try {
           const before = djob.saturated;
           const c = codecOf(s, { file: ckpt.path, tensor: name });
-          if (isQuantized(s) && s.rowOffset !== undefined) {
-            // Row offsets are added in F32 (fl32(x̂ + o)), then the values are rounded once to the output dtype.
-            const f32 = await c.decode(name, s, 'F32', djob);
-            await applyRowOffsets(ckpt, s, f32);
-            if (dt === 'F32') dense = f32;
-            else {
-              dense = new Uint8Array(numel(s.shape) * DTYPE_SIZE[dt]);
-              djob.saturated += await loadNative().convert(f32, 'F32', dt, dense, name, djob.allowOverflow);
-            }
-          } else dense = await c.decode(name, s, dt, djob);
+          dense = isQuantized(s) ? await decodeEntry(c, name, s, dt, djob) : await c.decode(name, s, dt, djob);
           if (djob.saturated > before) warnings.push(`tensor "${name}": ${djob.saturated - before} values beyond ${dt}'s range saturated to its largest finite value`);
         } catch (e) {
           throw asInputError(fromNative(e, { file: ckpt.path, tensor: name }, at), ckpt.path, name);

@@ -11,7 +11,8 @@ import type { TensorRef } from './checkpoint.js';
 import type { Codec, DecodeJob, TensorSource, TensorTask } from './codecs/codec.js';
 import { DTYPE_SIZE, isFloatDtype } from './dtype.js';
 import { ArgumentError, fromNative } from './errors.js';
-import type { QuantizedScheme, StoredMetrics, TensorScheme } from './format.js';
+import { isQuantized, type QuantizedScheme, type StoredMetrics, type TensorScheme } from './format.js';
+import { decodeEntry } from './codecs/rowmean.js';
 import type { Cancel, TensorSink } from './job.js';
 import { loadNative } from './load.js';
 import { renderReportHtml } from './report-html.js';
@@ -454,7 +455,8 @@ export class TensorWatch {
     if (!kept) {
       decoded = new Bins(w.min, w.max);
       const job: DecodeJob = { ckpt: this.captured, threads, cancel, allowOverflow: true, saturated: 0 };
-      const dense = await codec.decode(t.name, scheme, t.dtype, job);
+      // As decode() gives it: with the row offsets (--preserve-mean), rounded once to the tensor's dtype.
+      const dense = isQuantized(scheme) ? await decodeEntry(codec, t.name, scheme, t.dtype, job) : await codec.decode(t.name, scheme, t.dtype, job);
       await eachF32(dense, t.dtype, t.name, (v) => decoded!.add(v));
     }
     let levels: number[] | null = null;

@@ -623,6 +623,8 @@ export async function fromTfjs(model: tf.LayersModel, path: string, options: Fro
       granularity: 'tensor',
       bits,
       levels: levels.join(','),
+      // F32 codebooks: the trained levels stored exactly, so that decode gives the hard kernels bit for bit.
+      codebookDtype: 'F32',
       include: [...given.keys()],
       minElements: 0,
       minDims: 0,

@@ -535,6 +535,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions = {}): ResolvedQuantiz
   if (given.codebookDtype === undefined) r.codebookDtypeDefault = true;
   // A codec's own defaults of shared options (the vector codec's F32 codebooks) where the caller gave none.
   for (const [k, v] of Object.entries(CODECS.find((c) => c.name === codec)?.defaults ?? {})) if (given[k] === undefined) r[k] = v;
+  for (const [k, v] of Object.entries(entry?.codecDefaults ?? {})) if (given[k] === undefined && (CODECS.find((c) => c.name === codec)?.options ?? []).some((s) => s.name === k)) r[k] = v;
   // Options of a codec that is not used are refused when given, as another method's options are.
   const inUse = CODECS.find((c) => c.name === codec)?.options ?? [];
   for (const r of CODEC_OPTIONS)

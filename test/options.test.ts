@@ -141,7 +141,9 @@ describe('defaults from the declarations', () => {
       else if (spec.name === 'codec') expect(r.codec, `${m.name} codec`).toBe(m.codec ?? spec.default);
       // A method's own default granularity (ecsq: tensor), a codec's own default codebook dtype (vector: F32).
       else if (spec.name === 'granularity') expect(r.granularity, `${m.name} granularity`).toBe(m.granularity ?? spec.default);
-      else if (spec.name === 'codebookDtype') expect(r.codebookDtype, `${m.name} codebookDtype`).toBe(m.codec === 'vector' ? 'F32' : spec.default);
+      // ... or the method's own codec defaults (normal-float: F32 levels).
+      else if (spec.name === 'codebookDtype')
+        expect(r.codebookDtype, `${m.name} codebookDtype`).toBe(m.codec === 'vector' ? 'F32' : ((m as { codecDefaults?: Record<string, unknown> }).codecDefaults?.codebookDtype ?? spec.default));
       else expect(r[spec.name], `${m.name} ${spec.name}`).toEqual(spec.default);
     }
   });

@@ -134,10 +134,11 @@ describe('sharded outputs are all or nothing', () => {
     const dir = join(tmp.dir, 'blocked');
     mkdirSync(join(dir, 'model-00003-of-00005.safetensors'), { recursive: true }); // a directory where shard 3 goes
     const before = readdirSync(dir).sort();
-    const p = await plan(emotion, { method: 'uniform', bits: 4, maxShardSize: '60KB' });
+    // F32 codebooks: the shard count below was sized for them (the default became F16, issue 16).
+    const p = await plan(emotion, { method: 'uniform', bits: 4, maxShardSize: '60KB', codebookDtype: 'F32' });
     expect(new Set(shardTasks(p.tasks, p.maxShardSize).map((s) => s.file)).size).toBe(5);
     let progress = 0;
-    await expect(quantize(emotion, dir + '/', { method: 'uniform', bits: 4, maxShardSize: '60KB', onProgress: () => progress++ })).rejects.toMatchObject({
+    await expect(quantize(emotion, dir + '/', { method: 'uniform', bits: 4, maxShardSize: '60KB', codebookDtype: 'F32', onProgress: () => progress++ })).rejects.toMatchObject({
       code: 'E_ARGUMENT',
       file: join(dir, 'model-00003-of-00005.safetensors'),
     });

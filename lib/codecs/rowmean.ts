@@ -24,7 +24,7 @@ import type { QuantizedScheme, StoredMetrics } from '../format.js';
 import type { TensorSink } from '../job.js';
 import { loadNative } from '../load.js';
 import { option } from '../methods/options.js';
-import type { Codec, DecodeJob, EncodeJob, EncodeResult, TaskOptions, TensorTask } from './codec.js';
+import type { Codec, DecodeJob, EncodeJob, EncodeResult, TaskOptions, TensorSource, TensorTask } from './codec.js';
 
 export const PRESERVE_MEAN = option({
   name: 'preserveMean', type: 'enum', values: ['auto', 'on', 'off'], default: 'auto', defaultDoc: 'auto: on for the block codec, off for scalar and vector',
@@ -177,8 +177,23 @@ export async function addRowOffsets(task: TensorTask, job: EncodeJob, codec: Cod
   return { scheme: { ...s, rowOffset: name, rowOffsetDtype: dtype, ...(D !== 1 ? { rowOffsetScale: D } : {}), metrics }, metrics, report: r.report };
 }
 
+/**
+ * A stored entry decoded to `dtype` with its row offsets, if it has any: decoded in F32, the offsets added in F32
+ * (fl32(x̂ + o)), then rounded once to `dtype` (saturated values counted in job.saturated). Used by decode() and by
+ * the report file, so both see the same values.
+ */
+export async function decodeEntry(codec: Codec, name: string, s: QuantizedScheme, dtype: string, job: DecodeJob): Promise<Uint8Array> {
+  if (s.rowOffset === undefined) return codec.decode(name, s, dtype, job);
+  const f32 = await codec.decode(name, s, 'F32', job);
+  await applyRowOffsets(job.ckpt, s, f32);
+  if (dtype === 'F32') return f32;
+  const dense = new Uint8Array(numel(s.shape) * DTYPE_SIZE[dtype as keyof typeof DTYPE_SIZE]);
+  job.saturated += await loadNative().convert(f32, 'F32', dtype, dense, name, job.allowOverflow);
+  return dense;
+}
+
 /** Adds a stored entry's row offsets to its F32 decode (in place). */
-export async function applyRowOffsets(ckpt: Checkpoint, s: QuantizedScheme, dense: Uint8Array): Promise<void> {
+export async function applyRowOffsets(ckpt: TensorSource, s: QuantizedScheme, dense: Uint8Array): Promise<void> {
   const { rows, cols } = rowsOf(s.shape);
   const b = ckpt.bytes(s.rowOffset!);
   const o = new Float32Array(rows);

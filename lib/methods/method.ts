@@ -89,6 +89,11 @@ export interface MethodEntry {
    * than the rate itself on short rows (issue 16: ecsq --rate 3 wrote 11.97 bits per weight per row).
    */
   granularity?: 'tensor' | 'row';
+  /**
+   * The method's own defaults for codec options the caller did not give, applied after the codec's (normal-float:
+   * F32 codebooks, so that its levels are the F32 values bitsandbytes' NF4 decodes to).
+   */
+  codecDefaults?: Readonly<Record<string, unknown>>;
   /** Bits per code when the caller gives none. */
   defaultBits: (o: MethodOptions) => number;
   /** A problem with the options, or undefined. */

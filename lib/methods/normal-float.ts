@@ -15,4 +15,6 @@ export const normalFloat = defineMethod({
   seeded: false,
   solver: () => 'normal-float',
   options: [],
+  // F32 levels: absmax x NF4 as bitsandbytes decodes it (F16 codebooks, the scalar default, would round them).
+  codecDefaults: { codebookDtype: 'F32' },
 });
