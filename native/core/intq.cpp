@@ -84,8 +84,18 @@ struct Group {
   }
 };
 
+// std::nearbyint (round half to even) without the libm call, for values whose result is clamped to [0, 255] after:
+// v is first clamped to +-2^50 (which changes no clamped result), then (v + 1.5*2^52) - 1.5*2^52 rounds it to an
+// integer in the default rounding mode exactly as nearbyint does (wp_core builds without -ffast-math and with
+// -ffp-contract=off, so the two operations stay as written).
+inline double rint_bounded(double v) {
+  constexpr double kBound = 0x1p50, kShift = 0x1.8p52;
+  v = std::min(std::max(v, -kBound), kBound);
+  return (v + kShift) - kShift;
+}
+
 inline int code_of(float x, double inv, int z, int L) {
-  const double t = std::nearbyint((double)x * inv) + z;
+  const double t = rint_bounded((double)x * inv) + z;
   return (int)std::min<double>(L, std::max<double>(0, t));
 }
 
@@ -126,7 +136,7 @@ class Encoder {
       q.z = half_;
     } else {
       q.s = stored((hi - lo) / L_, gi);
-      q.z = (int)std::min<double>(L_, std::max<double>(0, std::nearbyint(-lo / q.s)));
+      q.z = (int)std::min<double>(L_, std::max<double>(0, rint_bounded(-lo / q.s)));
     }
     return q;
   }
@@ -158,7 +168,7 @@ class Encoder {
       const double det = sw * suu - su * su;
       if (det > 0) {
         const double a = (sw * sux - su * sx) / det, c = (sx - a * su) / sw;
-        if (a > 0) r.z = (int)std::min<double>(L_, std::max<double>(0, std::nearbyint(-c / a)));
+        if (a > 0) r.z = (int)std::min<double>(L_, std::max<double>(0, rint_bounded(-c / a)));
       }
     }
     // sum w x (u - z) and sum w (u - z)^2 from the sums above (codes of q, zero point r.z).
@@ -305,6 +315,7 @@ void int_quantize(const IntTensorIn& in, const IntParams& p, const IntOut& out, 
   parallel_for(ctx, units, [&](size_t u) {
     const uint64_t g0 = u * per_unit, g1 = std::min<uint64_t>(L.groups, g0 + per_unit);
     uint8_t cb[kChunk];
+    float gbuf[kChunk];
     for (uint64_t g = g0; g < g1; ++g) {
       const uint64_t r = g / gpr, j = g % gpr;
       const uint64_t b = r * L.cols + j * G, n = std::min<uint64_t>(G, L.cols - j * G);
@@ -318,7 +329,15 @@ void int_quantize(const IntTensorIn& in, const IntParams& p, const IntOut& out, 
         }
         if (tot > 0) w = in.importance + b;  // a group with no importance anywhere: plain squared error
       }
-      const Group grp{in.data, in.dtype, b, n, w};
+      // A group that fits one chunk is converted to F32 once (the MSE search reads it some 40 times), and its
+      // finiteness checked here with the element's index in the tensor; larger groups are read chunk by chunk.
+      Group grp{in.data, in.dtype, b, n, w};
+      if (n <= kChunk && in.dtype != Dtype::F32) {
+        load_f32(in.data, in.dtype, b, n, gbuf);
+        for (uint64_t i = 0; i < n; ++i)
+          if (!std::isfinite(gbuf[i])) throw Error(Code::NonFinite, "NaN or Inf at element " + std::to_string(b + i));
+        grp = Group{gbuf, Dtype::F32, 0, n, w};
+      }
       double e = 0;
       const Q q = enc.group(grp, g, &e);
       put_scale(out.scales, g, q.s, p.scale_dtype);
