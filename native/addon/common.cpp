@@ -29,6 +29,21 @@ Bytes bytes_of(const Napi::Value& v, const char* what) {
   return b;
 }
 
+const float* importance_of(Napi::Env env, const Napi::Value& v, uint64_t numel, PromiseWorker& w) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_arg(env, "importance must be a Float32Array");
+  Bytes ib = bytes_of(v, "importance");
+  if (ib.size != numel * 4) throw_arg(env, "importance must have one value per element");
+  w.Keep(v);
+  return reinterpret_cast<const float*>(ib.data);
+}
+
+Bytes out_buffer_of(Napi::Env env, const Napi::Value& v, const char* what, uint64_t need, const char* sizes) {
+  Bytes b = bytes_of(v, what);
+  if (b.size < need) throw_arg(env, std::string(what) + " buffer is too small: " + std::to_string(b.size) + " < " + std::to_string(need) + " bytes (" + sizes + ")");
+  return b;
+}
+
 std::string str_of(const Napi::Object& o, const char* key, const std::string& def) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return def;

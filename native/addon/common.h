@@ -122,6 +122,13 @@ struct DenseOut {
   wp::Dtype dtype = wp::Dtype::F32;
   void* data = nullptr;
 };
+// The optional per-element importance of a tensor argument (its "importance" field): null when absent, else a
+// Float32Array of numel values, kept alive by the worker. Throws E_ARGUMENT otherwise.
+const float* importance_of(Napi::Env env, const Napi::Value& v, uint64_t numel, PromiseWorker& w);
+
+// An output buffer argument of at least `need` bytes (as the `sizes` function reported); E_ARGUMENT otherwise.
+Bytes out_buffer_of(Napi::Env env, const Napi::Value& v, const char* what, uint64_t need, const char* sizes);
+
 DenseOut dense_out_of(const Napi::CallbackInfo& info, size_t i, uint64_t numel, wp::Context& ctx, PromiseWorker& w);
 
 void init_io(Napi::Env env, Napi::Object exports);

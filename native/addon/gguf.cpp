@@ -57,14 +57,7 @@ Napi::Value GgufQuantize(const Napi::CallbackInfo& info) {
   if (data.size != w->in.numel * wp::dtype_size(w->in.dtype)) throw_arg(env, "tensor data size does not match numel x dtype size");
   if (w->in.cols == 0 || w->in.numel % w->in.cols != 0 || w->in.cols % blk.weights != 0)
     throw to_js_error(env, wp::Error(wp::Code::Argument, "rows of " + std::to_string(w->in.cols) + " weights are not a multiple of the block (" + std::to_string(blk.weights) + ")", w->tensor));
-  Napi::Value imp = t.Get("importance");
-  if (!imp.IsUndefined() && !imp.IsNull()) {
-    if (!imp.IsTypedArray() || imp.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_arg(env, "importance must be a Float32Array");
-    Bytes ib = bytes_of(imp, "importance");
-    if (ib.size != w->in.numel * 4) throw_arg(env, "importance must have one value per element");
-    w->in.importance = reinterpret_cast<const float*>(ib.data);
-    w->Keep(imp);
-  }
+  w->in.importance = importance_of(env, t.Get("importance"), w->in.numel, *w);
   Bytes out = bytes_of(info[2], "out");
   const uint64_t need = w->in.numel / blk.weights * blk.bytes;
   if (out.size < need) throw_arg(env, "out is too small: " + std::to_string(out.size) + " < " + std::to_string(need) + " bytes");

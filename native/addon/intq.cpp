@@ -95,25 +95,15 @@ Napi::Value IntQuantize(const Napi::CallbackInfo& info) {
   w->in.numel = (uint64_t)num_of(t, "numel", 0);
   w->in.cols = (uint64_t)num_of(t, "cols", (double)w->in.numel);
   if (data.size != w->in.numel * wp::dtype_size(w->in.dtype)) throw_arg(env, "tensor data size does not match numel x dtype size");
-  Napi::Value imp = t.Get("importance");
-  if (!imp.IsUndefined() && !imp.IsNull()) {
-    if (!imp.IsTypedArray() || imp.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_arg(env, "importance must be a Float32Array");
-    Bytes ib = bytes_of(imp, "importance");
-    if (ib.size != w->in.numel * 4) throw_arg(env, "importance must have one value per element");
-    w->in.importance = reinterpret_cast<const float*>(ib.data);
-    w->Keep(imp);
-  }
+  w->in.importance = importance_of(env, t.Get("importance"), w->in.numel, *w);
   w->params = int_params_of(env, info[1]);
   wp::IntLayout L = layout_or_throw(env, w->in.numel, w->in.cols, w->params, w->tensor);
   w->ctx.threads = (int)num_of(info[1].As<Napi::Object>(), "threads", 0);
   w->ctx.cancel = cancel_of(info[5]);
   w->AttachProgress(env, info[6], w->ctx);
-  Bytes codes = bytes_of(info[2], "codes");
-  Bytes scales = bytes_of(info[3], "scales");
-  Bytes zeros = bytes_of(info[4], "zeros");
-  if (codes.size < L.codes_bytes) throw_arg(env, "codes buffer is too small: " + std::to_string(codes.size) + " < " + std::to_string(L.codes_bytes) + " bytes (intSizes)");
-  if (scales.size < L.scales_bytes) throw_arg(env, "scales buffer is too small: " + std::to_string(scales.size) + " < " + std::to_string(L.scales_bytes) + " bytes (intSizes)");
-  if (zeros.size < L.zeros_bytes) throw_arg(env, "zeros buffer is too small: " + std::to_string(zeros.size) + " < " + std::to_string(L.zeros_bytes) + " bytes (intSizes)");
+  Bytes codes = out_buffer_of(env, info[2], "codes", L.codes_bytes, "intSizes");
+  Bytes scales = out_buffer_of(env, info[3], "scales", L.scales_bytes, "intSizes");
+  Bytes zeros = out_buffer_of(env, info[4], "zeros", L.zeros_bytes, "intSizes");
   w->out = {codes.data, codes.size, scales.data, scales.size, zeros.data, zeros.size};
   w->Keep(t.Get("data"));
   w->Keep(info[2]);

@@ -66,15 +66,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   w->tensor = str_of(t, "name", "");
   size_t esz = wp::dtype_size(w->in.dtype);
   if (esz == 0 || data.size != w->in.numel * esz) throw_arg(env, "tensor data size does not match numel x dtype size");
-  Napi::Value imp = t.Get("importance");
-  if (!imp.IsUndefined() && !imp.IsNull()) {
-    if (!imp.IsTypedArray() || imp.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw_arg(env, "importance must be a Float32Array");
-    Bytes ib = bytes_of(imp, "importance");
-    if (ib.size != w->in.numel * 4) throw_arg(env, "importance must have one value per element");
-    w->in.importance = reinterpret_cast<const float*>(ib.data);
-    w->Keep(imp);
-  }
+  w->in.importance = importance_of(env, t.Get("importance"), w->in.numel, *w);
   w->params.method = str_of(p, "method", "kmeans-optimal");
   double bits = num_of(p, "bits", 4);
   if (!(bits >= 1 && bits <= 8) || bits != std::floor(bits)) throw_arg(env, "bits must be an integer from 1 to 8");
