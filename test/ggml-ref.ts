@@ -28,7 +28,7 @@ export function readGguf(path: string) {
       case 4: return u32();
       case 5: { const v = b.readInt32LE(p); p += 4; return v; }
       case 6: { const v = b.readFloatLE(p); p += 4; return v; }
-      case 7: return b.readUInt8(p++) === 1;
+      case 7: { const v = b.readUInt8(p++); if (v > 1) throw new Error('bad bool'); return v === 1; }
       case 8: return str();
       case 9: { const et = u32(), n = u64(); return Array.from({ length: n }, () => value(et)); }
       case 10: return u64();
@@ -50,6 +50,8 @@ export function readGguf(path: string) {
   }
   const align = (kv['general.alignment'] as number | undefined) ?? 32;
   const dataStart = Math.ceil(p / align) * align;
+  // The padding between the tensor infos and the data is zeros.
+  for (let i = p; i < dataStart; i++) if (b[i] !== 0) throw new Error('non-zero padding');
   const data = (t: GgufTensorInfo, bytes: number) => new Uint8Array(b.buffer, b.byteOffset + dataStart + t.offset, bytes);
   return { magic, version, kv, infos, align, dataStart, buf: b, data };
 }

@@ -1,14 +1,15 @@
 /**
- * GGUF export (lib/gguf.ts): the file is read back with a minimal GGUF v3 reader written here from ggml's
- * docs/gguf.md (header, typed KVs, tensor infos, alignment), Q4_0 and IQ4_NL blocks are decoded here from their
+ * GGUF export (lib/gguf.ts): the file is read back with the minimal GGUF reader of test/ggml-ref.ts, written from
+ * ggml's docs/gguf.md (header, typed KVs, tensor infos, alignment), Q4_0 and IQ4_NL blocks are decoded here from their
  * published layout (block_q4_0 / block_iq4_nl: F16 d, then 16 bytes whose low nibbles hold weights 0..15 and
  * high nibbles weights 16..31), and compared with the checkpoint.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { exportGguf } from '../lib/gguf.js';
+import { readGguf, type GgufTensorInfo } from './ggml-ref.js';
 import { decodeBytes, fromF16, readSafetensors, tempDir } from './helpers.js';
 
 const tmp = tempDir();
@@ -19,51 +20,8 @@ const Q40 = Array.from({ length: 16 }, (_, i) => i - 8);
 const TYPE = { F32: 0, F16: 1, Q4_0: 2, IQ4_NL: 20, BF16: 30, F64: 28, I8: 24, I16: 25, I32: 26, I64: 27 } as const;
 const DT_TYPE: Record<string, number> = { F32: 0, F16: 1, BF16: 30, F64: 28, I8: 24, I16: 25, I32: 26, I64: 27 };
 
-interface GgufInfo { name: string; ne: number[]; type: number; offset: number }
 
-function readGguf(path: string) {
-  const b = readFileSync(path);
-  let p = 0;
-  const u32 = () => { const v = b.readUInt32LE(p); p += 4; return v; };
-  const u64 = () => { const v = Number(b.readBigUInt64LE(p)); p += 8; return v; };
-  const str = () => { const n = u64(); const s = b.toString('utf8', p, p + n); p += n; return s; };
-  const value = (t: number): unknown => {
-    switch (t) {
-      case 0: return b.readUInt8(p++);
-      case 1: return b.readInt8(p++);
-      case 2: { const v = b.readUInt16LE(p); p += 2; return v; }
-      case 3: { const v = b.readInt16LE(p); p += 2; return v; }
-      case 4: return u32();
-      case 5: { const v = b.readInt32LE(p); p += 4; return v; }
-      case 6: { const v = b.readFloatLE(p); p += 4; return v; }
-      case 7: { const v = b.readUInt8(p++); if (v > 1) throw new Error('bad bool'); return v === 1; }
-      case 8: return str();
-      case 9: { const et = u32(), n = u64(); return Array.from({ length: n }, () => value(et)); }
-      case 10: return u64();
-      case 11: { const v = Number(b.readBigInt64LE(p)); p += 8; return v; }
-      case 12: { const v = b.readDoubleLE(p); p += 8; return v; }
-      default: throw new Error(`unknown KV type ${t}`);
-    }
-  };
-  const magic = b.toString('latin1', 0, 4);
-  p = 4;
-  const version = u32(), nt = u64(), nkv = u64();
-  const kv: Record<string, unknown> = {};
-  for (let i = 0; i < nkv; i++) { const k = str(); kv[k] = value(u32()); }
-  const infos: GgufInfo[] = [];
-  for (let i = 0; i < nt; i++) {
-    const name = str(), nd = u32();
-    const ne = Array.from({ length: nd }, () => u64());
-    infos.push({ name, ne, type: u32(), offset: u64() });
-  }
-  const align = (kv['general.alignment'] as number | undefined) ?? 32;
-  const dataStart = Math.ceil(p / align) * align;
-  // The padding between the tensor infos and the data is zeros.
-  for (let i = p; i < dataStart; i++) if (b[i] !== 0) throw new Error('non-zero padding');
-  return { magic, version, kv, infos, align, dataStart, buf: b };
-}
-
-function tensorBytes(info: GgufInfo): number {
+function tensorBytes(info: GgufTensorInfo): number {
   const n = info.ne.reduce((a, c) => a * c, 1);
   if (info.type === TYPE.Q4_0 || info.type === TYPE.IQ4_NL) return (n / 32) * 18;
   const size: Record<number, number> = { 0: 4, 1: 2, 30: 2, 28: 8, 24: 1, 25: 2, 26: 4, 27: 8 };
