@@ -13,7 +13,7 @@ import { DIGEST_KEY, schemeDigest } from '../lib/format.js';
 import { decode, quantize, type QuantizeOptions } from '../lib/index.js';
 import { QUANTIZING_CODECS } from '../lib/codecs/registry.js';
 import { METHODS, codecsFor } from '../lib/methods/registry.js';
-import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, tempDir, unpackCodes, writeSafetensors, type ParsedFile } from './helpers.js';
+import { decodeBytes, encode, fromF16, gaussian, mulberry32, readSafetensors, refInt, tempDir, unpackCodes, writeSafetensors, type ParsedFile } from './helpers.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -101,22 +101,6 @@ function refVector(f: ParsedFile, s: any, n: number): Float64Array {
       out[r * cols + c] = sc ? fr(v * sc[r]) : v;
     }
   return out;
-}
-
-/**
- * Int codec (docs/FORMAT.md "Integer group tensors"): x = fl32(s_g · (u − z_g)), g = row · ceil(cols / G) + floor(col / G),
- * z_g = 2^(bits−1) (symmetric) or the stored zero point (bits bits each, LSB first).
- */
-function refInt(f: ParsedFile, s: any, n: number): Float64Array {
-  const { cols, groupSize: G, symmetric, scaleDtype, scales, zeros } = s.int;
-  const gpr = Math.ceil(cols / G);
-  const sc = decodeBytes(f.tensor(scales), scaleDtype);
-  const z = symmetric ? undefined : unpackCodes(f.tensor(zeros), (n / cols) * gpr, s.bits);
-  const u = unpackCodes(f.tensor(s.codes), n, s.bits);
-  return Float64Array.from({ length: n }, (_, i) => {
-    const g = Math.floor(i / cols) * gpr + Math.floor((i % cols) / G);
-    return fr(sc[g] * (u[i] - (z ? z[g] : 2 ** (s.bits - 1))));
-  });
 }
 
 const REFERENCE_CODEC: Record<string, (f: ParsedFile, s: any, n: number) => Float64Array> = { scalar: refScalar, block: refBlock, vector: refVector, int: refInt };

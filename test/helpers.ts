@@ -186,3 +186,20 @@ export function rewriteMetadata(src: string, dst: string, edit: (metadata: Recor
     .map(([name, e]) => ({ name, dtype: e.dtype, shape: e.shape, data: Uint8Array.from(f.tensor(name)) }));
   writeSafetensors(dst, tensors, edit({ ...f.metadata }));
 }
+
+/**
+ * The int codec's stored tensor, decoded from docs/FORMAT.md ("Integer group tensors"): x = fl32(s_g · (u − z_g)),
+ * g = row · ceil(cols / G) + floor(col / G), z_g = 2^(bits−1) (symmetric) or the stored zero point (bits bits each,
+ * LSB first). `s` is the tensor's scheme entry, `n` its element count.
+ */
+export function refInt(f: ParsedFile, s: any, n: number): Float64Array {
+  const { cols, groupSize: G, symmetric, scaleDtype, scales, zeros } = s.int;
+  const gpr = Math.ceil(cols / G);
+  const sc = decodeBytes(f.tensor(scales), scaleDtype);
+  const z = symmetric ? undefined : unpackCodes(f.tensor(zeros), (n / cols) * gpr, s.bits);
+  const u = unpackCodes(f.tensor(s.codes), n, s.bits);
+  return Float64Array.from({ length: n }, (_, i) => {
+    const g = Math.floor(i / cols) * gpr + Math.floor((i % cols) / G);
+    return Math.fround(sc[g] * (u[i] - (z ? z[g] : 2 ** (s.bits - 1))));
+  });
+}

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { decode, exportCompressedTensors, quantize } from '../lib/index.js';
-import { decodeBytes, encode, gaussian, mulberry32, readSafetensors, tempDir, unpackCodes, writeSafetensors, type ParsedFile } from './helpers.js';
+import { decodeBytes, encode, gaussian, mulberry32, readSafetensors, refInt, tempDir, writeSafetensors, type ParsedFile } from './helpers.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -70,19 +70,6 @@ function bruteRtn(x: ArrayLike<number>, bits: number, symmetric: boolean): numbe
     else for (let z = 0; z <= L; z++) best = Math.min(best, rtn(x, s, z, bits).sse);
   }
   return best;
-}
-
-/** The weightpress int codec's stored tensor, decoded from docs/FORMAT.md ("Integer group tensors"). */
-function refInt(f: ParsedFile, s: any, n: number): Float64Array {
-  const { cols, groupSize: G, symmetric, scaleDtype, scales, zeros } = s.int;
-  const gpr = Math.ceil(cols / G);
-  const sc = decodeBytes(f.tensor(scales), scaleDtype);
-  const z = symmetric ? undefined : unpackCodes(f.tensor(zeros), (n / cols) * gpr, s.bits);
-  const u = unpackCodes(f.tensor(s.codes), n, s.bits);
-  return Float64Array.from({ length: n }, (_, i) => {
-    const g = Math.floor(i / cols) * gpr + Math.floor((i % cols) / G);
-    return fr(sc[g] * (u[i] - (z ? z[g] : 2 ** (s.bits - 1))));
-  });
 }
 
 /** compressed-tensors' pack-quantized module, decoded from its published layout (see the top). */
